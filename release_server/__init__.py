@@ -1,0 +1,51 @@
+"""The release server: a Flask application built by :func:`create_app`."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def instance_path_default() -> str:
+    return os.path.abspath(os.environ.get("RELEASE_SERVER_INSTANCE_PATH") or "instance")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: defaults < ``instance/config.toml`` < environment < ``test_config``."""
+    from . import api, db as db_mod, storage
+    from .config import finalise, load_config
+    from .uploads import UploadRequest
+
+    test_config = dict(test_config or {})
+    instance = test_config.pop("INSTANCE_PATH", None) or instance_path_default()
+    os.makedirs(instance, exist_ok=True)
+    app = Flask(__name__, instance_path=instance, instance_relative_config=True)
+    app.request_class = UploadRequest
+
+    config = load_config(instance)
+    config.update(test_config)
+    finalise(config, instance)
+    app.config.update(config)
+    app.config.setdefault("MAX_FORM_MEMORY_SIZE", 2 * 1024 * 1024)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db_mod.db.init_app(app)
+    storage.init_app(app)
+    api.init_app(app)
+
+    from . import cli
+
+    cli.init_app(app)
+
+    if not app.debug and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,1 @@
+"""Staff and customer accounts, roles, API tokens and the audit log."""

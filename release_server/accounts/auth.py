@@ -1,0 +1,54 @@
+"""Who is calling: bearer tokens for the API (and, later, the console's session).
+
+:func:`authenticate` resolves the request's credentials to a :class:`Principal` and
+checks its role against the roles a route allows. Missing or bad credentials give 401,
+a known caller with the wrong role gives 403.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flask import g, request
+
+from ..db import db
+from ..errors import AuthenticationError, PermissionDeniedError
+from . import services
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "token" (staff API token)
+    role: str
+    name: str
+    user_id: int | None = None
+    token_id: int | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return self.name
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return None
+
+
+def authenticate(roles: Iterable[str]) -> Principal:
+    roles = frozenset(roles)
+    secret = bearer_token()
+    if not secret:
+        raise AuthenticationError("authentication required: send 'Authorization: Bearer <token>'",
+                                  field="Authorization")
+    token = services.find_token(db.session, secret)
+    if token is None:
+        raise AuthenticationError("the token is unknown, expired or revoked", field="Authorization")
+    name = token.user.username if token.user else f"token:{token.prefix}"
+    principal = Principal("token", token.role, name, token.user_id, token.id)
+    if principal.role not in roles:
+        raise PermissionDeniedError(f"role {principal.role!r} may not do this (allowed: {', '.join(sorted(roles))})")
+    g.principal = principal
+    return principal

@@ -1,0 +1,137 @@
+"""Configuration: defaults < instance file < environment.
+
+The instance file is ``<instance>/config.toml``; environment variables are
+``RELEASE_SERVER_<KEY>`` (and the conventional ``DATABASE_URL``). Each value is
+parsed to the type of its default, so ``RELEASE_SERVER_MAX_ARTIFACT_SIZE=abc`` fails
+at start-up with a message naming the variable instead of failing later.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV_PREFIX = "RELEASE_SERVER_"
+
+#: Every setting with its default and therefore its type. ``None`` defaults are strings.
+DEFAULTS: dict[str, Any] = {
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,  # default: sqlite under the instance folder
+    "DATABASE_ECHO": False,
+    "STORAGE_BACKEND": "local",  # "local" or "s3"
+    "STORAGE_PATH": None,  # default: <instance>/blobs
+    "UPLOAD_TMP_DIR": None,  # default: <instance>/uploads (same filesystem as blobs)
+    "S3_BUCKET": "release-server",
+    "S3_ENDPOINT_URL": None,
+    "S3_REGION": "us-east-1",
+    "S3_ACCESS_KEY_ID": None,
+    "S3_SECRET_ACCESS_KEY": None,
+    "S3_PREFIX": "",
+    "S3_PRESIGNED_DOWNLOADS": False,
+    "S3_PRESIGNED_TTL": 300,
+    "S3_MULTIPART_CHUNK_SIZE": 8 * 1024 * 1024,
+    "MAX_ARTIFACT_SIZE": 2 * 1024 * 1024 * 1024,
+    "MAX_CHANGELOG_CHARS": 200_000,
+    "PUBLIC_URL": "http://127.0.0.1:8000",
+    "PAGE_SIZE_MAX": 200,
+}
+
+
+def parse_value(key: str, raw: str, default: Any) -> Any:
+    """Parse an environment string to the type of ``default``; raise ConfigError if it won't."""
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{key}: expected a boolean (true/false), got {raw!r}", field=key)
+    if isinstance(default, int):
+        try:
+            return int(raw.strip().replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{key}: expected an integer, got {raw!r}", field=key) from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{key}: expected a number, got {raw!r}", field=key) from None
+    return raw
+
+
+def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}", field=key)
+    elif isinstance(default, int) and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ConfigError(f"{source}: {key} must be an integer, got {value!r}", field=key)
+    return value
+
+
+def load_config(instance_path: str | os.PathLike, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Build the configuration for an instance folder: defaults, then file, then environment."""
+    environ = dict(os.environ if environ is None else environ)
+    instance = Path(instance_path)
+    config: dict[str, Any] = dict(DEFAULTS)
+
+    config_file = instance / "config.toml"
+    if config_file.exists():
+        try:
+            with config_file.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{config_file}: not valid TOML: {e}") from e
+        for key, value in data.items():
+            key = key.upper()
+            config[key] = _check_type(key, value, DEFAULTS.get(key), str(config_file))
+
+    if environ.get("DATABASE_URL"):
+        config["DATABASE_URL"] = environ["DATABASE_URL"]
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):]
+        config[key] = parse_value(key, raw, DEFAULTS.get(key))
+    return config
+
+
+def finalise(config: dict[str, Any], instance_path: str) -> None:
+    """Fill the defaults that depend on the instance folder and check cross-field rules."""
+    instance = Path(instance_path)
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'release-server.db'}"
+    if not config.get("STORAGE_PATH"):
+        config["STORAGE_PATH"] = str(instance / "blobs")
+    if not config.get("UPLOAD_TMP_DIR"):
+        config["UPLOAD_TMP_DIR"] = str(Path(config["STORAGE_PATH"]) / "incoming")
+    if config["STORAGE_BACKEND"] not in ("local", "s3"):
+        raise ConfigError(
+            f"STORAGE_BACKEND must be 'local' or 's3', got {config['STORAGE_BACKEND']!r}", field="STORAGE_BACKEND")
+    if config["MAX_ARTIFACT_SIZE"] <= 0:
+        raise ConfigError("MAX_ARTIFACT_SIZE must be positive", field="MAX_ARTIFACT_SIZE")
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret(instance)
+    # Multipart overhead (metadata part, boundaries) on top of the artifact itself.
+    config["MAX_CONTENT_LENGTH"] = config["MAX_ARTIFACT_SIZE"] + 4 * 1024 * 1024
+
+
+def _instance_secret(instance: Path) -> str:
+    """A per-instance secret kept in ``<instance>/secret_key`` (created on first use, mode 0600)."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value

@@ -1,0 +1,133 @@
+"""Database engine, sessions and the declarative base.
+
+One engine per application, bound in the app factory (``db.init_app(app)``). A
+request or CLI command gets one session (``db.session``), closed at teardown. The
+view layer commits once, through :func:`Database.commit`; services only add and flush.
+
+SQLite runs in WAL mode with foreign keys on. Its transactions are begun explicitly:
+requests that change data (POST, PUT, PATCH, DELETE) and CLI commands start with
+``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock instead of
+failing on a lock upgrade; reads begin deferred. PostgreSQL uses row locks where a
+service needs one (see :func:`lock_row`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context, request
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) instead of pysqlite.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """The application's database handle, bound with :meth:`init_app`."""
+
+    def init_app(self, app: Flask) -> None:
+        engine = make_engine(app.config["DATABASE_URL"], app.config.get("DATABASE_ECHO", False))
+        app.extensions["db_engine"] = engine
+        app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+        app.extensions["db_write_sessionmaker"] = sessionmaker(
+            bind=engine.execution_options(sqlite_immediate=True) if is_sqlite(engine) else engine,
+            expire_on_commit=False)
+        app.teardown_appcontext(self._teardown)
+
+    @property
+    def engine(self) -> Engine:
+        return current_app.extensions["db_engine"]
+
+    @property
+    def session(self) -> Session:
+        sess = g.get("_db_session")
+        if sess is None:
+            writing = not has_request_context() or request.method in ("POST", "PUT", "PATCH", "DELETE")
+            key = "db_write_sessionmaker" if writing else "db_sessionmaker"
+            sess = current_app.extensions[key]()
+            g._db_session = sess
+        return sess
+
+    def new_session(self, *, write: bool = True) -> Session:
+        """A session outside the request's own (for background work); the caller closes it."""
+        key = "db_write_sessionmaker" if write else "db_sessionmaker"
+        return current_app.extensions[key]()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        sess = g.get("_db_session")
+        if sess is not None:
+            sess.rollback()
+
+    @staticmethod
+    def _teardown(_exc: BaseException | None) -> None:
+        sess = g.pop("_db_session", None)
+        if sess is not None:
+            sess.close()
+
+
+db = Database()
+
+
+def lock_row(session: Session, model: type, pk: Any) -> Any:
+    """Fetch one row holding a write lock on it until the transaction ends.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite: the transaction already holds the
+    database write lock (``BEGIN IMMEDIATE``), so a plain read is enough.
+    """
+    from sqlalchemy import select
+
+    stmt = select(model).where(model.id == pk)
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()

@@ -1,0 +1,1 @@
+"""Components, releases, artifacts, channels and changelogs."""

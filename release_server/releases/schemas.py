@@ -1,0 +1,199 @@
+"""Shapes of the releases API: what a publish must carry and what the API returns.
+
+Field checks that need no database (PEP 440 versions, version specifiers, names) live
+here, so the same rules validate the request and document it in OpenAPI.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
+
+
+def normalise_version(value: str) -> str:
+    """PEP 440 normal form; ValueError with a readable message otherwise."""
+    try:
+        return str(Version(value))
+    except InvalidVersion:
+        raise ValueError(f"{value!r} is not a valid PEP 440 version") from None
+
+
+def check_name(value: str, what: str = "name") -> str:
+    if not NAME_RE.match(value or ""):
+        raise ValueError(f"{what} must be 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit")
+    return value
+
+
+class CreateComponent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = Field(default="", max_length=10_000)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        return check_name(v)
+
+
+class ComponentOut(BaseModel):
+    name: str
+    description: str
+    created_at: datetime
+
+
+class ComponentList(BaseModel):
+    items: list[ComponentOut]
+
+
+class CreateChannel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = Field(default="", max_length=10_000)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        return check_name(v)
+
+
+class ChannelOut(BaseModel):
+    name: str
+    description: str
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelOut]
+
+
+class PublishMetadata(BaseModel):
+    """The ``metadata`` part of a publish request (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(description="PEP 440 version; stored in normal form")
+    channels: list[str] = Field(default_factory=lambda: ["beta"], min_length=1)
+    changelog: str = Field(default="", description="Markdown")
+    critical: bool = False
+    min_from_version: str | None = Field(default=None, description="Installations below this version must first "
+                                                                   "move to a release that accepts them")
+    requires: dict[str, str] = Field(default_factory=dict,
+                                     description="Component name -> PEP 440 version specifier, e.g. '>=2.0,<3'")
+    filename: str | None = Field(default=None, description="Artifact file name; defaults to the uploaded name")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return normalise_version(v)
+
+    @field_validator("min_from_version")
+    @classmethod
+    def _min_from(cls, v: str | None) -> str | None:
+        return None if v in (None, "") else normalise_version(v)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_name(name, "channel")
+        return sorted(set(v))
+
+    @field_validator("requires")
+    @classmethod
+    def _requires(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for comp, spec in v.items():
+            check_name(comp, "required component")
+            try:
+                out[comp] = str(SpecifierSet(spec))
+            except InvalidSpecifier:
+                raise ValueError(f"{spec!r} is not a valid version specifier for {comp!r}") from None
+        return out
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, v: str | None) -> str | None:
+        if v is not None and not FILENAME_RE.match(v):
+            raise ValueError("filename may hold letters, digits, '.', '_', '+' and '-' only")
+        return v
+
+
+class ReleaseOut(BaseModel):
+    component: str
+    version: str
+    channels: list[str]
+    artifact: dict
+    changelog: str
+    changelog_html: str
+    critical: bool
+    min_from_version: str | None
+    requires: dict[str, str]
+    created_by: str
+    created_at: datetime
+    yanked: bool
+    yank_reason: str | None
+    download_url: str
+
+
+class ReleasePage(BaseModel):
+    items: list[ReleaseOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class ReleaseQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str | None = None
+    page: int = Field(default=1, ge=1)
+    per_page: int = Field(default=50, ge=1, le=200)
+    include_yanked: bool = True
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, v: str) -> str:
+        return check_name(v, "channel")
+
+
+class YankBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ChangelogQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_version: str | None = Field(default=None, alias="from", description="exclusive; omit for the beginning")
+    to_version: str = Field(alias="to", description="inclusive")
+
+    @field_validator("from_version", "to_version")
+    @classmethod
+    def _v(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_version(v)
+
+
+class ChangelogEntry(BaseModel):
+    version: str
+    created_at: datetime
+    critical: bool
+    yanked: bool
+    changelog: str
+    changelog_html: str
+
+
+class CombinedChangelog(BaseModel):
+    component: str
+    from_version: str | None
+    to_version: str
+    entries: list[ChangelogEntry]
+    markdown: str
+    html: str

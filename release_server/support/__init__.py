@@ -1,0 +1,1 @@
+"""Support desk: inbound customer e-mail and the tickets made from it."""

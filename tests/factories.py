@@ -1,0 +1,37 @@
+"""Test data builders shared by the test modules."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Any
+
+
+def make_tarball(files: dict[str, bytes | str], *, manifest: str | None = None) -> bytes:
+    """A .tar.gz artifact holding ``files`` (and an ``update.toml`` when given)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        items = dict(files)
+        if manifest is not None:
+            items["update.toml"] = manifest
+        for name, content in items.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def publish(client: Any, headers: dict[str, str], component: str, version: str, *,
+            artifact: bytes | None = None, filename: str | None = None, **metadata: Any) -> Any:
+    """POST a release through the API test client; returns the response."""
+    meta = {"version": version, **metadata}
+    body = artifact if artifact is not None else make_tarball({"VERSION": version})
+    data = {"metadata": json.dumps(meta), "artifact": (io.BytesIO(body), filename or f"{component}-{version}.tar.gz")}
+    return client.post(f"/api/v1/components/{component}/releases", data=data, headers=headers,
+                       content_type="multipart/form-data")
+
+
+def create_component(client: Any, headers: dict[str, str], name: str, description: str = "") -> Any:
+    return client.post("/api/v1/components", json={"name": name, "description": description}, headers=headers)
