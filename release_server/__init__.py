@@ -37,6 +37,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage.init_app(app)
     api.init_app(app)
 
+    from . import signing
+
+    signing.init_app(app)
+
     from . import cli
 
     cli.init_app(app)

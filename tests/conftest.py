@@ -250,3 +250,68 @@ class Auth:
 @pytest.fixture
 def auth(app: Any) -> Auth:
     return Auth(app)
+
+
+# ---------------------------------------------------------------- a real server process
+
+class LiveServer:
+    """A gunicorn process serving the app on 127.0.0.1, configured through the environment."""
+
+    def __init__(self, config: dict[str, Any], log_path: Path, workers: int = 2) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
+        env.pop("DATABASE_URL", None)
+        for key, value in self.config.items():
+            if key == "INSTANCE_PATH":
+                env["RELEASE_SERVER_INSTANCE_PATH"] = str(value)
+            elif key == "TESTING":
+                continue
+            else:
+                env[f"RELEASE_SERVER_{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env["RELEASE_SERVER_PUBLIC_URL"] = self.url
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def start(self) -> LiveServer:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
+             "--timeout", "300", "release_server:create_app()"],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=str(ROOT))
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited at start:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not answer:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def live_server(app: Any, app_config: dict[str, Any], tmp_path: Path) -> Iterator[LiveServer]:
+    """The same app as the ``app`` fixture (same database and storage), served by gunicorn."""
+    server = LiveServer(app_config, tmp_path / "server.log").start()
+    yield server
+    server.stop()

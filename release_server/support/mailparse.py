@@ -971,7 +971,7 @@ class _TextExtractor(HTMLParser):
                 label = "".join(self._out[start:])
                 target = href[7:] if href.lower().startswith("mailto:") else href
                 if target and label.strip() and target not in label:
-                    self._out.append(f" <{target}>")
+                    self._out.append(f"<{target}>" if self._at_line_start() else f" <{target}>")
 
     def handle_data(self, data: str) -> None:
         if self._pre:
