@@ -234,3 +234,7 @@ _register_client_commands()
 
 def main() -> None:
     cli.main(prog_name="release-server")
+
+
+if __name__ == "__main__":
+    main()

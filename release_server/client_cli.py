@@ -62,7 +62,7 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
     size = artifact.stat().st_size
     with artifact.open("rb") as fh:
         encoder = MultipartEncoder(fields={
-            "metadata": ("metadata.json", json.dumps(metadata), "application/json"),
+            "metadata": json.dumps(metadata),
             "artifact": (artifact.name, fh, "application/octet-stream"),
         })
         bar = None

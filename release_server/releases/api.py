@@ -67,6 +67,10 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
         raise ReleaseServerError("publish expects multipart/form-data with parts 'metadata' and 'artifact'",
                                  status=415, code="unsupported_media_type", field="body")
     raw = request.form.get("metadata")
+    if raw is None and "metadata" in request.files:  # sent as a file part (curl -F metadata=@meta.json)
+        raw = request.files["metadata"].stream.read(2 * 1024 * 1024 + 1)
+        if len(raw) > 2 * 1024 * 1024:
+            raise ValidationError("the 'metadata' part is too large", field="metadata")
     if raw is None:
         raise ValidationError("the 'metadata' part is missing", field="metadata")
     try:

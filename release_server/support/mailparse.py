@@ -628,32 +628,27 @@ def _content_id(part: Message) -> str | None:
 def _payload_bytes(part: Message) -> bytes:
     """The decoded content of a leaf part (base64 / quoted-printable undone).
 
-    Done here rather than by ``get_payload(decode=True)`` so that encoding
-    names with stray whitespace and quoted-printable soft line breaks with
-    trailing blanks (added in transit) are still decoded.
+    ``get_payload(decode=True)`` returns the original bytes when it does not
+    recognise the transfer encoding; encoding names with stray whitespace or
+    quotes are then decoded here, leniently.
     """
     try:
-        payload = part.get_payload()
+        data = part.get_payload(decode=True)
     except Exception:
-        payload = None
-    if not isinstance(payload, str):
+        data = None
+    if not isinstance(data, bytes):
         return b""
-    data = _to_bytes(payload)
     try:
-        cte = str(part.get("content-transfer-encoding", "")).strip().strip("\"'").lower()
+        declared = str(part.get("content-transfer-encoding", "")).lower()
     except Exception:
-        cte = ""
+        declared = ""
+    cte = declared.strip().strip("\"'").strip()
+    if cte == declared:
+        return data
     if cte == "base64":
         return _b64_lenient(data)
     if cte == "quoted-printable":
         return binascii.a2b_qp(re.sub(rb"[ \t]+(?=\r?\n|$)", b"", data))
-    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-        try:
-            decoded = part.get_payload(decode=True)
-        except Exception:
-            decoded = None
-        if isinstance(decoded, bytes):
-            return decoded
     return data
 
 
@@ -802,9 +797,10 @@ def safe_filename(name: str | None, index: int, content_type: str) -> str:
     text = unicodedata.normalize("NFC", name or "")
     text = re.split(r"[/\\]", text)[-1]
     text = "".join(
-        " " if ch.isspace() else ch
+        " " if ch in "\t\n\r\v\f" or unicodedata.category(ch) == "Zs" else ch
         for ch in text
-        if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+        if ch in "\t\n\r\v\f"
+        or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
     )
     text = _UNSAFE_FILENAME_CHARS.sub("_", _collapse(text)).strip(" .")
     if len(text) > MAX_FILENAME_LENGTH:

@@ -1,0 +1,69 @@
+"""Configuration: defaults < instance file < environment, typed, with clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from release_server import create_app
+from release_server.config import load_config
+from release_server.errors import ConfigError
+
+
+def test_precedence_defaults_file_env(tmp_path):
+    (tmp_path / "config.toml").write_text('MAX_ARTIFACT_SIZE = 1000\nSTORAGE_BACKEND = "local"\nS3_BUCKET = "f"\n')
+    cfg = load_config(tmp_path, environ={"RELEASE_SERVER_S3_BUCKET": "e"})
+    assert cfg["MAX_ARTIFACT_SIZE"] == 1000  # from the file
+    assert cfg["S3_BUCKET"] == "e"  # env beats file
+    assert cfg["S3_REGION"] == "us-east-1"  # default
+
+
+def test_env_values_are_typed(tmp_path):
+    cfg = load_config(tmp_path, environ={"RELEASE_SERVER_MAX_ARTIFACT_SIZE": "2_000",
+                                         "RELEASE_SERVER_S3_PRESIGNED_DOWNLOADS": "yes"})
+    assert cfg["MAX_ARTIFACT_SIZE"] == 2000 and cfg["S3_PRESIGNED_DOWNLOADS"] is True
+
+
+@pytest.mark.parametrize("env, name", [
+    ({"RELEASE_SERVER_MAX_ARTIFACT_SIZE": "big"}, "MAX_ARTIFACT_SIZE"),
+    ({"RELEASE_SERVER_S3_PRESIGNED_DOWNLOADS": "maybe"}, "S3_PRESIGNED_DOWNLOADS"),
+])
+def test_bad_env_value_names_the_variable(tmp_path, env, name):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, environ=env)
+    assert f"RELEASE_SERVER_{name}" in str(e.value)
+
+
+def test_bad_file_values(tmp_path):
+    (tmp_path / "config.toml").write_text("MAX_ARTIFACT_SIZE = 'lots'\n")
+    with pytest.raises(ConfigError, match="MAX_ARTIFACT_SIZE"):
+        load_config(tmp_path, environ={})
+    (tmp_path / "config.toml").write_text("this is = = not toml\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path, environ={})
+
+
+def test_database_url_selects_postgresql(tmp_path):
+    cfg = load_config(tmp_path, environ={"DATABASE_URL": "postgresql://u@h/db"})
+    assert cfg["DATABASE_URL"] == "postgresql://u@h/db"
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "postgresql://u@127.0.0.1:1/db"})
+    assert app.extensions["db_engine"].dialect.name == "postgresql"
+    assert app.extensions["db_engine"].driver == "psycopg"
+    app.extensions["db_engine"].dispose()
+
+
+def test_unknown_storage_backend_refused(tmp_path):
+    with pytest.raises(ConfigError, match="STORAGE_BACKEND"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "STORAGE_BACKEND": "ftp"})
+
+
+def test_embedded_default_is_sqlite_wal_with_foreign_keys(tmp_path):
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        from release_server.db import db
+
+        assert str(tmp_path) in str(db.engine.url)
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert app.config["STORAGE_PATH"].startswith(str(tmp_path))
+    app.extensions["db_engine"].dispose()
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,126 @@
+"""The blob storage contract, run unchanged against the local-disk and the S3 backend."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from release_server.errors import PayloadTooLargeError
+from release_server.storage import BlobNotFoundError, BlobStorage, blob_key_for
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path) -> Iterator[BlobStorage]:
+    if request.param == "local":
+        from release_server.storage.local import LocalStorage
+
+        yield LocalStorage(tmp_path / "blobs")
+    else:
+        from conftest import make_bucket
+
+        from release_server.storage.s3 import S3Storage
+
+        endpoint = request.getfixturevalue("s3_endpoint")
+        yield S3Storage(bucket=make_bucket(endpoint), endpoint_url=endpoint, access_key_id="test",
+                        secret_access_key="test", chunk_size=5 * 1024 * 1024)
+
+
+class Trickle(io.RawIOBase):
+    """A stream that returns short reads, like a socket."""
+
+    def __init__(self, data: bytes, step: int = 70_001) -> None:
+        self._data, self._pos, self._step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._step if n < 0 else min(n, self._step)
+        chunk = self._data[self._pos:self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+
+def test_put_stream_is_content_addressed(storage: BlobStorage):
+    data = b"hello world" * 1000
+    blob = storage.put_stream(io.BytesIO(data))
+    assert blob.sha256 == hashlib.sha256(data).hexdigest()
+    assert blob.key == blob_key_for(blob.sha256) and blob.size == len(data)
+    assert storage.read(blob.key) == data
+    assert storage.exists(blob.key) and storage.size(blob.key) == len(data)
+    # storing the same content again gives the same key and keeps one object
+    again = storage.put_stream(io.BytesIO(data))
+    assert again == blob
+    assert list(storage.list("sha256/")) == [blob.key]
+
+
+def test_large_object_goes_up_in_parts_and_streams_back(storage: BlobStorage):
+    data = os.urandom(1024) * (12 * 1024)  # 12 MiB: three 5 MiB parts on S3
+    blob = storage.put_stream(Trickle(data))
+    assert blob.size == len(data) and blob.sha256 == hashlib.sha256(data).hexdigest()
+    got = hashlib.sha256()
+    total = 0
+    for chunk in storage.iter_chunks(blob.key, chunk_size=1024 * 1024):
+        assert len(chunk) <= 1024 * 1024
+        got.update(chunk)
+        total += len(chunk)
+    assert total == len(data) and got.hexdigest() == blob.sha256
+    tail = b"".join(storage.iter_chunks(blob.key, start=len(data) - 10))
+    assert tail == data[-10:]
+
+
+def test_size_limit_refuses_and_leaves_nothing(storage: BlobStorage):
+    with pytest.raises(PayloadTooLargeError):
+        storage.put_stream(io.BytesIO(b"x" * 2048), max_size=1024)
+    assert list(storage.list()) == []
+
+
+def test_put_file_with_known_hash(storage: BlobStorage, tmp_path):
+    path = tmp_path / "artifact.bin"
+    data = b"artifact" * 100
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    blob = storage.put_file(path, sha256=digest, size=len(data), move=True)
+    assert blob.key == blob_key_for(digest) and storage.read(blob.key) == data
+    assert not path.exists()
+
+
+def test_named_objects_and_listing(storage: BlobStorage):
+    storage.write("tuf/metadata/1.root.json", b"{}")
+    storage.write("tuf/metadata/timestamp.json", b"v1")
+    storage.write("tuf/metadata/timestamp.json", b"v2")
+    assert storage.read("tuf/metadata/timestamp.json") == b"v2"
+    assert list(storage.list("tuf/")) == ["tuf/metadata/1.root.json", "tuf/metadata/timestamp.json"]
+    storage.delete("tuf/metadata/1.root.json")
+    storage.delete("tuf/metadata/1.root.json")  # deleting twice is fine
+    assert not storage.exists("tuf/metadata/1.root.json")
+
+
+def test_missing_objects_raise_not_found(storage: BlobStorage):
+    for call in (lambda: storage.read("nope/x"), lambda: storage.size("nope/x"),
+                 lambda: storage.iter_chunks("nope/x")):
+        with pytest.raises(BlobNotFoundError):
+            call()
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "a\\b"])
+def test_unsafe_keys_refused(storage: BlobStorage, key: str):
+    from release_server.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        storage.write(key, b"x")
+
+
+def test_presigned_url_on_s3_downloads_the_object(storage: BlobStorage):
+    import requests
+
+    blob = storage.put_stream(io.BytesIO(b"signed download"))
+    url = storage.presigned_url(blob.key, ttl=60, filename="a.tar.gz")
+    if storage.name == "local":
+        assert url is None and storage.local_path(blob.key) is not None
+        return
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200 and resp.content == b"signed download"
