@@ -522,7 +522,7 @@ class _Headers:
         result: list[tuple[str, str]] = []
         for display, addr in pairs:
             addr = addr.strip().strip("<>").strip().lower()
-            if addr and (" " in addr or "@" not in addr and len(addr) > 64):
+            if any(ch.isspace() for ch in addr):
                 addr = ""
             display = _collapse(display).strip("\"' ")
             if addr or display:
@@ -1272,7 +1272,8 @@ class _Collector:
     def _attachment(self, part: Message, ctype: str, default_inline: bool = False) -> _PendingAttachment:
         disposition = _disposition(part)
         content_id = _content_id(part)
-        inline = disposition == "inline" or (disposition is None and (default_inline or content_id is not None))
+        inline = disposition == "inline" or (
+            disposition is None and (default_inline or content_id is not None))
         return _PendingAttachment(
             filename=_part_filename(part, self.context),
             content_type=ctype,
@@ -1383,8 +1384,9 @@ def _find_bounce(root: Message, from_addr: str) -> tuple[bool, Message | None]:
     """Whether the message is a delivery failure, and its delivery report part."""
     parts = list(_walk(root))
     for part in parts:
+        report_type = (_param(part, "report-type") or "").strip().lower()
         if _content_type(part) == "multipart/report" and \
-                (_param(part, "report-type") or "").strip().lower() in ("delivery-status", "global-delivery-status"):
+                report_type in ("delivery-status", "global-delivery-status"):
             return True, part
     if from_addr.partition("@")[0] in _DAEMON_LOCALPARTS:
         if any(_content_type(part) in _DSN_TYPES for part in parts):
