@@ -169,7 +169,7 @@ class ComponentLayout:
         except FileNotFoundError:
             return []
         return sorted(e.name for e in entries
-                      if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+                      if _NAME_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
 
 
 # --------------------------------------------------------------------------- results
@@ -296,9 +296,18 @@ def select_releases_to_prune(oldest_first: Sequence[str], *, current: str | None
     return [v for v in oldest_first if v not in kept]
 
 
-def previous_release(oldest_first: Sequence[str], current: str | None) -> str | None:
-    """The newest release other than ``current``."""
-    for version in reversed(oldest_first):
+def previous_release(committed: Sequence[str], oldest_first: Sequence[str],
+                     current: str | None) -> str | None:
+    """The release to go back to from ``current``.
+
+    ``committed`` is the commit history (oldest first) of releases still on
+    disk, ``oldest_first`` every release on disk. When ``current`` is in the
+    history, the previous release is the newest other committed one, so
+    releases that were rolled back from are never returned to. Otherwise
+    (history unknown) it is the newest other release on disk.
+    """
+    candidates = committed if current in committed else oldest_first
+    for version in reversed(candidates):
         if version != current:
             return version
     return None
@@ -333,8 +342,12 @@ class _Run:
         result.raise_for_failure()
 
     def finish(self, outcome: Outcome, *, stage: str | None = None, code: str | None = None,
-               message: str | None = None) -> InstallOutcome:
-        """Build the outcome, queue its report, then drop the journal."""
+               message: str | None = None, keep_journal: bool = False) -> InstallOutcome:
+        """Build the outcome, queue its report, then drop the journal.
+
+        ``keep_journal`` leaves the journal in place when an undo could not be
+        completed, so that ``recover`` tries again at the next start.
+        """
         j = self.journal
         result = InstallOutcome(
             report_id=j.report_id, component=j.component, from_version=j.from_version,
@@ -344,7 +357,8 @@ class _Run:
         )
         if self.installer.outbox is not None:
             self.installer.outbox.add(result.to_report())
-        clear_journal(self.installer.config.state_dir)
+        if not keep_journal:
+            clear_journal(self.installer.config.state_dir)
         return result
 
 
@@ -410,10 +424,11 @@ class Installer:
             old_exists = from_version is not None and layout.release_dir(from_version).is_dir()
             plan = plan_recovery(run.journal, current_version=layout.current_version(),
                                  old_release_exists=old_exists)
-            undo_error = self._execute_undo(run, layout, plan, manifest)
+            undo_error, undone = self._execute_undo(run, layout, plan, manifest)
             message = str(exc) if undo_error is None else f"{exc}; undo failed: {undo_error}"
             return run.finish(plan.outcome if undo_error is None else "failed", stage=stage,
-                              code=error_code_for(exc, stage), message=message)
+                              code=error_code_for(exc, stage), message=message,
+                              keep_journal=not undone)
         run.enter("committed")
         self._commit(layout, from_version, to_version)
         return run.finish("success")
@@ -442,12 +457,13 @@ class Installer:
                 manifest = load_manifest(layout.release_dir(journal.to_version))
             except (ManifestError, OSError):
                 pass  # the release never became runnable far enough to need undoing
-        undo_error = self._execute_undo(run, layout, plan, manifest)
+        undo_error, undone = self._execute_undo(run, layout, plan, manifest)
         message = f"installation interrupted at step {journal.step!r}"
         if undo_error is not None:
             message += f"; undo failed: {undo_error}"
         return run.finish(plan.outcome if undo_error is None else "failed",
-                          stage=journal.step, code=INTERRUPTED, message=message)
+                          stage=journal.step, code=INTERRUPTED, message=message,
+                          keep_journal=not undone)
 
     def rollback_to_previous(self, component: str) -> InstallOutcome:
         """Operator rollback: switch ``current`` to the previous release on disk.
@@ -460,7 +476,7 @@ class Installer:
         if read_journal(state_dir) is not None:
             raise InstallConflictError(component, "an interrupted installation must be recovered first")
         current = layout.current_version()
-        previous = previous_release(self._ordered_releases(layout), current)
+        previous = self._previous(layout, self._ordered_releases(layout), current)
         if current is None or previous is None:
             raise NoPreviousReleaseError(component)
         run = _Run(self, Journal.start(component, current, previous))
@@ -489,7 +505,7 @@ class Installer:
         ordered = self._ordered_releases(layout)
         current = layout.current_version()
         doomed = select_releases_to_prune(ordered, current=current,
-                                          previous=previous_release(ordered, current),
+                                          previous=self._previous(layout, ordered, current),
                                           keep=self.config.keep_releases)
         for version in doomed:
             _remove_release(layout.release_dir(version))
@@ -512,6 +528,12 @@ class Installer:
                          key=lambda v: (layout.release_dir(v).stat().st_mtime, v))
         return unknown + history
 
+    def _previous(self, layout: ComponentLayout, ordered: list[str],
+                  current: str | None) -> str | None:
+        committed = [v for v in read_history(self.config.state_dir).get(layout.component, [])
+                     if v in ordered]
+        return previous_release(committed, ordered, current)
+
     def _commit(self, layout: ComponentLayout, from_version: str | None, to_version: str) -> None:
         state_dir = self.config.state_dir
         set_installed(state_dir, layout.component, to_version)
@@ -523,8 +545,13 @@ class Installer:
         self.prune(layout.component)
 
     def _execute_undo(self, run: _Run, layout: ComponentLayout, plan: RecoveryPlan,
-                      manifest: Manifest) -> str | None:
-        """Carry out the undo part of ``plan``; return an error message if it failed."""
+                      manifest: Manifest) -> tuple[str | None, bool]:
+        """Carry out the undo part of ``plan``.
+
+        Returns (error message or None, whether the undo ran to its end). A
+        failing rollback hook is an error, but the undo still completes; an
+        I/O error leaves it unfinished.
+        """
         j = run.journal
         try:
             if plan.switch_back and j.from_version is not None:
@@ -542,9 +569,9 @@ class Installer:
                     error = str(exc)
             if plan.discard_new_release:
                 self._discard(layout, j.to_version)
-            return error
+            return error, True
         except OSError as exc:
-            return str(exc)
+            return str(exc), False
 
     @staticmethod
     def _discard(layout: ComponentLayout, version: str) -> None:

@@ -333,7 +333,10 @@ class _TreeWriter:
         os.symlink(target, path)
 
     def hardlink(self, name: str, target: str) -> None:
-        clean = normalize_member_name(target) if not target.startswith("/") else None
+        try:
+            clean = normalize_member_name(target)
+        except UnsafeArchiveError:
+            clean = None
         if clean is None:
             raise UnsafeArchiveError(name, f"hard link target {target!r} leaves the release directory")
         source = self._prepare(clean, create=False)
