@@ -37,6 +37,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage.init_app(app)
     api.init_app(app)
 
+    from .fleet import auth as fleet_auth
+    from .rollouts import catalog
+
+    catalog.init_app(app)
+    fleet_auth.init_app(app)
+
     from . import signing
 
     signing.init_app(app)

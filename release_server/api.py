@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any
 
 import pydantic
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import ReleaseServerError, ValidationError
@@ -87,11 +87,13 @@ def parse_query(model: type[pydantic.BaseModel]) -> Any:
 def endpoint(rule: str, *, methods: Iterable[str] = ("GET",), roles: Iterable[str], summary: str, tag: str,
              body: type[pydantic.BaseModel] | None = None, query: type[pydantic.BaseModel] | None = None,
              response: type[pydantic.BaseModel] | None = None, multipart: dict[str, Any] | None = None,
-             status: int = 200, binary: bool = False) -> Callable:
+             status: int = 200, binary: bool = False, readonly: bool = False) -> Callable:
     """Declare an API route: who may call it and what it accepts and returns.
 
     The view receives ``principal`` plus ``body``/``query`` (parsed models) when declared,
-    and returns a pydantic model, a dict, or a Flask response.
+    and returns a pydantic model, a dict, or a Flask response. ``readonly`` routes use a
+    read transaction even for POST (SQLite: no write lock); they open their own write
+    session when they must write.
     """
     spec = RouteSpec(rule, tuple(methods), frozenset(roles), summary, tag, body, query, response, multipart,
                      status, binary)
@@ -101,6 +103,8 @@ def endpoint(rule: str, *, methods: Iterable[str] = ("GET",), roles: Iterable[st
 
         @wraps(fn)
         def view(**kwargs: Any) -> Any:
+            if readonly:
+                g._db_write = False
             kwargs["principal"] = authenticate(spec.roles)
             if spec.query is not None:
                 kwargs["query"] = parse_query(spec.query)
@@ -142,7 +146,9 @@ def init_app(app: Flask) -> None:
     """Register the API blueprint, its JSON error handlers and the OpenAPI document."""
     # Domain route modules register themselves on import.
     from .accounts import api as _accounts_api  # noqa: F401
+    from .fleet import api as _fleet_api  # noqa: F401
     from .releases import api as _releases_api  # noqa: F401
+    from .rollouts import api as _rollouts_api  # noqa: F401
 
     app.register_blueprint(api_bp)
 

@@ -32,10 +32,10 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@click.argument("revision", default="head")
+@click.argument("revision", default="heads")
 @with_appcontext
 def db_upgrade(revision: str) -> None:
-    """Apply migrations up to REVISION (default: head)."""
+    """Apply migrations up to REVISION (default: every head)."""
     from .db import db
     from .migrations import upgrade
 
@@ -179,6 +179,61 @@ def components_create(name: str, description: str) -> None:
     click.echo(f"created component {name}")
 
 
+@click.group("customers", help="Customers (organisations).")
+def customers_group() -> None:
+    pass
+
+
+@customers_group.command("create")
+@click.argument("name")
+@click.option("--email", "contact_email", default=None, help="Contact address for notifications.")
+@click.option("--mail-domain", "mail_domains", multiple=True, help="Mail domain of the customer's users.")
+@with_appcontext
+def customers_create(name: str, contact_email: str | None, mail_domains: tuple[str, ...]) -> None:
+    from .accounts.services import audit
+    from .db import db
+    from .fleet import services
+
+    try:
+        c = services.create_customer(db.session, name, contact_email, mail_domains)
+        audit(db.session, _actor(), "customer.create", f"customer:{c.id}", {"name": name})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"created customer {c.id} {name}")
+
+
+@click.group("enrollment", help="Enrollment tokens for installations.")
+def enrollment_group() -> None:
+    pass
+
+
+@enrollment_group.command("create")
+@click.option("--customer", required=True, help="Customer id or name.")
+@click.option("--max-uses", type=click.IntRange(min=1), default=None)
+@click.option("--expires", type=click.DateTime(), default=None, help="Expiry (UTC), e.g. 2027-01-31.")
+@with_appcontext
+def enrollment_create(customer: str, max_uses: int | None, expires: datetime | None) -> None:
+    """Create a token; the agent enrolls with it (printed once)."""
+    from datetime import timezone
+
+    from .accounts.services import audit
+    from .db import db
+    from .fleet import services
+
+    try:
+        cust = services.get_customer(db.session, customer)
+        token, secret = services.create_enrollment_token(
+            db.session, cust, actor=_actor(), max_uses=max_uses,
+            expires_at=expires.replace(tzinfo=timezone.utc) if expires else None)
+        audit(db.session, _actor(), "enrollment.create", f"enrollment:{token.prefix}", {"customer": cust.name})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(secret)
+    click.echo(f"(enrollment token {token.prefix} for {cust.name}; shown once)", err=True)
+
+
 @click.command("init")
 @click.option("--admin", "admin_name", default="admin", show_default=True)
 @with_appcontext
@@ -209,7 +264,8 @@ def init_command(admin_name: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for cmd in (db_group, users_group, tokens_group, components_group, init_command):
+    for cmd in (db_group, users_group, tokens_group, components_group, customers_group, enrollment_group,
+                init_command):
         app.cli.add_command(cmd)
 
 

@@ -38,6 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     "PAGE_SIZE_MAX": 200,
+    # fleet and the check endpoint
+    "POLL_INTERVAL_SECONDS": 3600,
+    "STALE_AFTER_HOURS": 48,
+    "LAST_SEEN_WRITE_SECONDS": 300,
+    "CATALOG_RECHECK_SECONDS": 1.0,
+    "INSTALLATION_AUTH_CACHE_SECONDS": 60.0,
 }
 
 

@@ -5,8 +5,8 @@ request or CLI command gets one session (``db.session``), closed at teardown. Th
 view layer commits once, through :func:`Database.commit`; services only add and flush.
 
 SQLite runs in WAL mode with foreign keys on. Its transactions are begun explicitly:
-requests that change data (POST, PUT, PATCH, DELETE) and CLI commands start with
-``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock instead of
+requests that change data (POST, PUT, PATCH, DELETE, unless the route is declared
+read-only) and CLI commands start with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock instead of
 failing on a lock upgrade; reads begin deferred. PostgreSQL uses row locks where a
 service needs one (see :func:`lock_row`).
 """
@@ -90,7 +90,9 @@ class Database:
     def session(self) -> Session:
         sess = g.get("_db_session")
         if sess is None:
-            writing = not has_request_context() or request.method in ("POST", "PUT", "PATCH", "DELETE")
+            writing = g.get("_db_write")
+            if writing is None:
+                writing = not has_request_context() or request.method in ("POST", "PUT", "PATCH", "DELETE")
             key = "db_write_sessionmaker" if writing else "db_sessionmaker"
             sess = current_app.extensions[key]()
             g._db_session = sess

@@ -181,6 +181,7 @@ def build_config(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
     config: dict[str, Any] = {"INSTANCE_PATH": str(instance), "TESTING": True, "SECRET_KEY": "test-secret",
+                              "CATALOG_RECHECK_SECONDS": 0.0,
                               "STORAGE_PATH": str(tmp_path / "blobs")}
     if backend == "sqlite-local":
         db_path = instance / "release-server.db"

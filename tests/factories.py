@@ -35,3 +35,16 @@ def publish(client: Any, headers: dict[str, str], component: str, version: str, 
 
 def create_component(client: Any, headers: dict[str, str], name: str, description: str = "") -> Any:
     return client.post("/api/v1/components", json={"name": name, "description": description}, headers=headers)
+
+
+def enroll(client: Any, staff_headers: dict[str, str], customer: str, *, name: str = "main office",
+           channel: str = "stable", installed: dict[str, str] | None = None, tags: list[str] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """Create an enrollment token for ``customer`` and enroll one installation with it."""
+    token = client.post(f"/api/v1/customers/{customer}/enrollment-tokens", json={}, headers=staff_headers)
+    assert token.status_code == 201, token.json
+    resp = client.post("/api/v1/enroll", json={"enrollment_token": token.json["token"], "name": name,
+                                               "channel": channel, "installed": installed or {},
+                                               "tags": tags or [], **extra})
+    assert resp.status_code == 201, resp.json
+    return resp.json

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import g, request
 
@@ -37,12 +38,22 @@ def bearer_token() -> str | None:
     return None
 
 
-def authenticate(roles: Iterable[str]) -> Principal:
+def authenticate(roles: Iterable[str]) -> Principal | Any:
+    """Resolve the caller and check its role; ``"public"`` in ``roles`` lets anyone in.
+
+    Staff tokens (``rst_``) resolve to a :class:`Principal`; installation tokens
+    (``rsi_``) to an installation principal, accepted only where ``"installation"``
+    is among the roles.
+    """
     roles = frozenset(roles)
+    if "public" in roles:
+        return None
     secret = bearer_token()
     if not secret:
         raise AuthenticationError("authentication required: send 'Authorization: Bearer <token>'",
                                   field="Authorization")
+    if secret.startswith("rsi_"):
+        return _authenticate_installation(secret, roles)
     token = services.find_token(db.session, secret)
     if token is None:
         raise AuthenticationError("the token is unknown, expired or revoked", field="Authorization")
@@ -50,5 +61,19 @@ def authenticate(roles: Iterable[str]) -> Principal:
     principal = Principal("token", token.role, name, token.user_id, token.id)
     if principal.role not in roles:
         raise PermissionDeniedError(f"role {principal.role!r} may not do this (allowed: {', '.join(sorted(roles))})")
+    g.principal = principal
+    return principal
+
+
+def _authenticate_installation(secret: str, roles: frozenset[str]) -> Any:
+    from ..fleet.auth import get_auth_cache
+    from ..rollouts.catalog import get_cache
+
+    _, auth_version = get_cache().versions(db.session)
+    principal = get_auth_cache().lookup(db.session, secret, auth_version)
+    if principal is None:
+        raise AuthenticationError("the installation token is unknown or revoked", field="Authorization")
+    if "installation" not in roles:
+        raise PermissionDeniedError("installations may not do this")
     g.principal = principal
     return principal

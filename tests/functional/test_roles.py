@@ -23,6 +23,27 @@ GROUPS = {
         ("POST", "/api/v1/components/server/releases/1.0/yank", {"reason": "bad"}),
         ("POST", "/api/v1/components/server/releases/1.0/unyank", None),
     ],
+    "fleet-read": [
+        ("GET", "/api/v1/customers", None),
+        ("GET", "/api/v1/installations", None),
+        ("GET", "/api/v1/installations/{inst}", None),
+        ("GET", "/api/v1/installations/{inst}/reports", None),
+    ],
+    "fleet-write": [
+        ("POST", "/api/v1/customers", {"name": "Other Org"}),
+        ("POST", "/api/v1/customers/Acme/enrollment-tokens", {"max_uses": 1}),
+        ("GET", "/api/v1/customers/Acme/enrollment-tokens", None),
+        ("DELETE", "/api/v1/enrollment-tokens/{enroll_prefix}", None),
+        ("POST", "/api/v1/installations/{inst}/revoke", None),
+    ],
+    "installation-settings": [
+        ("PATCH", "/api/v1/installations/{inst}", {"tags": ["pilot"]}),
+    ],
+    "agent": [
+        ("POST", "/api/v1/updates/check", {"installed": {"server": "1.0"}}),
+        ("POST", "/api/v1/reports", {"reports": [{"id": "6f1c2b1e-8d7a-4c1e-9a53-0d4f1c2b3a4d", "component": "server",
+                                                  "to_version": "1.0", "outcome": "success"}]}),
+    ],
     "accounts": [
         ("POST", "/api/v1/users", {"username": "newbie", "password": "long enough pass", "role": "support"}),
         ("POST", "/api/v1/tokens", {"name": "t", "role": "support"}),
@@ -34,7 +55,12 @@ ALLOWED = {
     "releases-read": {"admin", "publisher", "support"},
     "releases-write": {"admin", "publisher"},
     "accounts": {"admin"},
+    "fleet-read": {"admin", "publisher", "support"},
+    "fleet-write": {"admin", "support"},
+    "installation-settings": {"admin", "support", "publisher"},
+    "agent": {"installation"},
 }
+ROLES = ["admin", "publisher", "support", "installation"]
 
 
 @pytest.fixture
@@ -45,16 +71,30 @@ def seeded(client, auth):
     return client
 
 
-@pytest.mark.parametrize("role", ["admin", "publisher", "support"])
+@pytest.fixture
+def fleet(seeded, auth):
+    """A customer with an enrolled installation; returns the installation's headers and path values."""
+    from factories import enroll
+
+    admin = auth.headers("admin")
+    seeded.post("/api/v1/customers", json={"name": "Acme"}, headers=admin)
+    inst = enroll(seeded, admin, "Acme")
+    spare = seeded.post("/api/v1/customers/Acme/enrollment-tokens", json={}, headers=admin).json
+    return {"headers": {"Authorization": f"Bearer {inst['token']}"},
+            "values": {"inst": inst["installation_id"], "enroll_prefix": spare["prefix"]}}
+
+
+@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("group", list(GROUPS))
-def test_role_against_route_group(seeded, auth, role, group):
-    headers = auth.headers(role)
-    for method, path, body in GROUPS[group]:
+def test_role_against_route_group(seeded, fleet, auth, role, group):
+    headers = fleet["headers"] if role == "installation" else auth.headers(role)
+    for method, template, body in GROUPS[group]:
+        path = template.format(**fleet["values"])
         resp = seeded.open(path, method=method, json=body, headers=headers)
         if role in ALLOWED[group]:
             assert resp.status_code < 400, (role, method, path, resp.status_code, resp.get_data(as_text=True))
         else:
-            assert resp.status_code == 403, (role, method, path, resp.status_code)
+            assert resp.status_code == 403, (role, method, path, resp.status_code, resp.get_data(as_text=True))
             assert resp.json["error"]["code"] == "forbidden"
         resp.close()
 
@@ -111,5 +151,7 @@ def test_every_declared_route_is_covered_by_a_group():
                 continue  # publish: its own test above
             if spec.rule == "/tokens/<prefix>":
                 continue  # revoke: covered in test_revoked_and_expired_tokens_are_refused
+            if spec.rule == "/enroll":
+                continue  # public: anyone with an enrollment token (tests/functional/test_fleet_api.py)
             pattern = "^/api/v1" + re.sub(r"<[^>]+>", "[^/]+", spec.rule) + "$"
             assert any(m == method and re.match(pattern, p) for m, p in covered), (method, spec.rule)

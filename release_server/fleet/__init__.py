@@ -1,0 +1,1 @@
+"""Customers, installations, enrollment, inventory and update reports."""

@@ -1,0 +1,320 @@
+"""Fleet rules: customers, enrollment tokens, enrolling installations, inventory, reports.
+
+Installations authenticate with their own token (``rsi_<prefix>_<secret>``), scoped to
+that installation only. Reports are idempotent by the agent's UUID: a report sent twice
+is stored and counted once. New reports are handed to the hooks registered in
+``app.extensions["report_hooks"]`` (failure grouping, rollout health), each called as
+``hook(session, report)`` in the same transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app, has_app_context
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..db import lock_row
+from ..errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
+from ..models_common import utcnow
+from ..releases.models import Component, Release
+from .models import Customer, EnrollmentToken, InstalledComponent, Installation, UpdateReport
+from .schemas import EnrollRequest, ReportIn
+
+ENROLL_RE = re.compile(r"^rse_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
+INSTALLATION_RE = re.compile(r"^rsi_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class UnknownCustomerError(NotFoundError):
+    code = "unknown_customer"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no customer {ref!r}", field="customer")
+
+
+class DuplicateCustomerError(ConflictError):
+    code = "duplicate_customer"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"customer {name!r} already exists", field="name")
+
+
+class EnrollmentRefusedError(AuthenticationError):
+    code = "enrollment_refused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"enrollment refused: {reason}", field="enrollment_token")
+
+
+class UnknownInstallationError(NotFoundError):
+    code = "unknown_installation"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no installation {ref!r}", field="installation")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret(kind: str) -> tuple[str, str]:
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return prefix, f"{kind}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def _cfg(key: str, default):  # noqa: ANN001, ANN202
+    return current_app.config.get(key, default) if has_app_context() else default
+
+
+# customers
+
+def create_customer(session: Session, name: str, contact_email: str | None = None,
+                    mail_domains: Iterable[str] = ()) -> Customer:
+    name = name.strip()
+    if not name:
+        raise ValidationError("customer name is empty", field="name")
+    if session.scalar(select(Customer.id).where(Customer.name == name)) is not None:
+        raise DuplicateCustomerError(name)
+    customer = Customer(name=name, contact_email=contact_email,
+                        mail_domains=sorted({d.lower().lstrip("@") for d in mail_domains}))
+    session.add(customer)
+    session.flush()
+    return customer
+
+
+def get_customer(session: Session, ref: str | int) -> Customer:
+    """A customer by id or by exact name."""
+    customer = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        customer = session.get(Customer, int(ref))
+    if customer is None and isinstance(ref, str):
+        customer = session.scalar(select(Customer).where(Customer.name == ref))
+    if customer is None:
+        raise UnknownCustomerError(str(ref))
+    return customer
+
+
+def list_customers(session: Session) -> list[Customer]:
+    return list(session.scalars(select(Customer).order_by(Customer.name)))
+
+
+# enrollment
+
+@dataclass(frozen=True)
+class IssuedSecret:
+    prefix: str
+    secret: str
+
+
+def create_enrollment_token(session: Session, customer: Customer, *, actor: str, max_uses: int | None = None,
+                            expires_at: datetime | None = None) -> tuple[EnrollmentToken, str]:
+    if max_uses is not None and max_uses < 1:
+        raise ValidationError("max_uses must be at least 1", field="max_uses")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationError("expires_at is in the past", field="expires_at")
+    prefix, secret = _new_secret("rse")
+    token = EnrollmentToken(prefix=prefix, token_hash=_digest(secret), customer_id=customer.id, max_uses=max_uses,
+                            expires_at=expires_at, created_by=actor)
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def list_enrollment_tokens(session: Session, customer: Customer | None = None) -> list[EnrollmentToken]:
+    stmt = select(EnrollmentToken).order_by(EnrollmentToken.id)
+    if customer is not None:
+        stmt = stmt.where(EnrollmentToken.customer_id == customer.id)
+    return list(session.scalars(stmt))
+
+
+def revoke_enrollment_token(session: Session, prefix: str) -> EnrollmentToken:
+    token = session.scalar(select(EnrollmentToken).where(EnrollmentToken.prefix == prefix))
+    if token is None:
+        raise NotFoundError(f"no enrollment token {prefix!r}", field="prefix")
+    token.revoked_at = token.revoked_at or utcnow()
+    return token
+
+
+def enroll(session: Session, req: EnrollRequest) -> tuple[Installation, str]:
+    """Register a new installation with an enrollment token; returns it and its own token."""
+    m = ENROLL_RE.match(req.enrollment_token)
+    if not m:
+        raise EnrollmentRefusedError("malformed token")
+    token_id = session.scalar(select(EnrollmentToken.id).where(EnrollmentToken.prefix == m.group(1)))
+    token = lock_row(session, EnrollmentToken, token_id) if token_id is not None else None
+    if token is None or not hmac.compare_digest(token.token_hash, _digest(req.enrollment_token)):
+        raise EnrollmentRefusedError("unknown token")
+    if token.revoked_at is not None:
+        raise EnrollmentRefusedError("token revoked")
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        raise EnrollmentRefusedError("token expired")
+    if token.max_uses is not None and token.uses >= token.max_uses:
+        raise EnrollmentRefusedError("token used up")
+    from ..releases.services import get_channel
+
+    get_channel(session, req.channel)
+    token.uses += 1
+    prefix, secret = _new_secret("rsi")
+    inst = Installation(
+        id=str(uuid.uuid4()), customer_id=token.customer_id, name=req.name, hostname=req.hostname,
+        platform=req.platform, agent_version=req.agent_version, channel=req.channel, tags=req.tags,
+        maintenance_window=req.maintenance_window, token_prefix=prefix, token_hash=_digest(secret),
+        last_seen_at=utcnow())
+    session.add(inst)
+    for comp, version in req.installed.items():
+        inst.components.append(InstalledComponent(component=comp, version=version))
+    session.flush()
+    return inst, secret
+
+
+# installations
+
+def installation_for_token(session: Session, secret: str) -> Installation | None:
+    m = INSTALLATION_RE.match(secret or "")
+    if not m:
+        return None
+    inst = session.scalar(select(Installation).where(Installation.token_prefix == m.group(1)))
+    if inst is None or inst.revoked_at is not None or not hmac.compare_digest(inst.token_hash, _digest(secret)):
+        return None
+    return inst
+
+
+def get_installation(session: Session, installation_id: str) -> Installation:
+    inst = session.get(Installation, installation_id)
+    if inst is None:
+        raise UnknownInstallationError(installation_id)
+    return inst
+
+
+def revoke_installation(session: Session, installation_id: str) -> Installation:
+    inst = get_installation(session, installation_id)
+    inst.revoked_at = inst.revoked_at or utcnow()
+    return inst
+
+
+def health_of(inst: Installation, now: datetime | None = None) -> str:
+    """up_to_date | updating | failing, or stale when not seen for STALE_AFTER_HOURS."""
+    now = now or utcnow()
+    stale_after = timedelta(hours=_cfg("STALE_AFTER_HOURS", 48))
+    if inst.last_seen_at is None or now - inst.last_seen_at > stale_after:
+        return "stale"
+    return inst.state
+
+
+def list_installations(session: Session, *, customer: str | None = None, health: str | None = None,
+                       component: str | None = None, version: str | None = None, tag: str | None = None,
+                       page: int = 1, per_page: int = 50) -> tuple[list[Installation], int]:
+    stmt = select(Installation).order_by(Installation.name, Installation.id)
+    if customer:
+        stmt = stmt.where(Installation.customer_id == get_customer(session, customer).id)
+    if component:
+        sub = select(InstalledComponent.installation_id).where(InstalledComponent.component == component)
+        if version:
+            sub = sub.where(InstalledComponent.version == version)
+        stmt = stmt.where(Installation.id.in_(sub))
+    rows = list(session.scalars(stmt))
+    if tag:
+        rows = [r for r in rows if tag in (r.tags or [])]
+    if health:
+        now = utcnow()
+        rows = [r for r in rows if health_of(r, now) == health]
+    start = (page - 1) * per_page
+    return rows[start:start + per_page], len(rows)
+
+
+def apply_inventory(session: Session, inst: Installation, installed: dict[str, str],
+                    agent_version: str | None = None) -> bool:
+    """Record what the installation says it runs; writes only what changed. Returns True if anything did."""
+    changed = False
+    current = {c.component: c for c in inst.components}
+    for comp, version in installed.items():
+        row = current.get(comp)
+        if row is None:
+            inst.components.append(InstalledComponent(component=comp, version=version))
+            changed = True
+        elif row.version != version:
+            row.version = version
+            row.updated_at = utcnow()
+            changed = True
+    if agent_version and inst.agent_version != agent_version:
+        inst.agent_version = agent_version
+        changed = True
+    return changed
+
+
+# reports
+
+def _report_hooks() -> list:
+    if not has_app_context():
+        return []
+    return current_app.extensions.setdefault("report_hooks", [])
+
+
+def store_reports(session: Session, inst: Installation, reports: list[ReportIn]) -> tuple[list[str], list[str]]:
+    """Store new reports (idempotent by id); returns (accepted ids, duplicate ids)."""
+    accepted: list[str] = []
+    duplicates: list[str] = []
+    ids = [str(uuid.UUID(r.id)) for r in reports]
+    existing = set(session.scalars(select(UpdateReport.id).where(UpdateReport.id.in_(ids))))
+    seen: set[str] = set()
+    for rid, r in zip(ids, reports):
+        if rid in existing or rid in seen:
+            duplicates.append(rid)
+            continue
+        seen.add(rid)
+        comp_id = session.scalar(select(Component.id).where(Component.name == r.component))
+        release_id = None
+        if comp_id is not None:
+            release_id = session.scalar(select(Release.id).where(Release.component_id == comp_id,
+                                                                 Release.version == r.to_version))
+        report = UpdateReport(
+            id=rid, installation_id=inst.id, component=r.component, from_version=r.from_version,
+            to_version=r.to_version, release_id=release_id, outcome=r.outcome, stage=r.stage,
+            error_code=r.error_code, error_message=r.error_message, duration_seconds=r.duration_seconds,
+            log_tail=r.log_tail[-65536:], details=r.details, started_at=r.started_at)
+        try:
+            with session.begin_nested():
+                session.add(report)
+                session.flush()
+        except Exception as e:  # a concurrent request stored the same id first
+            from sqlalchemy.exc import IntegrityError
+
+            if not isinstance(e, IntegrityError):
+                raise
+            duplicates.append(rid)
+            continue
+        accepted.append(rid)
+        if r.outcome == "success":
+            apply_inventory(session, inst, {r.component: r.to_version})
+            inst.state = "up_to_date"
+        elif r.outcome == "failed":
+            inst.state = "failing"
+        elif r.outcome == "rolled_back" and r.from_version:
+            apply_inventory(session, inst, {r.component: r.from_version})
+        for hook in _report_hooks():
+            hook(session, report)
+    return accepted, duplicates
+
+
+def list_reports(session: Session, *, installation_id: str | None = None, component: str | None = None,
+                 outcome: str | None = None, limit: int = 100) -> list[UpdateReport]:
+    stmt = select(UpdateReport).order_by(UpdateReport.received_at.desc()).limit(limit)
+    if installation_id:
+        stmt = stmt.where(UpdateReport.installation_id == installation_id)
+    if component:
+        stmt = stmt.where(UpdateReport.component == component)
+    if outcome:
+        stmt = stmt.where(UpdateReport.outcome == outcome)
+    return list(session.scalars(stmt))
+
+
+def count_installations(session: Session) -> int:
+    return session.scalar(select(func.count(Installation.id))) or 0

@@ -1,0 +1,1 @@
+"""Update policy: what each installation is offered, staged rollouts, pins and halts."""

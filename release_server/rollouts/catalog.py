@@ -1,0 +1,120 @@
+"""The in-memory catalog behind the check endpoint, and the versions that invalidate it.
+
+Every change that can alter an offer (publish, promote, yank, rollout changes, pins,
+restrictions) bumps ``catalog_state.version`` in its own transaction; changes to
+installations' credentials or settings bump ``auth_version``. Each server process
+reads that one row at most once per ``CATALOG_RECHECK_SECONDS`` and rebuilds its
+catalog (or drops its credential cache) only when a version moved. So a check costs
+no database round trip in the common case, and a revocation takes effect within
+seconds on every node.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..releases.models import Release
+from .models import CatalogState, Pin, ReleaseRestriction, Rollout
+from .policy import Catalog, Pin as PinRule, ReleaseInfo, RolloutGate
+
+
+def bump_catalog(session: Session) -> None:
+    session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=CatalogState.version + 1))
+
+
+def bump_auth(session: Session) -> None:
+    session.execute(update(CatalogState).where(CatalogState.id == 1)
+                    .values(auth_version=CatalogState.auth_version + 1))
+
+
+def target_path(release: Release) -> str:
+    return f"{release.component.name}/{release.artifact_filename}"
+
+
+def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[str, str], dict[str, PinRule]]]:
+    restrictions: dict[int, tuple[set[int], set[str]]] = {}
+    for r in session.scalars(select(ReleaseRestriction)):
+        custs, insts = restrictions.setdefault(r.release_id, (set(), set()))
+        if r.customer_id is not None:
+            custs.add(r.customer_id)
+        if r.installation_id is not None:
+            insts.add(r.installation_id)
+    gates: dict[int, dict[str, RolloutGate]] = {}
+    for ro in session.scalars(select(Rollout)):
+        gates.setdefault(ro.release_id, {})[ro.channel] = RolloutGate(ro.state, ro.share)
+    infos = []
+    for rel in session.scalars(select(Release)):
+        custs, insts = restrictions.get(rel.id, (set(), set()))
+        infos.append(ReleaseInfo(
+            id=rel.id, component=rel.component.name, version=Version(rel.version),
+            channels=frozenset(rel.channel_names), target_path=target_path(rel), sha256=rel.artifact_sha256,
+            length=rel.artifact_size, changelog=rel.changelog or "", critical=rel.critical, yanked=rel.yanked,
+            min_from_version=Version(rel.min_from_version) if rel.min_from_version else None,
+            requires={k: SpecifierSet(v) for k, v in (rel.requires or {}).items()},
+            restricted_customers=frozenset(custs), restricted_installations=frozenset(insts),
+            rollouts=gates.get(rel.id, {})))
+    pins: dict[tuple[str, str], dict[str, PinRule]] = {}
+    for p in session.scalars(select(Pin)):
+        pins.setdefault((p.scope, p.scope_value), {})[p.component] = PinRule(p.component, p.value, p.exact)
+    return Catalog(infos, version), pins
+
+
+@dataclass
+class _Snapshot:
+    catalog: Catalog
+    pins: dict[tuple[str, str], dict[str, PinRule]]
+
+
+class CatalogCache:
+    """Per-process cache of the catalog and of the state row's versions."""
+
+    def __init__(self, recheck_seconds: float) -> None:
+        self.recheck_seconds = recheck_seconds
+        self._lock = threading.Lock()
+        self._checked_at = -1e9
+        self._versions = (-1, -1)
+        self._snapshot: _Snapshot | None = None
+
+    def versions(self, session: Session) -> tuple[int, int]:
+        now = time.monotonic()
+        if now - self._checked_at >= self.recheck_seconds:
+            row = session.execute(select(CatalogState.version, CatalogState.auth_version)
+                                  .where(CatalogState.id == 1)).one_or_none()
+            with self._lock:
+                self._versions = (row[0], row[1]) if row else (0, 0)
+                self._checked_at = now
+        return self._versions
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._checked_at = -1e9
+
+    def snapshot(self, session: Session) -> _Snapshot:
+        version, _ = self.versions(session)
+        snap = self._snapshot
+        if snap is None or snap.catalog.version != version:
+            catalog, pins = load_catalog(session, version)
+            snap = _Snapshot(catalog, pins)
+            with self._lock:
+                self._snapshot = snap
+        return snap
+
+
+def get_cache() -> CatalogCache:
+    return current_app.extensions["catalog_cache"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["catalog_cache"] = CatalogCache(app.config.get("CATALOG_RECHECK_SECONDS", 1.0))
+
+    def on_release_change(session: Session, release: Release, event: str) -> None:
+        bump_catalog(session)
+
+    app.extensions.setdefault("release_hooks", []).append(on_release_change)
