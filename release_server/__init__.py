@@ -40,8 +40,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .fleet import auth as fleet_auth
     from .rollouts import catalog
 
+    from .rollouts import cli as rollouts_cli
+
     catalog.init_app(app)
     fleet_auth.init_app(app)
+    rollouts_cli.init_app(app)
 
     from . import signing
 

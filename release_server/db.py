@@ -131,5 +131,5 @@ def lock_row(session: Session, model: type, pk: Any) -> Any:
 
     stmt = select(model).where(model.id == pk)
     if session.get_bind().dialect.name != "sqlite":
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(of=model)
     return session.execute(stmt).scalar_one_or_none()

@@ -85,6 +85,11 @@ class PublishMetadata(BaseModel):
     requires: dict[str, str] = Field(default_factory=dict,
                                      description="Component name -> PEP 440 version specifier, e.g. '>=2.0,<3'")
     filename: str | None = Field(default=None, description="Artifact file name; defaults to the uploaded name")
+    restricted_customers: list[str] = Field(
+        default_factory=list, description="Offer this release only to these customers (ids or names): a fix "
+                                          "for one customer, never offered to anyone else")
+    restricted_installations: list[str] = Field(default_factory=list,
+                                                description="Offer this release only to these installations")
 
     @field_validator("version")
     @classmethod

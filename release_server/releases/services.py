@@ -141,6 +141,8 @@ class PublishPlan:
     component: Component
     metadata: PublishMetadata
     channels: list[Channel]
+    restricted_customers: list[int]
+    restricted_installations: list[str]
 
 
 def plan_publish(session: Session, component_name: str, metadata: PublishMetadata) -> PublishPlan:
@@ -161,7 +163,24 @@ def plan_publish(session: Session, component_name: str, metadata: PublishMetadat
     max_chars = current_app.config["MAX_CHANGELOG_CHARS"] if has_app_context() else 200_000
     if len(metadata.changelog) > max_chars:
         raise ValidationError(f"changelog longer than {max_chars} characters", field="changelog")
-    return PublishPlan(comp, metadata, channels)
+    customers, installations = _check_restrictions(session, metadata)
+    return PublishPlan(comp, metadata, channels, customers, installations)
+
+
+def _check_restrictions(session: Session, metadata: PublishMetadata) -> tuple[list[int], list[str]]:
+    from ..fleet.models import Installation
+    from ..fleet.services import get_customer
+
+    customers = []
+    for i, ref in enumerate(metadata.restricted_customers):
+        try:
+            customers.append(get_customer(session, ref).id)
+        except NotFoundError:
+            raise NotFoundError(f"no customer {ref!r}", field=f"restricted_customers.{i}") from None
+    for i, inst_id in enumerate(metadata.restricted_installations):
+        if session.get(Installation, inst_id) is None:
+            raise NotFoundError(f"no installation {inst_id!r}", field=f"restricted_installations.{i}")
+    return customers, list(metadata.restricted_installations)
 
 
 def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filename: str, actor: str) -> Release:
@@ -175,6 +194,13 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
         created_by=actor, channels=list(plan.channels))
     session.add(release)
     session.flush()
+    if plan.restricted_customers or plan.restricted_installations:
+        from ..rollouts.models import ReleaseRestriction
+
+        session.add_all([ReleaseRestriction(release_id=release.id, customer_id=c) for c in plan.restricted_customers]
+                        + [ReleaseRestriction(release_id=release.id, installation_id=i)
+                           for i in plan.restricted_installations])
+        session.flush()
     _notify(session, release, "publish")
     return release
 

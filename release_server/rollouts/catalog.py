@@ -118,3 +118,27 @@ def init_app(app: Flask) -> None:
         bump_catalog(session)
 
     app.extensions.setdefault("release_hooks", []).append(on_release_change)
+
+    def on_report(session: Session, report) -> None:  # noqa: ANN001
+        from .services import record_report
+
+        record_report(session, report)
+
+    app.extensions.setdefault("report_hooks", []).append(on_report)
+
+    def advance_rollouts() -> None:
+        from ..db import db
+        from .services import advance
+
+        session = db.new_session(write=True)
+        try:
+            advance(session)
+            session.commit()
+        finally:
+            session.close()
+
+    try:
+        from ..signing.worker import register_job
+    except ImportError:  # pragma: no cover - the worker ships with the signing package
+        return
+    register_job(app, "advance-rollouts", app.config.get("ROLLOUT_ADVANCE_SECONDS", 60.0), advance_rollouts)

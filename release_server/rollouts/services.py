@@ -1,0 +1,314 @@
+"""Rollout rules: staged rollouts and their phases, automatic halts, pins, restrictions.
+
+A rollout moves through ``draft → running ⇄ paused → completed`` or ends ``halted``.
+While running it admits installations whose bucket is below its share; a phased
+schedule (steps of percent and minimum hours) widens it, step by step, only while it
+is healthy. Each install attempt reported for the rollout's release by an installation
+on its channel counts; once at least ``min_attempts`` have been made, a failure rate
+above ``failure_threshold`` halts it on the spot, records the figures and calls the
+hooks in ``app.extensions["rollout_halt_hooks"]`` (the support desk opens a ticket).
+Every change bumps the catalog version so each server process picks it up.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..db import lock_row
+from ..errors import ConflictError, NotFoundError, ValidationError
+from ..fleet.models import Customer, Installation, UpdateReport
+from ..models_common import utcnow
+from ..releases.models import Release
+from ..releases.services import get_channel, get_release
+from .catalog import bump_catalog
+from .models import Pin, ReleaseRestriction, Rollout
+from .policy import BUCKETS
+
+COUNTED_OUTCOMES = {"success": "successes", "rolled_back": "failures", "failed": "failures"}
+
+
+class UnknownRolloutError(NotFoundError):
+    code = "unknown_rollout"
+
+    def __init__(self, rollout_id: int) -> None:
+        super().__init__(f"no rollout {rollout_id}", field="rollout")
+
+
+class RolloutStateError(ConflictError):
+    code = "rollout_state"
+
+    def __init__(self, rollout: Rollout, action: str) -> None:
+        super().__init__(f"cannot {action} a rollout that is {rollout.state}", field="state")
+        self.state, self.action = rollout.state, action
+
+
+class DuplicateRolloutError(ConflictError):
+    code = "duplicate_rollout"
+
+    def __init__(self, release: Release, channel: str) -> None:
+        super().__init__(f"{release.component.name} {release.version} already has a rollout on {channel}",
+                         field="channel")
+
+
+def share_of(percent: float) -> int:
+    if not 0 <= percent <= 100:
+        raise ValidationError("percent must be between 0 and 100", field="percent")
+    return int(round(percent * BUCKETS / 100))
+
+
+def check_schedule(schedule: Iterable[dict[str, Any]]) -> list[dict[str, float]]:
+    steps = []
+    last = -1.0
+    for i, step in enumerate(schedule):
+        try:
+            percent, hours = float(step["percent"]), float(step.get("min_hours", 0))
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError(f"step {i} needs numeric 'percent' and 'min_hours'", field=f"schedule.{i}") from None
+        if not 0 < percent <= 100 or percent <= last or hours < 0:
+            raise ValidationError(f"step {i}: percents must grow within (0, 100] and hours be >= 0",
+                                  field=f"schedule.{i}")
+        last = percent
+        steps.append({"percent": percent, "min_hours": hours})
+    return steps
+
+
+def _halt_hooks() -> list:
+    return current_app.extensions.setdefault("rollout_halt_hooks", []) if has_app_context() else []
+
+
+def get_rollout(session: Session, rollout_id: int, *, lock: bool = False) -> Rollout:
+    ro = lock_row(session, Rollout, rollout_id) if lock else session.get(Rollout, rollout_id)
+    if ro is None:
+        raise UnknownRolloutError(rollout_id)
+    return ro
+
+
+def list_rollouts(session: Session, *, state: str | None = None, component: str | None = None) -> list[Rollout]:
+    stmt = select(Rollout).order_by(Rollout.id.desc())
+    if state:
+        stmt = stmt.where(Rollout.state == state)
+    rows = list(session.scalars(stmt))
+    if component:
+        rows = [r for r in rows if r.release.component.name == component]
+    return rows
+
+
+def create_rollout(session: Session, component: str, version: str, channel: str, *, actor: str,
+                   schedule: Iterable[dict[str, Any]] = (), failure_threshold: float = 0.05,
+                   min_attempts: int = 20) -> Rollout:
+    release = get_release(session, component, version)
+    get_channel(session, channel)
+    if channel not in release.channel_names:
+        raise ValidationError(f"{component} {release.version} is not on channel {channel!r}; promote it first",
+                              field="channel")
+    if release.yanked:
+        raise ConflictError("a yanked release cannot be rolled out", field="version")
+    if not 0 < failure_threshold < 1:
+        raise ValidationError("failure_threshold must be between 0 and 1", field="failure_threshold")
+    if min_attempts < 1:
+        raise ValidationError("min_attempts must be at least 1", field="min_attempts")
+    existing = session.scalar(select(Rollout).where(Rollout.release_id == release.id, Rollout.channel == channel))
+    if existing is not None:
+        raise DuplicateRolloutError(release, channel)
+    ro = Rollout(release=release, channel=channel, state="draft", share=0, schedule=check_schedule(schedule),
+                 failure_threshold=failure_threshold, min_attempts=min_attempts, created_by=actor)
+    session.add(ro)
+    session.flush()
+    bump_catalog(session)
+    return ro
+
+
+def _touch(session: Session, ro: Rollout) -> Rollout:
+    ro.updated_at = utcnow()
+    session.flush()
+    bump_catalog(session)
+    return ro
+
+
+def start(session: Session, ro: Rollout, percent: float | None = None) -> Rollout:
+    if ro.state != "draft":
+        raise RolloutStateError(ro, "start")
+    if percent is None:
+        percent = ro.schedule[0]["percent"] if ro.schedule else 100.0
+    ro.share = share_of(percent)
+    ro.state = "running"
+    ro.phase = 0
+    ro.phase_started_at = utcnow()
+    return _touch(session, ro)
+
+
+def pause(session: Session, ro: Rollout) -> Rollout:
+    if ro.state != "running":
+        raise RolloutStateError(ro, "pause")
+    ro.state = "paused"
+    return _touch(session, ro)
+
+
+def resume(session: Session, ro: Rollout) -> Rollout:
+    if ro.state != "paused":
+        raise RolloutStateError(ro, "resume")
+    ro.state = "running"
+    ro.phase_started_at = utcnow()
+    return _touch(session, ro)
+
+
+def set_percentage(session: Session, ro: Rollout, percent: float) -> Rollout:
+    if ro.state not in ("running", "paused"):
+        raise RolloutStateError(ro, "widen")
+    share = share_of(percent)
+    if share < ro.share:
+        raise ValidationError(f"a rollout only widens: it is at {ro.share / 100:g}%", field="percent")
+    ro.share = share
+    # later schedule steps at or below the new share are done
+    while ro.phase + 1 < len(ro.schedule) and share_of(ro.schedule[ro.phase + 1]["percent"]) <= share:
+        ro.phase += 1
+    ro.phase_started_at = utcnow()
+    return _touch(session, ro)
+
+
+def complete(session: Session, ro: Rollout) -> Rollout:
+    if ro.state not in ("running", "paused"):
+        raise RolloutStateError(ro, "complete")
+    ro.state = "completed"
+    ro.share = BUCKETS
+    return _touch(session, ro)
+
+
+def figures(ro: Rollout) -> dict[str, Any]:
+    rate = ro.failures / ro.attempts if ro.attempts else 0.0
+    return {"attempts": ro.attempts, "successes": ro.successes, "failures": ro.failures,
+            "failure_rate": round(rate, 4), "threshold": ro.failure_threshold, "min_attempts": ro.min_attempts,
+            "percent": ro.share / 100}
+
+
+def halt(session: Session, ro: Rollout, reason: str, *, automatic: bool = False) -> Rollout:
+    if ro.state in ("halted", "completed"):
+        raise RolloutStateError(ro, "halt")
+    ro.state = "halted"
+    ro.halted_at = utcnow()
+    ro.halt_reason = reason
+    ro.halt_figures = {**figures(ro), "automatic": automatic}
+    _touch(session, ro)
+    for hook in _halt_hooks():
+        hook(session, ro)
+    return ro
+
+
+def healthy(ro: Rollout) -> bool:
+    return not (ro.attempts >= ro.min_attempts and ro.failures / ro.attempts > ro.failure_threshold)
+
+
+def advance(session: Session, now: datetime | None = None) -> list[Rollout]:
+    """Move running rollouts to their next phase when the current one has lasted long enough."""
+    now = now or utcnow()
+    moved = []
+    for ro in session.scalars(select(Rollout).where(Rollout.state == "running")):
+        if not ro.schedule or not healthy(ro) or ro.phase_started_at is None:
+            continue
+        if now - ro.phase_started_at < timedelta(hours=ro.schedule[ro.phase]["min_hours"]):
+            continue
+        if ro.phase + 1 < len(ro.schedule):
+            ro.phase += 1
+            ro.share = share_of(ro.schedule[ro.phase]["percent"])
+            ro.phase_started_at = now
+            if ro.share >= BUCKETS:
+                ro.state = "completed"
+        else:
+            ro.state = "completed"
+            ro.share = BUCKETS
+        _touch(session, ro)
+        moved.append(ro)
+    return moved
+
+
+def record_report(session: Session, report: UpdateReport) -> Rollout | None:
+    """Count an install attempt against its rollout and halt the rollout when it fails too often."""
+    column = COUNTED_OUTCOMES.get(report.outcome)
+    if column is None or report.release_id is None:
+        return None
+    channel = session.scalar(select(Installation.channel).where(Installation.id == report.installation_id))
+    rid = session.scalar(select(Rollout.id).where(Rollout.release_id == report.release_id, Rollout.channel == channel))
+    if rid is None:
+        return None
+    values = {"attempts": Rollout.attempts + 1, column: getattr(Rollout, column) + 1}
+    session.execute(update(Rollout).where(Rollout.id == rid).values(**values))
+    ro = get_rollout(session, rid, lock=True)
+    session.refresh(ro)
+    if ro.state in ("running", "paused") and not healthy(ro):
+        rate = ro.failures / ro.attempts
+        halt(session, ro, f"failure rate {rate:.1%} above {ro.failure_threshold:.1%} after {ro.attempts} attempts",
+             automatic=True)
+    return ro
+
+
+# pins and restrictions
+
+def add_pin(session: Session, *, scope: str, scope_value: str, component: str, value: str, exact: bool,
+            actor: str, note: str = "") -> Pin:
+    if scope not in ("installation", "tag", "customer"):
+        raise ValidationError("scope must be installation, tag or customer", field="scope")
+    if scope == "customer":
+        from ..fleet.services import get_customer
+
+        scope_value = str(get_customer(session, scope_value).id)
+    elif scope == "installation" and session.get(Installation, scope_value) is None:
+        raise NotFoundError(f"no installation {scope_value!r}", field="value")
+    existing = session.scalar(select(Pin).where(Pin.scope == scope, Pin.scope_value == scope_value,
+                                                Pin.component == component))
+    if existing is not None:
+        session.delete(existing)
+        session.flush()
+    pin = Pin(scope=scope, scope_value=scope_value, component=component, value=value, exact=exact,
+              created_by=actor, note=note)
+    session.add(pin)
+    session.flush()
+    bump_catalog(session)
+    return pin
+
+
+def list_pins(session: Session) -> list[Pin]:
+    return list(session.scalars(select(Pin).order_by(Pin.id)))
+
+
+def remove_pin(session: Session, pin_id: int) -> Pin:
+    pin = session.get(Pin, pin_id)
+    if pin is None:
+        raise NotFoundError(f"no pin {pin_id}", field="pin")
+    session.delete(pin)
+    bump_catalog(session)
+    return pin
+
+
+def restrict_release(session: Session, release: Release, *, customers: Iterable[str] = (),
+                     installations: Iterable[str] = ()) -> list[ReleaseRestriction]:
+    """Limit a release to named customers and installations (adds to any existing restriction)."""
+    from ..fleet.services import get_customer
+
+    rows = []
+    for ref in customers:
+        cust: Customer = get_customer(session, ref)
+        rows.append(ReleaseRestriction(release_id=release.id, customer_id=cust.id))
+    for inst_id in installations:
+        if session.get(Installation, inst_id) is None:
+            raise NotFoundError(f"no installation {inst_id!r}", field="restricted_installations")
+        rows.append(ReleaseRestriction(release_id=release.id, installation_id=inst_id))
+    session.add_all(rows)
+    session.flush()
+    bump_catalog(session)
+    return rows
+
+
+def restrictions_of(session: Session, release: Release) -> dict[str, list[str]]:
+    rows = list(session.scalars(select(ReleaseRestriction).where(ReleaseRestriction.release_id == release.id)))
+    customers = []
+    for r in rows:
+        if r.customer_id is not None:
+            c = session.get(Customer, r.customer_id)
+            customers.append(c.name if c else str(r.customer_id))
+    return {"customers": sorted(customers),
+            "installations": sorted(r.installation_id for r in rows if r.installation_id)}
