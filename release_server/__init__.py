@@ -19,12 +19,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import api, db as db_mod, storage
     from .config import finalise, load_config
     from .uploads import UploadRequest
+    from .web_session import ApiAwareSessionInterface
 
     test_config = dict(test_config or {})
     instance = test_config.pop("INSTANCE_PATH", None) or instance_path_default()
     os.makedirs(instance, exist_ok=True)
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
+    app.session_interface = ApiAwareSessionInterface()
 
     config = load_config(instance)
     config.update(test_config)

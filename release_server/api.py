@@ -18,7 +18,7 @@ import pydantic
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import ReleaseServerError, ValidationError
+from .errors import PayloadTooLargeError, ReleaseServerError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class RouteSpec:
 
 
 ROUTES: list[RouteSpec] = []
+MAX_JSON_BODY = 1024 * 1024
 
 
 def field_of(err: pydantic.ValidationError) -> tuple[str, str]:
@@ -70,10 +71,24 @@ def parse_json_body(model: type[pydantic.BaseModel]) -> Any:
     if not request.is_json:
         raise ReleaseServerError("expected a JSON body (Content-Type: application/json)",
                                  status=415, code="unsupported_media_type", field="body")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ValidationError("the body is not valid JSON", field="body")
-    return parse_model(model, data)
+    length = request.content_length
+    if length is not None and length > MAX_JSON_BODY:
+        raise PayloadTooLargeError(f"JSON body larger than {MAX_JSON_BODY} bytes", field="body")
+    if length is not None:
+        # a declared length within bounds: read the input directly (the common case, and the hot path)
+        raw = request.environ["wsgi.input"].read(length)
+    else:
+        raw = request.stream.read(MAX_JSON_BODY + 1)
+        if len(raw) > MAX_JSON_BODY:
+            raise PayloadTooLargeError(f"JSON body larger than {MAX_JSON_BODY} bytes", field="body")
+    try:
+        return model.model_validate_json(raw or b"null")
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        if first.get("type") in ("json_invalid", "model_type"):
+            raise ValidationError("the body is not a valid JSON object", field="body") from None
+        loc, msg = field_of(e)
+        raise ValidationError(f"{loc}: {msg}" if loc else msg, field=loc) from None
 
 
 def parse_query(model: type[pydantic.BaseModel]) -> Any:

@@ -43,7 +43,49 @@ DEFAULTS: dict[str, Any] = {
     "STALE_AFTER_HOURS": 48,
     "LAST_SEEN_WRITE_SECONDS": 300,
     "CATALOG_RECHECK_SECONDS": 1.0,
-    "INSTALLATION_AUTH_CACHE_SECONDS": 60.0,
+    "ROLLOUT_ADVANCE_SECONDS": 60.0,
+    # TUF repository (see README "Signing (TUF)"); expiries in seconds
+    "TUF_KEY_DIR": None,  # default: <instance>/keys
+    "TUF_TARGETS_KEY_URI": None,
+    "TUF_SNAPSHOT_KEY_URI": None,
+    "TUF_TIMESTAMP_KEY_URI": None,
+    "TUF_ROOT_EXPIRY": 31_536_000,
+    "TUF_TARGETS_EXPIRY": 7_776_000,
+    "TUF_SNAPSHOT_EXPIRY": 604_800,
+    "TUF_TIMESTAMP_EXPIRY": 86_400,
+    "TUF_REFRESH_MARGIN": 0.25,
+    "TUF_REFRESH_INTERVAL": 600,
+    "TUF_BIN_BITS": 8,
+    "TUF_EXPORT_DEST": None,
+    "TUF_EXPORT_INTERVAL": 60,
+    # support desk: tickets, attachments, mail (see release_server/support/__init__.py)
+    "TICKET_PREFIX": "OTK",
+    "REOPEN_DAYS": 14,  # a reply within this many days of 'processed' reopens; later ones open a linked ticket
+    "AUTO_CLOSE_DAYS": 7,  # processed tickets close themselves after this many days
+    "MAX_ATTACHMENT_SIZE": 25 * 1024 * 1024,
+    "MAX_ATTACHMENTS_PER_TICKET": 50,
+    "MAX_MAIL_SIZE": 40 * 1024 * 1024,  # inbound raw message limit
+    "MAIL_BACKEND": "console",  # "console" (development: written to the log) or "smtp"
+    "SMTP_HOST": "localhost",
+    "SMTP_PORT": 25,
+    "SMTP_STARTTLS": False,
+    "SMTP_TLS": False,  # implicit TLS (SMTPS, usually port 465)
+    "SMTP_USER": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_TIMEOUT": 30.0,
+    "MAIL_FROM": None,  # default: SUPPORT_ADDRESS
+    "SUPPORT_ADDRESS": "support@localhost",
+    "MAIL_OUTBOX_INTERVAL": 30.0,  # worker job period (seconds)
+    "MAIL_MAX_ATTEMPTS": 12,  # then the outbound mail is marked failed
+    "AUTO_REPLY_LIMIT_PER_HOUR": 10,  # automatic mails to one address per hour (mail-loop brake)
+    "IMAP_HOST": None,
+    "IMAP_PORT": 993,
+    "IMAP_SSL": True,
+    "IMAP_STARTTLS": False,
+    "IMAP_USER": None,
+    "IMAP_PASSWORD": None,
+    "IMAP_FOLDER": "INBOX",
+    "IMAP_BATCH": 50,
 }
 
 

@@ -43,7 +43,8 @@ def authenticate(roles: Iterable[str]) -> Principal | Any:
 
     Staff tokens (``rst_``) resolve to a :class:`Principal`; installation tokens
     (``rsi_``) to an installation principal, accepted only where ``"installation"``
-    is among the roles.
+    is among the roles; customer users' tokens (``rsc_``) to a customer principal,
+    accepted only where ``"customer"`` is.
     """
     roles = frozenset(roles)
     if "public" in roles:
@@ -54,6 +55,8 @@ def authenticate(roles: Iterable[str]) -> Principal | Any:
                                   field="Authorization")
     if secret.startswith("rsi_"):
         return _authenticate_installation(secret, roles)
+    if secret.startswith("rsc_"):
+        return _authenticate_customer(secret, roles)
     token = services.find_token(db.session, secret)
     if token is None:
         raise AuthenticationError("the token is unknown, expired or revoked", field="Authorization")
@@ -69,11 +72,27 @@ def _authenticate_installation(secret: str, roles: frozenset[str]) -> Any:
     from ..fleet.auth import get_auth_cache
     from ..rollouts.catalog import get_cache
 
-    _, auth_version = get_cache().versions(db.session)
-    principal = get_auth_cache().lookup(db.session, secret, auth_version)
+    def session() -> Any:
+        return db.session
+
+    _, auth_version = get_cache().versions(session)
+    principal = get_auth_cache().lookup(session, secret, auth_version)
     if principal is None:
         raise AuthenticationError("the installation token is unknown or revoked", field="Authorization")
     if "installation" not in roles:
         raise PermissionDeniedError("installations may not do this")
+    g.principal = principal
+    return principal
+
+
+def _authenticate_customer(secret: str, roles: frozenset[str]) -> Any:
+    """A customer user's token (``rsc_``): role ``"customer"``, scoped to its customer."""
+    from ..support.customers import principal_for_token
+
+    principal = principal_for_token(db.session, secret)
+    if principal is None:
+        raise AuthenticationError("the customer token is unknown, expired or revoked", field="Authorization")
+    if "customer" not in roles:
+        raise PermissionDeniedError("customer users may not do this")
     g.principal = principal
     return principal

@@ -78,10 +78,13 @@ def revoke_enrollment_token(principal, prefix: str) -> EnrollmentTokenOut:  # no
 
 def trusted_root() -> dict | None:
     """The TUF root an agent bootstraps from, or None while the repository is not set up."""
-    from .. import signing
+    import json
 
-    finder = getattr(signing, "trusted_root_document", None)
-    return finder(db.session) if finder is not None else None
+    from ..signing import services as signing_services
+
+    if not signing_services.repository_ready(db.session):
+        return None
+    return json.loads(signing_services.trusted_root_json(db.session))
 
 
 @endpoint("/enroll", methods=["POST"], roles={"public"}, body=EnrollRequest, response=EnrollResponse, status=201,

@@ -1,24 +1,27 @@
 """Authenticating installations on the hot path without a database round trip per request.
 
-An installation's token resolves to an :class:`InstallationPrincipal`, a frozen
-snapshot of what the check endpoint needs (customer, channel, tags, window). The
-snapshot is cached per process by the token's SHA-256 for ``INSTALLATION_AUTH_CACHE_SECONDS``
-and dropped at once when ``catalog_state.auth_version`` moves (a revocation or a
-settings change bumps it), which every process notices within
-``CATALOG_RECHECK_SECONDS``.
+Each server process keeps every live installation's credentials in memory, keyed by
+the SHA-256 of the token, as a frozen :class:`InstallationPrincipal` (customer,
+channel, tags, window, reported versions). The table is loaded once and reloaded
+whenever ``catalog_state.auth_version`` moves — a revocation or a settings change
+bumps it — which every process notices within ``CATALOG_RECHECK_SECONDS``. A token
+not in the table (an installation enrolled since the last load) is looked up once
+and added. So a check costs no database round trip, whatever the poll interval, and
+a revoked token stops working within seconds on every node.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, current_app
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import services
+from .models import InstalledComponent, Installation
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class InstallationPrincipal:
     tags: frozenset[str]
     maintenance_window: str | None
     last_seen_at: datetime | None
+    versions: frozenset[tuple[str, str]] = frozenset()
     kind: str = "installation"
     role: str = "installation"
 
@@ -41,32 +45,53 @@ class InstallationPrincipal:
         return self.actor
 
 
-class InstallationAuthCache:
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[InstallationPrincipal, float]] = {}
-        self._auth_version = -1
+def _principal(inst: Installation) -> InstallationPrincipal:
+    return InstallationPrincipal(inst.id, inst.customer_id, inst.channel, frozenset(inst.tags or ()),
+                                 inst.maintenance_window, inst.last_seen_at, frozenset(inst.versions.items()))
 
-    def lookup(self, session: Session, secret: str, auth_version: int) -> InstallationPrincipal | None:
-        key = hashlib.sha256(secret.encode()).hexdigest()
-        now = time.monotonic()
+
+class InstallationAuthCache:
+    """token digest -> principal for every live installation, valid for one auth version."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, InstallationPrincipal] = {}
+        self._auth_version: int | None = None
+
+    def _reload(self, session: Session, auth_version: int) -> None:  # noqa: C901
+        # plain rows, not ORM objects: 10,000 installations load in well under a second
+        versions: dict[str, list[tuple[str, str]]] = {}
+        for inst_id, comp, version in session.execute(
+                select(InstalledComponent.installation_id, InstalledComponent.component, InstalledComponent.version)):
+            versions.setdefault(inst_id, []).append((comp, version))
+        entries = {}
+        for row in session.execute(
+                select(Installation.token_hash, Installation.id, Installation.customer_id, Installation.channel,
+                       Installation.tags, Installation.maintenance_window, Installation.last_seen_at)
+                .where(Installation.revoked_at.is_(None))):
+            entries[row.token_hash] = InstallationPrincipal(
+                row.id, row.customer_id, row.channel, frozenset(row.tags or ()), row.maintenance_window,
+                row.last_seen_at, frozenset(versions.get(row.id, ())))
         with self._lock:
-            if auth_version != self._auth_version:
-                self._entries.clear()
-                self._auth_version = auth_version
-            hit = self._entries.get(key)
-        if hit is not None and now - hit[1] < self.ttl:
-            return hit[0]
-        inst = services.installation_for_token(session, secret)
+            self._entries = entries
+            self._auth_version = auth_version
+
+    def lookup(self, session: Callable[[], Session], secret: str, auth_version: int) -> InstallationPrincipal | None:
+        """``session`` is a callable: no session is created unless the database must be read."""
+        if auth_version != self._auth_version:
+            self._reload(session(), auth_version)
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        hit = self._entries.get(digest)
+        if hit is not None:
+            return hit
+        from . import services
+
+        inst = services.installation_for_token(session(), secret)  # enrolled since the last load
         if inst is None:
             return None
-        principal = InstallationPrincipal(inst.id, inst.customer_id, inst.channel, frozenset(inst.tags or ()),
-                                          inst.maintenance_window, inst.last_seen_at)
+        principal = _principal(inst)
         with self._lock:
-            if len(self._entries) > 200_000:
-                self._entries.clear()
-            self._entries[key] = (principal, now)
+            self._entries[digest] = principal
         return principal
 
 
@@ -75,5 +100,4 @@ def get_auth_cache() -> InstallationAuthCache:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["installation_auth_cache"] = InstallationAuthCache(
-        app.config.get("INSTALLATION_AUTH_CACHE_SECONDS", 60.0))
+    app.extensions["installation_auth_cache"] = InstallationAuthCache()

@@ -107,6 +107,9 @@ class EnrollResponse(BaseModel):
 class CheckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     installed: dict[str, str] = Field(default_factory=dict)
+    components: list[str] = Field(default_factory=list, max_length=100,
+                                  description="Components the installation runs but has not installed yet; "
+                                              "each is offered its newest eligible release")
     agent_version: str | None = Field(default=None, max_length=64)
     state: Literal["idle", "updating", "failing"] | None = None
 
@@ -114,6 +117,11 @@ class CheckRequest(BaseModel):
     @classmethod
     def _installed(cls, v: dict[str, str]) -> dict[str, str]:
         return check_versions(v)
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, v: list[str]) -> list[str]:
+        return sorted({check_name(c, "component") for c in v})
 
 
 class OfferOut(BaseModel):

@@ -297,6 +297,9 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             inst.state = "up_to_date"
         elif r.outcome == "failed":
             inst.state = "failing"
+        elif r.outcome == "rolled_back" and r.details.get("kind") == "operator_rollback":
+            # an operator went back on purpose: from = the release left, to = the one now running
+            apply_inventory(session, inst, {r.component: r.to_version})
         elif r.outcome == "rolled_back" and r.from_version:
             apply_inventory(session, inst, {r.component: r.from_version})
         for hook in _report_hooks():

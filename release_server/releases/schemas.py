@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -16,12 +17,20 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
 
 
-def normalise_version(value: str) -> str:
-    """PEP 440 normal form; ValueError with a readable message otherwise."""
+@lru_cache(maxsize=8192)
+def _normal(value: str) -> str | None:
     try:
         return str(Version(value))
     except InvalidVersion:
-        raise ValueError(f"{value!r} is not a valid PEP 440 version") from None
+        return None
+
+
+def normalise_version(value: str) -> str:
+    """PEP 440 normal form; ValueError with a readable message otherwise (cached: versions repeat)."""
+    normal = _normal(value) if isinstance(value, str) else None
+    if normal is None:
+        raise ValueError(f"{value!r} is not a valid PEP 440 version")
+    return normal
 
 
 def check_name(value: str, what: str = "name") -> str:

@@ -1,9 +1,12 @@
 """Rollouts API: the check endpoint (the fleet's hot path)."""
 from __future__ import annotations
 
+import json
+import time
 from datetime import timedelta
 
-from flask import current_app
+from flask import Response, current_app
+from packaging.version import Version
 
 from ..api import endpoint
 from ..db import db
@@ -13,6 +16,8 @@ from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
 from ..models_common import utcnow
 from .catalog import get_cache
 from .policy import InstallationView, plan_offers
+
+NOT_INSTALLED = Version("0.dev0")  # sorts below every real release
 
 
 def _pins_for(pins: dict, p: InstallationPrincipal) -> dict:
@@ -28,36 +33,52 @@ def _pins_for(pins: dict, p: InstallationPrincipal) -> dict:
 @endpoint("/updates/check", methods=["POST"], roles={"installation"}, body=CheckRequest, response=CheckResponse,
           readonly=True, summary="Which release each component should move to now", tag="agent")
 def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse:
-    snap = get_cache().snapshot(db.session)
+    snap = get_cache().snapshot(lambda: db.session)
     view = InstallationView(principal.installation_id, principal.customer_id, principal.channel, principal.tags)
-    offers = plan_offers(snap.catalog, view, body.installed, _pins_for(snap.pins, principal))
-    _note_seen(principal, body)
+    # A component not installed yet is planned from below every release (its first install).
+    planned = {c: NOT_INSTALLED for c in body.components if c not in body.installed} | dict(body.installed)
+    offers = plan_offers(snap.catalog, view, planned, _pins_for(snap.pins, principal))
+    config = current_app.config
+    _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
+    if not offers:
+        return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
     return CheckResponse(
         offers=[OfferOut(component=o.release.component, version=str(o.release.version),
-                         from_version=str(o.from_version) if o.from_version else None,
+                         from_version=str(o.from_version) if o.from_version and o.from_version != NOT_INSTALLED
+                         else None,
                          target_path=o.release.target_path, sha256=o.release.sha256, length=o.release.length,
                          critical=o.release.critical, downgrade=o.downgrade, changelog=o.changelog)
                 for o in offers],
-        poll_interval=current_app.config["POLL_INTERVAL_SECONDS"],
+        poll_interval=config["POLL_INTERVAL_SECONDS"],
         maintenance_window=principal.maintenance_window)
 
 
 _seen: dict[str, tuple[frozenset, float]] = {}
+_nothing_new_bodies: dict[tuple[int, str | None], bytes] = {}
 
 
-def _note_seen(p: InstallationPrincipal, body: CheckRequest) -> None:
+def _nothing_new(poll_interval: int, window: str | None) -> Response:
+    """The short answer most checks get, serialised once per (interval, window)."""
+    key = (poll_interval, window)
+    body = _nothing_new_bodies.get(key)
+    if body is None:
+        body = json.dumps({"offers": [], "poll_interval": poll_interval, "maintenance_window": window},
+                          separators=(",", ":")).encode()
+        _nothing_new_bodies[key] = body
+    return Response(body, mimetype="application/json")
+
+
+def _note_seen(p: InstallationPrincipal, body: CheckRequest, interval: float) -> None:
     """Coalesced inventory and last-seen write: only when the inventory changed or the
     stored last-seen is older than ``LAST_SEEN_WRITE_SECONDS``; nothing otherwise."""
-    import time
-
-    interval = current_app.config["LAST_SEEN_WRITE_SECONDS"]
     inventory = frozenset(body.installed.items())
     now = time.monotonic()
     prev = _seen.get(p.installation_id)
     if prev is not None and prev[0] == inventory and now - prev[1] < interval:
         return
-    if prev is None and p.last_seen_at is not None and utcnow() - p.last_seen_at < timedelta(seconds=interval) \
-            and not inventory:
+    if prev is None and inventory <= p.versions and p.last_seen_at is not None \
+            and utcnow() - p.last_seen_at < timedelta(seconds=interval):
+        # first sight in this process, and the stored inventory and last-seen are current
         _seen[p.installation_id] = (inventory, now)
         return
     session = db.new_session(write=True)

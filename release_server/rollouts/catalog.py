@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -82,9 +83,15 @@ class CatalogCache:
         self._versions = (-1, -1)
         self._snapshot: _Snapshot | None = None
 
-    def versions(self, session: Session) -> tuple[int, int]:
+    def versions(self, session: Session | Callable[[], Session]) -> tuple[int, int]:
+        """(catalog version, auth version); reads the database at most once per recheck period.
+
+        ``session`` may be a callable so that no session is even created when the cached
+        values are fresh (the common case on the hot path)."""
         now = time.monotonic()
         if now - self._checked_at >= self.recheck_seconds:
+            if callable(session):
+                session = session()
             row = session.execute(select(CatalogState.version, CatalogState.auth_version)
                                   .where(CatalogState.id == 1)).one_or_none()
             with self._lock:
@@ -96,11 +103,11 @@ class CatalogCache:
         with self._lock:
             self._checked_at = -1e9
 
-    def snapshot(self, session: Session) -> _Snapshot:
+    def snapshot(self, session: Session | Callable[[], Session]) -> _Snapshot:
         version, _ = self.versions(session)
         snap = self._snapshot
         if snap is None or snap.catalog.version != version:
-            catalog, pins = load_catalog(session, version)
+            catalog, pins = load_catalog(session() if callable(session) else session, version)
             snap = _Snapshot(catalog, pins)
             with self._lock:
                 self._snapshot = snap

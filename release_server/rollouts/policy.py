@@ -25,6 +25,7 @@ calls :func:`plan_offers` per request. The rules, in order:
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +33,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 BUCKETS = 10_000
+
+
+@lru_cache(maxsize=16384)
+def parse_version(value: str) -> Version:
+    """Version objects for strings seen again and again (installed versions)."""
+    return Version(value)
 
 
 def bucket(installation_id: str, release_id: int) -> int:
@@ -127,6 +134,8 @@ class Catalog:
             rows.sort(key=lambda r: r.version, reverse=True)
         self.by_component = by_comp
         self.version = version
+        #: the highest version of each component, whoever it is for
+        self.newest = {comp: rows[0].version for comp, rows in by_comp.items()}
         self._by_key = {(r.component, r.version): r for rows in by_comp.values() for r in rows}
 
     def find(self, component: str, version: Version) -> ReleaseInfo | None:
@@ -153,12 +162,15 @@ def combined_changelog(catalog: Catalog, component: str, low: Version | None, hi
 
 def _choose(catalog: Catalog, inst: InstallationView, component: str, installed: Version | None,
             pin: Pin | None) -> tuple[ReleaseInfo, bool] | None:
+    current = catalog.find(component, installed) if installed is not None else None
+    newest = catalog.newest.get(component)
+    if newest is None or (installed is not None and installed >= newest and (current is None or not current.yanked)):
+        return None  # the common case: nothing newer exists for anyone
     rows = [r for r in catalog.by_component.get(component, []) if visible(r, inst)]
     if pin is not None:
         rows = [r for r in rows if pin.allows(r.version)]
     if not rows:
         return None
-    current = catalog.find(component, installed) if installed is not None else None
     if current is not None and current.yanked:
         return rows[0], installed is not None and rows[0].version < installed
     newer = [r for r in rows if installed is None or r.version > installed]
@@ -180,15 +192,17 @@ def plan_offers(catalog: Catalog, inst: InstallationView, installed: Mapping[str
     have: dict[str, Version] = {}
     for comp, v in installed.items():
         try:
-            have[comp] = v if isinstance(v, Version) else Version(v)
+            have[comp] = v if isinstance(v, Version) else parse_version(v)
         except InvalidVersion:
             continue
     chosen: dict[str, tuple[ReleaseInfo, bool]] = {}
-    for comp in sorted(have):
+    for comp in sorted(have) if len(have) > 1 else have:
         pick = _choose(catalog, inst, comp, have[comp], pins.get(comp))
         if pick is not None:
             chosen[comp] = pick
 
+    if not chosen:
+        return []
     # Drop offers whose dependencies are not met, until nothing changes.
     changed = True
     while changed:

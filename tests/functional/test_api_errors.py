@@ -80,3 +80,10 @@ def test_openapi_is_generated_from_the_schemas(client):
 
     for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc))):
         assert ref in doc["components"]["schemas"], ref
+
+
+def test_json_bodies_are_bounded(client, auth):
+    h = auth.headers("admin")
+    big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    r = client.post("/api/v1/components", data=big, headers=h, content_type="application/json")
+    assert r.status_code == 413 and r.json["error"]["field"] == "body"

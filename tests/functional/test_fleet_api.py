@@ -113,8 +113,6 @@ def test_reports_are_idempotent_and_update_inventory(client, staff, acme, app):
 
 
 def test_revoked_installation_refused_within_cache_lifetime(app, client, staff, acme):
-    app.config["INSTALLATION_AUTH_CACHE_SECONDS"] = 3600.0
-    app.extensions["installation_auth_cache"].ttl = 3600.0
     app.extensions["catalog_cache"].recheck_seconds = 0.5
     inst = enroll(client, staff, "Acme")
     h = bearer(inst["token"])

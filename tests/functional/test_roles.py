@@ -44,6 +44,29 @@ GROUPS = {
         ("POST", "/api/v1/reports", {"reports": [{"id": "6f1c2b1e-8d7a-4c1e-9a53-0d4f1c2b3a4d", "component": "server",
                                                   "to_version": "1.0", "outcome": "success"}]}),
     ],
+    "rollouts-read": [
+        ("GET", "/api/v1/rollouts", None),
+        ("GET", "/api/v1/rollouts/{rollout}", None),
+        ("GET", "/api/v1/rollouts/{rollout}/figures", None),
+        ("GET", "/api/v1/pins", None),
+        ("GET", "/api/v1/components/server/releases/1.0/restrictions", None),
+        ("GET", "/api/v1/fleet/versions", None),
+        ("GET", "/api/v1/fleet/adoption?component=server", None),
+    ],
+    "rollouts-write": [
+        ("POST", "/api/v1/rollouts", {"component": "server", "version": "1.0", "channel": "beta"}),
+        ("POST", "/api/v1/rollouts/{rollout}/start", {"percent": 10}),
+        ("POST", "/api/v1/rollouts/{rollout}/percentage", {"percent": 50}),
+        ("POST", "/api/v1/rollouts/{rollout}/pause", None),
+        ("POST", "/api/v1/rollouts/{rollout}/resume", None),
+        ("POST", "/api/v1/rollouts/{rollout}/complete", None),
+        ("POST", "/api/v1/rollouts/{rollout2}/halt", {"reason": "test"}),
+        ("POST", "/api/v1/components/server/releases/1.0/restrictions", {"customers": []}),
+    ],
+    "pins": [
+        ("POST", "/api/v1/pins", {"scope": "tag", "value": "lts", "component": "server", "prefix": "1"}),
+        ("DELETE", "/api/v1/pins/{pin}", None),
+    ],
     "accounts": [
         ("POST", "/api/v1/users", {"username": "newbie", "password": "long enough pass", "role": "support"}),
         ("POST", "/api/v1/tokens", {"name": "t", "role": "support"}),
@@ -59,6 +82,9 @@ ALLOWED = {
     "fleet-write": {"admin", "support"},
     "installation-settings": {"admin", "support", "publisher"},
     "agent": {"installation"},
+    "rollouts-read": {"admin", "publisher", "support"},
+    "rollouts-write": {"admin", "publisher"},
+    "pins": {"admin", "publisher", "support"},
 }
 ROLES = ["admin", "publisher", "support", "installation"]
 
@@ -80,8 +106,18 @@ def fleet(seeded, auth):
     seeded.post("/api/v1/customers", json={"name": "Acme"}, headers=admin)
     inst = enroll(seeded, admin, "Acme")
     spare = seeded.post("/api/v1/customers/Acme/enrollment-tokens", json={}, headers=admin).json
+    # a draft rollout on stable and a running one to halt, and a pin to remove
+    seeded.post("/api/v1/components/server/releases/1.0/promote", json={"channel": "stable"}, headers=admin)
+    publish(seeded, admin, "server", "1.1", channels=["stable"])
+    ro = seeded.post("/api/v1/rollouts", json={"component": "server", "version": "1.0", "channel": "stable"},
+                     headers=admin).json
+    ro2 = seeded.post("/api/v1/rollouts", json={"component": "server", "version": "1.1", "channel": "stable",
+                                                "start": True}, headers=admin).json
+    pin = seeded.post("/api/v1/pins", json={"scope": "tag", "value": "x", "component": "server", "prefix": "1"},
+                      headers=admin).json
     return {"headers": {"Authorization": f"Bearer {inst['token']}"},
-            "values": {"inst": inst["installation_id"], "enroll_prefix": spare["prefix"]}}
+            "values": {"inst": inst["installation_id"], "enroll_prefix": spare["prefix"], "rollout": ro["id"],
+                       "rollout2": ro2["id"], "pin": pin["id"]}}
 
 
 @pytest.mark.parametrize("role", ROLES)
