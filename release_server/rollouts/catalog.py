@@ -144,8 +144,6 @@ def init_app(app: Flask) -> None:
         finally:
             session.close()
 
-    try:
-        from ..signing.worker import register_job
-    except ImportError:  # pragma: no cover - the worker ships with the signing package
-        return
+    from ..signing.worker import register_job
+
     register_job(app, "advance-rollouts", app.config.get("ROLLOUT_ADVANCE_SECONDS", 60.0), advance_rollouts)
