@@ -9,6 +9,8 @@ Commands::
     client-agent status [--json]
     client-agent rollback --component C      back to the previous release on disk
     client-agent self-check                  used by a new agent release before it is switched to
+    client-agent collect-logs --ticket N     upload a diagnostic bundle to a support request
+    client-agent report-issue --kind K --subject S [--description D] [--screenshot F] [--attach-logs]
 
 Every command takes ``--state-dir`` (default ``$CLIENT_AGENT_STATE_DIR`` or
 ``/var/lib/client-agent``) and ``-v`` for more output. Commands that change the
@@ -509,6 +511,81 @@ def cmd_self_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bundle(args: argparse.Namespace, state: Any, config: Any, enrollment: Any) -> Any:
+    import tempfile
+
+    from client_agent.installer import read_installed
+    from client_agent.selfupdate import agent_version
+    from client_agent.support import build_bundle
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.output) if getattr(args, "output", None) else \
+        Path(tempfile.mkdtemp(prefix="client-agent-")) / f"diagnostics-{stamp}.tar.gz"
+    extra = {"installation_id": enrollment.installation_id, "customer": enrollment.customer,
+             "channel": enrollment.channel, "agent_version": agent_version(),
+             "installed": read_installed(state.path), "install_dir": str(config.install_dir)}
+    return build_bundle(state.path, out, install_dir=str(config.install_dir), log_files=list(config.log_files),
+                        extra=extra)
+
+
+def cmd_collect_logs(args: argparse.Namespace) -> int:
+    from client_agent.client import ApiClient
+
+    state, config, enrollment = _load(args)
+    _setup_logging(state.path, args.verbose)
+    bundle = _bundle(args, state, config, enrollment)
+    _say(f"Diagnostic bundle: {bundle.path} ({bundle.size} bytes, {len(bundle.members)} files)")
+    if args.no_upload:
+        return EXIT_OK
+    client = ApiClient(enrollment.server_url, enrollment.token)
+    try:
+        with bundle.path.open("rb") as fh:
+            client.upload_attachments(args.ticket, [(bundle.path.name, fh, "application/gzip")])
+    finally:
+        client.close()
+    _say(f"Attached to {args.ticket}.")
+    return EXIT_OK
+
+
+def cmd_report_issue(args: argparse.Namespace) -> int:
+    from client_agent.client import ApiClient
+    from client_agent.support import check_attachment, guess_type
+
+    state, config, enrollment = _load(args)
+    _setup_logging(state.path, args.verbose)
+    screenshot = check_attachment(args.screenshot) if args.screenshot else None
+    description = args.description
+    if description == "-":
+        description = sys.stdin.read()
+    client = ApiClient(enrollment.server_url, enrollment.token)
+    try:
+        ticket = client.create_ticket({"kind": args.kind, "subject": args.subject, "description": description,
+                                       "priority": args.priority})
+        number = ticket["number"]
+        files = []
+        handles = []
+        try:
+            if screenshot is not None:
+                fh = screenshot.open("rb")
+                handles.append(fh)
+                files.append((screenshot.name, fh, guess_type(screenshot)))
+            if args.attach_logs:
+                bundle = _bundle(args, state, config, enrollment)
+                fh = bundle.path.open("rb")
+                handles.append(fh)
+                files.append((bundle.path.name, fh, "application/gzip"))
+            if files:
+                client.upload_attachments(number, files)
+        finally:
+            for fh in handles:
+                fh.close()
+    finally:
+        client.close()
+    _say(number)
+    print(f"Request {number} registered ({args.kind}); quote it in every message about it.", file=sys.stderr)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser and main
 
 
@@ -567,6 +644,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("self-check", parents=[common], help="check that this agent's code can run")
     p.set_defaults(func=cmd_self_check)
+
+    p = sub.add_parser("collect-logs", parents=[common],
+                       help="upload a diagnostic bundle (logs, versions, system facts) to a support request")
+    p.add_argument("--ticket", required=True, metavar="NUMBER", help="the request's number, e.g. OTK-000123")
+    p.add_argument("--output", metavar="FILE", help="also keep the bundle here (.tar.gz)")
+    p.add_argument("--no-upload", action="store_true", help="only write the bundle")
+    p.set_defaults(func=cmd_collect_logs)
+
+    p = sub.add_parser("report-issue", parents=[common], help="file a support request and print its number")
+    p.add_argument("--kind", required=True, choices=["incident", "problem", "service", "development"],
+                   help="incident: one user hit a failure; problem: the application stopped or is unusable; "
+                        "service: a question; development: a change or improvement proposal")
+    p.add_argument("--subject", required=True)
+    p.add_argument("--description", default="", help="text, or - to read it from standard input")
+    p.add_argument("--priority", default="normal", choices=["low", "normal", "high", "urgent"])
+    p.add_argument("--screenshot", metavar="FILE", help="an image of the failure")
+    p.add_argument("--attach-logs", action="store_true", help="attach a diagnostic bundle")
+    p.set_defaults(func=cmd_report_issue)
     return parser
 
 
@@ -579,7 +674,9 @@ def _exit_code_for(exc: BaseException) -> int:
         return EXIT_LOCKED
     if isinstance(exc, (NotEnrolledError, AlreadyEnrolledError, EnrollmentRefusedError)):
         return EXIT_ENROLLMENT
-    if isinstance(exc, (ConfigError, UsageError)):
+    from client_agent.support import SupportRequestError
+
+    if isinstance(exc, (ConfigError, UsageError, SupportRequestError)):
         return EXIT_USAGE
     if isinstance(exc, AuthRejectedError):
         return EXIT_AUTH

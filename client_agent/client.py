@@ -163,6 +163,26 @@ class ApiClient:
         data = self._post("/api/v1/reports", {"reports": list(reports)})
         return {"accepted": list(data.get("accepted") or []), "duplicates": list(data.get("duplicates") or [])}
 
+    def create_ticket(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Open a support request for this installation's customer; returns the ticket."""
+        data = self._post("/api/v1/tickets", body)
+        if not isinstance(data.get("number"), str):
+            raise ProtocolError(self.server_url, "ticket answer has no 'number'")
+        return data
+
+    def upload_attachments(self, number: str, files: list[tuple[str, Any, str]]) -> dict[str, Any]:
+        """Attach ``(filename, binary file object, content type)`` items to ticket ``number``."""
+        url = f"{self.server_url}/api/v1/tickets/{number}/attachments"
+        if not self.token:
+            raise AuthRejectedError(url, 401, "no installation token")
+        try:
+            resp = self.session.post(url, files=[("file", f) for f in files], timeout=max(self.timeout, 300),
+                                     headers={"Accept": "application/json", "Authorization": f"Bearer {self.token}"})
+        except requests.RequestException as exc:
+            raise ServerUnavailableError(url, _describe(exc)) from exc
+        with resp:
+            return self._answer(url, resp)
+
     # ------------------------------------------------------------ plumbing
 
     def _post(self, path: str, body: Mapping[str, Any], *, auth: bool = True) -> dict[str, Any]:

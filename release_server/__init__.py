@@ -52,6 +52,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     signing.init_app(app)
 
+    from . import support
+
+    support.init_app(app)
+
     from . import cli
 
     cli.init_app(app)

@@ -281,8 +281,10 @@ cli = FlaskGroup(create_app=_create_app, add_version_option=False,
 
 def _register_client_commands() -> None:
     from .client_cli import publish
+    from .support.cli import mailgate
 
     cli.add_command(publish)
+    cli.add_command(mailgate)
 
 
 _register_client_commands()

@@ -1,0 +1,332 @@
+"""Support commands: ``tickets ...`` and ``customer-users ...`` for staff, ``mail ...``, and ``mailgate``.
+
+``mailgate`` is an MTA pipe: it reads one RFC 822 message on standard input and posts
+it to the server over HTTP. Its exit status follows ``sysexits.h`` so the MTA does the
+right thing: 0 stored; 75 (EX_TEMPFAIL) when the server cannot be reached, answers 5xx,
+or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
+message cannot be parsed at all (the server still stored it raw) or is refused as too
+large or empty.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+import requests
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..errors import ReleaseServerError
+
+EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
+ACTOR = "cli"
+
+
+def _fail(e: ReleaseServerError) -> None:
+    click.echo(f"error: {e.message}", err=True)
+    sys.exit(1)
+
+
+def _staff():  # noqa: ANN202
+    from .services import Actor
+
+    return Actor(ACTOR, "staff")
+
+
+# ---------------------------------------------------------------- mailgate (no database access)
+
+@click.command("mailgate")
+@click.option("--server", envvar="RELEASE_SERVER_URL", required=True, help="Server URL [env RELEASE_SERVER_URL].")
+@click.option("--token", envvar="RELEASE_SERVER_TOKEN", required=True,
+              help="Support or admin API token [env RELEASE_SERVER_TOKEN].")
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+def mailgate(server: str, token: str, timeout: float) -> None:
+    """Read one RFC 822 message on stdin and hand it to the server (for an MTA pipe)."""
+    raw = sys.stdin.buffer.read()
+    sys.exit(deliver(server, token, raw, timeout=timeout))
+
+
+def deliver(server: str, token: str, raw: bytes, *, timeout: float = 60.0) -> int:
+    """Post one raw message to the server; returns the exit status (see the module docstring)."""
+    url = server.rstrip("/") + "/api/v1/support/mail"
+    try:
+        resp = requests.post(url, data=raw, timeout=timeout,
+                             headers={"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"})
+    except requests.RequestException as e:
+        click.echo(f"mailgate: cannot reach {server}: {e.__class__.__name__}: {e}; the MTA will retry", err=True)
+        return EX_TEMPFAIL
+    with resp:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        if 200 <= resp.status_code < 300:
+            click.echo(f"mailgate: {data.get('outcome', 'stored')} {data.get('ticket') or ''}".rstrip(), err=True)
+            return EX_OK
+        err = data.get("error", {}) if isinstance(data, dict) else {}
+        message = f"{resp.status_code} {err.get('code', resp.reason)}: {err.get('message', '')}"
+        if resp.status_code in (400, 413, 422):
+            click.echo(f"mailgate: refused for good: {message}", err=True)
+            return EX_DATAERR
+        click.echo(f"mailgate: temporary failure: {message}; the MTA will retry", err=True)
+        return EX_TEMPFAIL
+
+
+# ---------------------------------------------------------------- mail
+
+@click.group("mail", help="Support mail: poll IMAP, deliver the outbox, ingest a file.")
+def mail_group() -> None:
+    pass
+
+
+def _store_one(raw: bytes) -> str:
+    from ..db import db
+    from ..storage import get_storage
+    from .mailin import ingest
+
+    session = db.new_session(write=True)
+    try:
+        result = ingest(session, get_storage(), raw)
+        session.commit()
+        return result.outcome
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@mail_group.command("poll")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many messages (IMAP_BATCH).")
+@with_appcontext
+def mail_poll(limit: int | None) -> None:
+    """Fetch unseen messages from the IMAP folder, store them, mark them seen."""
+    from .imap import ImapFetcher, poll
+
+    try:
+        with ImapFetcher.from_config(current_app.config) as fetcher:
+            result = poll(fetcher, _store_one, limit=limit or int(current_app.config.get("IMAP_BATCH", 50)))
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(str(result))
+    if result.failed:
+        sys.exit(1)
+
+
+@mail_group.command("send-outbox")
+@with_appcontext
+def mail_send_outbox() -> None:
+    """Deliver the due messages of the outbox now (the worker does this periodically)."""
+    from .mailout import deliver_outbox
+
+    click.echo(str(deliver_outbox()))
+
+
+@mail_group.command("ingest")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False), required=True)
+@with_appcontext
+def mail_ingest(files: tuple[str, ...]) -> None:
+    """Store messages from .eml files as if they had arrived by mail."""
+    for path in files:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        try:
+            click.echo(f"{path}: {_store_one(raw)}")
+        except ReleaseServerError as e:
+            _fail(e)
+
+
+# ---------------------------------------------------------------- tickets
+
+@click.group("tickets", help="Support tickets.")
+def tickets_group() -> None:
+    pass
+
+
+@tickets_group.command("list")
+@click.option("--status", multiple=True)
+@click.option("--kind", default=None)
+@click.option("--customer", default=None)
+@click.option("--queue", type=click.Choice(["unassigned"]), default=None)
+@click.option("--search", "-q", "q", default=None, help="Text search.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@with_appcontext
+def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None, queue: str | None,
+                 q: str | None, limit: int) -> None:
+    from ..db import db
+    from .services import TicketFilter, list_tickets
+
+    try:
+        rows, total = list_tickets(db.session, _staff(), TicketFilter(
+            status=list(status), kind=kind, customer=customer, unassigned_queue=queue == "unassigned", q=q,
+            per_page=limit))
+    except ReleaseServerError as e:
+        _fail(e)
+    for t in rows:
+        who = t.customer.name if t.customer else "(unassigned)"
+        click.echo(f"{t.number}  {t.status:<20} {t.kind:<11} {who:<24} {t.subject}")
+    click.echo(f"{total} ticket(s)", err=True)
+
+
+@tickets_group.command("show")
+@click.argument("number")
+@with_appcontext
+def tickets_show(number: str) -> None:
+    from ..db import db
+    from . import services
+
+    try:
+        t = services.get_ticket(db.session, number)
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"{t.number} [{t.status}] {t.kind}/{t.priority}: {t.subject}")
+    click.echo(f"customer: {t.customer.name if t.customer else '(unassigned)'}   requester: {t.requester_email or '-'}"
+               f"   source: {t.source}")
+    if t.description:
+        click.echo(f"\n{t.description}\n")
+    for e in services.timeline(db.session, t, _staff()):
+        vis = "public" if e.public else "internal"
+        click.echo(f"--- {e.at:%Y-%m-%d %H:%M} {e.kind} ({vis}) by {e.author}")
+        if e.body:
+            click.echo(e.body)
+        elif e.data:
+            click.echo(", ".join(f"{k}={v}" for k, v in e.data.items()))
+
+
+def _ticket_action(number: str, action) -> None:  # noqa: ANN001
+    from ..db import db
+    from . import services
+
+    try:
+        ticket = services.get_ticket(db.session, number)
+        action(db.session, ticket)
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"{ticket.number}: {ticket.status}")
+
+
+@tickets_group.command("reply")
+@click.argument("number")
+@click.option("--message", "-m", required=True, help="Public answer; mailed to the requester.")
+@with_appcontext
+def tickets_reply(number: str, message: str) -> None:
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.staff_reply(s, t, _staff(), message))
+
+
+@tickets_group.command("note")
+@click.argument("number")
+@click.option("--message", "-m", required=True, help="Internal note.")
+@with_appcontext
+def tickets_note(number: str, message: str) -> None:
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.add_note(s, t, _staff(), message))
+
+
+@tickets_group.command("request-info")
+@click.argument("number")
+@click.option("--message", "-m", required=True, help="What the customer should send.")
+@with_appcontext
+def tickets_request_info(number: str, message: str) -> None:
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.request_information(s, t, _staff(), message))
+
+
+@tickets_group.command("set")
+@click.argument("number")
+@click.option("--status", default=None)
+@click.option("--kind", default=None)
+@click.option("--priority", default=None)
+@click.option("--assignee", default=None, help="Staff username; '-' unassigns.")
+@click.option("--customer", default=None)
+@click.option("--comment", "-m", default=None, help="Public comment (e.g. with --status processed).")
+@with_appcontext
+def tickets_set(number: str, status: str | None, kind: str | None, priority: str | None, assignee: str | None,
+                customer: str | None, comment: str | None) -> None:
+    from . import services
+
+    changes = {k: v for k, v in dict(status=status, kind=kind, priority=priority, customer=customer,
+                                     comment=comment).items() if v is not None}
+    if assignee is not None:
+        changes["assignee"] = None if assignee == "-" else assignee
+    _ticket_action(number, lambda s, t: services.update_ticket(s, t, _staff(), changes))
+
+
+@tickets_group.command("merge")
+@click.argument("number")
+@click.option("--into", required=True, help="The ticket that stays.")
+@with_appcontext
+def tickets_merge(number: str, into: str) -> None:
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.merge(s, t, services.get_ticket(s, into), _staff()))
+
+
+@tickets_group.command("auto-close")
+@with_appcontext
+def tickets_auto_close() -> None:
+    """Close tickets processed more than AUTO_CLOSE_DAYS ago (the worker does this periodically)."""
+    from ..db import db
+    from .services import auto_close
+
+    closed = auto_close(db.session)
+    db.commit()
+    click.echo(f"closed {len(closed)} ticket(s)")
+
+
+# ---------------------------------------------------------------- customer users
+
+@click.group("customer-users", help="Customer users (people at a customer who file requests).")
+def customer_users_group() -> None:
+    pass
+
+
+@customer_users_group.command("create")
+@click.argument("email")
+@click.option("--customer", required=True, help="Customer id or name.")
+@click.option("--name", default="")
+@click.option("--password", default=None, help="For the portal (prompted when --password - is given).")
+@with_appcontext
+def customer_users_create(email: str, customer: str, name: str, password: str | None) -> None:
+    from ..accounts.services import audit
+    from ..db import db
+    from ..fleet.services import get_customer
+    from .customers import create_customer_user
+
+    if password == "-":
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = create_customer_user(db.session, get_customer(db.session, customer), email, name, password)
+        audit(db.session, ACTOR, "customer_user.create", f"customer-user:{user.email}", {"customer": customer})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"created customer user {user.id} {user.email}")
+
+
+@customer_users_group.command("token")
+@click.argument("email")
+@click.option("--name", default="api", show_default=True)
+@with_appcontext
+def customer_users_token(email: str, name: str) -> None:
+    """Issue an API token (rsc_...) to a customer user; printed once."""
+    from ..accounts.services import audit
+    from ..db import db
+    from .customers import get_customer_user, issue_token
+
+    try:
+        user = get_customer_user(db.session, email)
+        token, secret = issue_token(db.session, user, name)
+        audit(db.session, ACTOR, "customer_token.create", f"customer-token:{token.prefix}",
+              {"customer_user": user.email})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(secret)
+
+
+COMMANDS = (mailgate, mail_group, tickets_group, customer_users_group)

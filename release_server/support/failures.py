@@ -1,0 +1,322 @@
+"""Failed updates become tickets: fingerprint -> failure group -> one ticket per (group, customer).
+
+:func:`on_report` is registered in ``app.extensions["report_hooks"]``; the fleet calls it
+for each new report inside the request's transaction. A report whose outcome is
+``rolled_back`` (the agent restored the old release: an *incident*) or ``failed`` (the
+installation was left not working: a *problem*) is fingerprinted
+(:mod:`.fingerprint`) and joins its group; the group's ticket for the report's customer
+is opened on the first report and gets a timeline entry for every later one.
+
+Concurrency without application locks: the group (unique fingerprint), the group's
+installation rows (primary key) and the customer's ticket (unique ``(failure_group_id,
+customer_id)``) are each *insert-or-get*: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+and, when another transaction won, a read of its row. On PostgreSQL the group and the
+ticket are created in a short transaction of their own (see :func:`_autonomous`): the
+loser waits only for that commit, and no report transaction holds a new group or ticket
+while it works on another one, which is how two batches would otherwise deadlock. On
+SQLite writers are serialised by ``BEGIN IMMEDIATE``. The group row is never updated per
+report (counts, first and last seen are aggregates over ``failure_group_reports``), so
+reports of one cause do not queue on a hot row.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, case, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ..fleet.models import Customer, Installation, UpdateReport
+from ..models_common import utcnow
+from ..releases.models import Component, Release
+from ..rollouts.models import Rollout
+from . import mailout, services
+from .errors import UnknownFailureGroupError
+from .fingerprint import Fingerprint, fingerprint
+from .models import (OPEN_STATUSES, FailureGroup, FailureGroupInstallation, FailureGroupReport, Ticket,
+                     TicketFailureGroup)
+
+FAILURE_OUTCOMES = {"rolled_back": "incident", "failed": "problem"}
+
+
+def insert_or_get(session: Session, table: Table, key: dict[str, Any], values: dict[str, Any]) -> tuple[Any, bool]:
+    """Insert a row unless its unique ``key`` exists; returns (primary key tuple, inserted)."""
+    session.flush()
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    pk = list(table.primary_key.columns)
+    stmt = (insert(table).values(**key, **values).on_conflict_do_nothing(index_elements=list(key))
+            .returning(*pk))
+    row = session.execute(stmt).first()
+    if row is not None:
+        return tuple(row), True
+    row = session.execute(select(*pk).where(*(table.c[k] == v for k, v in key.items()))).first()
+    if row is None:  # the conflicting row vanished (deleted concurrently); try once more
+        row = session.execute(stmt).first()
+        return tuple(row), True
+    return tuple(row), False
+
+
+def on_report(session: Session, report: UpdateReport) -> None:
+    """Report hook: group failed updates and keep their tickets (registered by ``support.init_app``)."""
+    if report.outcome in FAILURE_OUTCOMES:
+        record_failure(session, report)
+
+
+@dataclass(frozen=True)
+class RecordedFailure:
+    group_id: int
+    ticket_id: int
+    new_group: bool
+    new_ticket: bool
+    reopened: bool
+
+
+def record_failure(session: Session, report: UpdateReport, now: datetime | None = None) -> RecordedFailure:
+    """Put one failure report into its group and its customer's ticket."""
+    now = now or report.received_at or utcnow()
+    inst = session.get(Installation, report.installation_id)
+    fp = fingerprint(report.component, report.to_version, report.stage, report.error_code, report.error_message)
+    kind = FAILURE_OUTCOMES[report.outcome]
+
+    group_id, new_group = _group_for(session, fp, report, now, lookup_only=True)
+    if group_id is None:
+        group_id, new_group = _autonomous(session, lambda s: _group_for(s, fp, report, now))
+    ticket_id, new_ticket = _ticket_for(session, group_id, inst, report, kind, fp.pattern, now, lookup_only=True)
+    if ticket_id is None:
+        ticket_id, new_ticket = _autonomous(session, lambda s: _ticket_for(s, group_id, inst, report, kind,
+                                                                           fp.pattern, now))
+    insert_or_get(session, FailureGroupInstallation.__table__,
+                  {"group_id": group_id, "installation_id": inst.id},
+                  {"customer_id": inst.customer_id, "first_seen_at": now})
+    ticket = services.root_of(session, session.get(Ticket, ticket_id))
+    session.add(FailureGroupReport(report_id=report.id, group_id=group_id, ticket_id=ticket.id,
+                                   installation_id=inst.id, outcome=report.outcome, received_at=now))
+    services.add_event(session, ticket, "failure_report", services.SYSTEM, public=False, touch=False,
+                       body=_report_line(report, inst),
+                       data={"report_id": report.id, "installation_id": inst.id, "outcome": report.outcome,
+                             "from_version": report.from_version, "to_version": report.to_version,
+                             "failure_group": group_id})
+    reopened = False
+    if not new_ticket:
+        reopened = _maybe_reopen(session, ticket, group_id, report)
+        if kind == "problem" and ticket.kind == "incident":
+            _escalate(session, ticket)
+    if new_group:
+        _link_to_open_halt_tickets(session, group_id, fp.component, fp.target_version)
+    return RecordedFailure(group_id, ticket.id, new_group, new_ticket, reopened)
+
+
+def _autonomous(session: Session, work: Callable[[Session], tuple[int, bool]]) -> tuple[int, bool]:
+    """Run an insert-or-get in a short transaction of its own on PostgreSQL.
+
+    The group and ticket rows are shared by every report of a cause; creating them in
+    the report's (longer) transaction would hold their unique-index entries until it
+    commits, and two requests creating two of them in opposite orders would deadlock.
+    Committed at once, they are there for everyone. SQLite has one writer at a time
+    (the request already holds the lock), so there the report's own session does it.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
+        return work(session)
+    own = Session(bind=bind, expire_on_commit=False)
+    try:
+        result = work(own)
+        own.commit()
+        return result
+    finally:
+        own.close()
+
+
+def _group_for(session: Session, fp: Fingerprint, report: UpdateReport, now: datetime, *,
+               lookup_only: bool = False) -> tuple[Any, bool]:
+    group_id = session.scalar(select(FailureGroup.id).where(FailureGroup.fingerprint == fp.value))
+    if group_id is not None or lookup_only:
+        return group_id, False
+    (group_id,), created = insert_or_get(session, FailureGroup.__table__, {"fingerprint": fp.value}, dict(
+        component=fp.component, target_version=fp.target_version, stage=fp.stage, error_code=fp.error_code,
+        message_pattern=fp.pattern, sample_message=(report.error_message or "")[:4000], first_seen_at=now,
+        regressions=0))
+    return group_id, created
+
+
+def _ticket_for(session: Session, group_id: int, inst: Installation, report: UpdateReport, kind: str, pattern: str,
+                now: datetime, *, lookup_only: bool = False) -> tuple[Any, bool]:
+    ticket_id = session.scalar(select(Ticket.id).where(Ticket.failure_group_id == group_id,
+                                                       Ticket.customer_id == inst.customer_id))
+    if ticket_id is not None or lookup_only:
+        return ticket_id, False
+    return _open_failure_ticket(session, group_id, inst, report, kind, pattern, now)
+
+
+def _escalate(session: Session, ticket: Ticket) -> None:
+    """An incident becomes a problem once an installation is left not working."""
+    changed = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.kind == "incident")
+                              .values(kind="problem", priority="high", updated_at=utcnow())
+                              .execution_options(synchronize_session=False)).rowcount
+    if changed:
+        session.refresh(ticket)
+        services.add_event(session, ticket, "changed", services.SYSTEM, public=True,
+                           data={"field": "kind", "from": "incident", "to": "problem",
+                                 "reason": "an installation was left not working"})
+
+
+def _report_line(report: UpdateReport, inst: Installation) -> str:
+    what = "rolled back to the previous release" if report.outcome == "rolled_back" else "left not working"
+    line = (f"{report.component} {report.from_version or '?'} -> {report.to_version} on {inst.name} "
+            f"({inst.id}): {what}")
+    if report.stage or report.error_code:
+        line += f"; stage {report.stage or '?'}, error {report.error_code or '?'}"
+    if report.error_message:
+        line += f"\n{report.error_message[:2000]}"
+    return line
+
+
+def _open_failure_ticket(session: Session, group_id: int, inst: Installation, report: UpdateReport, kind: str,
+                         pattern: str, now: datetime) -> tuple[int, bool]:
+    customer = session.get(Customer, inst.customer_id)
+    seq, number = services.next_number(session)
+    subject = f"Update of {report.component} to {report.to_version} failed"
+    if report.stage:
+        subject += f" at {report.stage}"
+    if report.error_code:
+        subject += f" ({report.error_code})"
+    description = (f"Failure reports of {report.component} {report.to_version} with the same cause "
+                   f"(failure group #{group_id}).\nStage: {report.stage or '-'}\nError code: "
+                   f"{report.error_code or '-'}\nMessage: {pattern or '-'}")
+    (ticket_id,), created = insert_or_get(session, Ticket.__table__,
+                                          {"failure_group_id": group_id, "customer_id": customer.id}, dict(
+        seq=seq, number=number, kind=kind, subject=subject[:300], description=description, status="new",
+        priority="high" if kind == "problem" else "normal", requester_email=customer.contact_email,
+        requester_name="", source="failure_report", internal=False, installation_id=inst.id,
+        release_id=report.release_id, regression=False, created_by="system", created_at=now, updated_at=now))
+    if created:
+        ticket = session.get(Ticket, ticket_id)
+        services.add_event(session, ticket, "created", services.SYSTEM, public=True, body=description,
+                           data={"source": "failure_report", "kind": kind, "failure_group": group_id})
+        mailout.queue_mail(session, ticket, to=customer.contact_email, kind="failure_opened",
+                           text=f"Component: {report.component}\nTarget version: {report.to_version}", auto=True)
+    return ticket_id, created
+
+
+def _maybe_reopen(session: Session, ticket: Ticket, group_id: int, report: UpdateReport) -> bool:
+    """A report on a processed or closed ticket reopens it as a regression (once, however many arrive)."""
+    if ticket.status not in ("processed", "closed"):
+        return False
+    target = services.reopen_status(ticket)
+    old = ticket.status
+    changed = session.execute(update(Ticket).where(Ticket.id == ticket.id, Ticket.status.in_(("processed", "closed")))
+                              .values(status=target, regression=True, closed_at=None, updated_at=utcnow())
+                              .execution_options(synchronize_session=False)).rowcount
+    if not changed:
+        return False
+    session.refresh(ticket)
+    session.execute(update(FailureGroup).where(FailureGroup.id == group_id)
+                    .values(regressions=FailureGroup.regressions + 1).execution_options(synchronize_session=False))
+    services.add_event(session, ticket, "status", services.SYSTEM, public=True,
+                       body="Reopened: the failure happened again after the request was processed (regression).",
+                       data={"from": old, "to": target, "regression": True, "report_id": report.id})
+    return True
+
+
+def _link_to_open_halt_tickets(session: Session, group_id: int, component: str, version: str) -> None:
+    rows = session.scalars(
+        select(Ticket).join(Rollout, Rollout.id == Ticket.rollout_id).join(Release, Release.id == Rollout.release_id)
+        .join(Component, Component.id == Release.component_id)
+        .where(Ticket.internal.is_(True), Ticket.status.in_(OPEN_STATUSES), func.lower(Component.name) == component,
+               Release.version == version))
+    for ticket in rows:
+        services.link_groups(session, ticket, [group_id])
+
+
+# ---------------------------------------------------------------- rollout halts
+
+def on_rollout_halt(session: Session, rollout: Rollout) -> Ticket | None:
+    """Rollout halt hook: an automatic halt opens an internal problem ticket linked to its failure groups."""
+    if not (rollout.halt_figures or {}).get("automatic", True):
+        return None
+    release = rollout.release
+    group_ids = list(session.scalars(select(FailureGroup.id).where(
+        FailureGroup.component == release.component.name.lower(), FailureGroup.target_version == release.version)))
+    return services.open_halt_ticket(session, rollout, group_ids)
+
+
+# ---------------------------------------------------------------- reading groups
+
+@dataclass(frozen=True)
+class GroupStats:
+    reports: int
+    rolled_back: int
+    failed: int
+    installations: int
+    customers: int
+    tickets: int
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+
+
+def stats(session: Session, group_ids: list[int]) -> dict[int, GroupStats]:
+    """Counts and first/last seen per group, computed from the rows (always exact)."""
+    if not group_ids:
+        return {}
+    reports = {r.group_id: r for r in session.execute(
+        select(FailureGroupReport.group_id, func.count().label("n"),
+               func.sum(case((FailureGroupReport.outcome == "rolled_back", 1), else_=0)).label("rb"),
+               func.min(FailureGroupReport.received_at).label("first"),
+               func.max(FailureGroupReport.received_at).label("last"))
+        .where(FailureGroupReport.group_id.in_(group_ids)).group_by(FailureGroupReport.group_id))}
+    insts = {r.group_id: r for r in session.execute(
+        select(FailureGroupInstallation.group_id, func.count().label("n"),
+               func.count(func.distinct(FailureGroupInstallation.customer_id)).label("c"))
+        .where(FailureGroupInstallation.group_id.in_(group_ids)).group_by(FailureGroupInstallation.group_id))}
+    tickets = dict(session.execute(select(Ticket.failure_group_id, func.count()).where(
+        Ticket.failure_group_id.in_(group_ids)).group_by(Ticket.failure_group_id)).all())
+    out = {}
+    from ..models_common import UTCDateTime
+
+    conv = UTCDateTime().process_result_value
+    for gid in group_ids:
+        r, i = reports.get(gid), insts.get(gid)
+        n, rb = (int(r.n), int(r.rb or 0)) if r else (0, 0)
+        out[gid] = GroupStats(n, rb, n - rb, int(i.n) if i else 0, int(i.c) if i else 0, int(tickets.get(gid, 0)),
+                              _as_dt(r.first, conv) if r else None, _as_dt(r.last, conv) if r else None)
+    return out
+
+
+def _as_dt(value: Any, conv: Any) -> datetime | None:
+    if isinstance(value, str):  # SQLite returns aggregates of datetimes as text
+        value = datetime.fromisoformat(value)
+    return conv(value, None) if value is not None else None
+
+
+def get_group(session: Session, group_id: int) -> FailureGroup:
+    group = session.get(FailureGroup, group_id)
+    if group is None:
+        raise UnknownFailureGroupError(group_id)
+    return group
+
+
+def list_groups(session: Session, *, component: str | None = None, version: str | None = None,
+                limit: int = 100, offset: int = 0) -> tuple[list[FailureGroup], int]:
+    conds = []
+    if component:
+        conds.append(FailureGroup.component == component.lower())
+    if version:
+        conds.append(FailureGroup.target_version == version)
+    total = session.scalar(select(func.count()).select_from(FailureGroup).where(*conds)) or 0
+    last = (select(func.max(FailureGroupReport.received_at)).where(FailureGroupReport.group_id == FailureGroup.id)
+            .scalar_subquery())
+    rows = list(session.scalars(select(FailureGroup).where(*conds).order_by(last.desc(), FailureGroup.id.desc())
+                                .limit(limit).offset(offset)))
+    return rows, total
+
+
+def group_tickets(session: Session, group_id: int) -> list[Ticket]:
+    linked = select(TicketFailureGroup.ticket_id).where(TicketFailureGroup.group_id == group_id)
+    return list(session.scalars(select(Ticket).where((Ticket.failure_group_id == group_id) | Ticket.id.in_(linked))
+                                .order_by(Ticket.id)))

@@ -1,0 +1,243 @@
+"""Inbound mail: store the raw message, then thread it onto a ticket or open one.
+
+:func:`ingest` is what ``POST /api/v1/support/mail`` (fed by ``release-server mailgate``)
+and ``release-server mail poll`` call. In order:
+
+1. The raw bytes always go to blob storage first, parseable or not.
+2. :func:`~.mailparse.parse_message` reads them; input that is not a message at all is
+   recorded as ``unparseable`` (the caller answers so the MTA does not retry).
+3. A Message-ID seen before is a duplicate (an MTA retry): nothing else happens.
+4. Bounces are matched to the ticket of the message they return (by its Message-ID,
+   else by the ``[PREFIX-n]`` in its subject) and attached as internal notes.
+5. Threading: ``[PREFIX-n]`` in the subject, else In-Reply-To/References naming a
+   Message-ID we sent or received. A number alone only threads when the sender belongs
+   to the ticket's customer (or is its requester), so a guessed number cannot write
+   into someone else's ticket.
+6. Otherwise a new ticket: for the customer whose contact address, customer user,
+   earlier request or mail domain matches the sender; an unknown sender's ticket waits
+   in the unassigned queue (no customer).
+7. Loop guard: auto-submitted messages, bounces and mail from mailer-daemon/postmaster
+   never get an automatic answer; an automatic reply on an existing ticket is an internal
+   note and does not reopen anything.
+
+The timeline shows the reply with quoted history trimmed; the raw message stays in storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from flask import current_app, has_app_context
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..errors import ValidationError
+from ..fleet.models import Customer
+from ..storage import BlobStorage, StoredBlob
+from . import mailout, services
+from .errors import AttachmentTooLargeError, MailTooLargeError, TooManyAttachmentsError
+from .mailparse import MailParseError, ParsedMail, find_ticket_numbers, parse_message
+from .models import CustomerUser, MailMessage, Ticket
+from .services import Actor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    mail_id: int
+    outcome: str  # created | appended | follow_up | auto_reply | bounce | bounce_unmatched | duplicate | unparseable
+    ticket: str | None
+    auto_answer: bool
+    detail: str = ""
+
+
+def _cfg(key: str, default: object) -> object:
+    return current_app.config.get(key, default) if has_app_context() else default
+
+
+def ingest(session: Session, storage: BlobStorage, raw: bytes) -> IngestResult:
+    """Store and process one inbound message (see the module docstring). The caller commits."""
+    limit = int(_cfg("MAX_MAIL_SIZE", 40 * 1024 * 1024))
+    if len(raw) > limit:
+        raise MailTooLargeError(len(raw), limit)
+    if not raw.strip():
+        raise ValidationError("the message is empty", field="message")
+    blob = storage.put_stream(io.BytesIO(raw))
+    prefix = str(_cfg("TICKET_PREFIX", "OTK"))
+    try:
+        parsed = parse_message(raw, ticket_prefix=prefix)
+    except MailParseError as e:
+        mail = MailMessage(direction="in", status="unparseable", outcome="unparseable", blob_key=blob.key,
+                           size=blob.size, subject="", last_error=str(e))
+        session.add(mail)
+        session.flush()
+        log.warning("inbound mail %s cannot be parsed (%s); kept as %s", mail.id, e, blob.key)
+        return IngestResult(mail.id, "unparseable", None, False, str(e))
+
+    mail = MailMessage(direction="in", message_id=parsed.message_id[:998], from_addr=parsed.from_addr[:254],
+                       to_addr=(parsed.to[0] if parsed.to else "")[:254], subject=parsed.subject,
+                       status="stored", blob_key=blob.key, size=blob.size,
+                       dedupe_key=_dedupe_key(parsed) if parsed.message_id else None)
+    try:
+        with session.begin_nested():
+            session.add(mail)
+            session.flush()
+    except IntegrityError:
+        first = session.scalar(select(MailMessage).where(MailMessage.dedupe_key == _dedupe_key(parsed)))
+        number = session.get(Ticket, first.ticket_id).number if first and first.ticket_id else None
+        return IngestResult(first.id if first else 0, "duplicate", number, False)
+
+    sender = parsed.from_addr.strip().lower()
+    system_sender = mailout.is_system_address(sender)
+    loop = bool(parsed.auto_submitted_reason) or parsed.is_bounce or system_sender
+    actor = Actor(sender or "unknown sender", "customer", email=sender or None)
+
+    if parsed.is_bounce:
+        return _bounce(session, mail, parsed, prefix)
+
+    ticket, by_header = _thread(session, parsed, prefix)
+    if ticket is not None and not by_header and not _sender_belongs(session, ticket, sender):
+        log.info("mail %s names %s but %s is not one of its customer's addresses; opening a new ticket",
+                 mail.id, ticket.number, sender)
+        ticket = None
+    if ticket is not None:
+        ticket = services.root_of(session, ticket)
+        actor = Actor(actor.name, "customer", customer_id=ticket.customer_id, email=actor.email)
+        if loop:
+            reason = parsed.auto_submitted_reason or "sent by a mail system"
+            services.add_note(session, ticket, actor, parsed.reply_text or parsed.text or "(empty)",
+                              kind="auto_reply", mail_id=mail.id, data={"reason": reason})
+            mail.status, mail.outcome, mail.ticket_id = "auto", "auto_reply", ticket.id
+            _attachments(session, storage, ticket, actor, parsed, public=False)
+            return IngestResult(mail.id, "auto_reply", ticket.number, False, reason)
+        before = ticket.id
+        ticket, event = services.customer_message(session, ticket, actor,
+                                                  parsed.reply_text or parsed.text or "(no text)", mail_id=mail.id)
+        mail.ticket_id = ticket.id
+        mail.outcome = "appended" if ticket.id == before else "follow_up"
+        _attachments(session, storage, ticket, actor, parsed, public=True)
+        return IngestResult(mail.id, mail.outcome, ticket.number, ticket.id != before)
+
+    customer = identify_customer(session, sender) if not system_sender else None
+    actor = Actor(actor.name, "customer", customer_id=customer.id if customer else None, email=actor.email)
+    ticket = services.create_ticket(session, actor,
+                                    subject=parsed.subject, description=parsed.text or "(no text)",
+                                    kind="incident", customer=customer, requester_email=sender or None,
+                                    requester_name=parsed.from_name, source="mail", mail_id=mail.id, notify=not loop)
+    mail.ticket_id = ticket.id
+    mail.outcome = "created"
+    if loop:
+        mail.status = "auto"
+    _attachments(session, storage, ticket, actor, parsed, public=True)
+    return IngestResult(mail.id, "created", ticket.number, not loop,
+                        "" if customer else "unknown sender: in the unassigned queue")
+
+
+def _dedupe_key(parsed: ParsedMail) -> str:
+    return "in:" + hashlib.sha256(parsed.message_id.strip().lower().encode()).hexdigest()
+
+
+def _bounce(session: Session, mail: MailMessage, parsed: ParsedMail, prefix: str) -> IngestResult:
+    mail.status = "bounce"
+    ticket = None
+    original = None
+    if parsed.bounce_original_message_id:
+        original = session.scalar(select(MailMessage).where(
+            MailMessage.message_id == parsed.bounce_original_message_id.strip("<> "),
+            MailMessage.ticket_id.is_not(None)).limit(1))
+        if original is not None:
+            ticket = session.get(Ticket, original.ticket_id)
+    if ticket is None:
+        for number in find_ticket_numbers(parsed.bounce_original_subject or "", prefix) + parsed.ticket_numbers:
+            ticket = services.find_ticket(session, number)
+            if ticket is not None:
+                break
+    if ticket is None:
+        mail.outcome = "bounce_unmatched"
+        return IngestResult(mail.id, "bounce_unmatched", None, False)
+    ticket = services.root_of(session, ticket)
+    if original is not None and original.direction == "out":
+        original.outcome = "bounced"
+    text = parsed.text.strip() or parsed.subject
+    services.add_note(session, ticket, services.SYSTEM,
+                      f"Delivery failure ({parsed.from_addr or 'mail system'}): {parsed.subject}\n\n{text[:4000]}",
+                      kind="bounce", mail_id=mail.id,
+                      data={"original_message_id": parsed.bounce_original_message_id})
+    mail.ticket_id = ticket.id
+    mail.outcome = "bounce"
+    return IngestResult(mail.id, "bounce", ticket.number, False)
+
+
+def _thread(session: Session, parsed: ParsedMail, prefix: str) -> tuple[Ticket | None, bool]:
+    """The ticket a message continues: (ticket, matched by its headers rather than by the number alone)."""
+    ids = [i.strip("<> ") for i in ([parsed.in_reply_to] if parsed.in_reply_to else []) + list(parsed.references)]
+    ids = [i for i in ids if i]
+    if ids:
+        row = session.scalar(select(MailMessage.ticket_id).where(MailMessage.message_id.in_(ids[-50:]),
+                                                                 MailMessage.ticket_id.is_not(None))
+                             .order_by(MailMessage.id.desc()).limit(1))
+        if row is not None:
+            return session.get(Ticket, row), True
+    for number in parsed.ticket_numbers:
+        ticket = services.find_ticket(session, number)
+        if ticket is not None and not ticket.internal:
+            return ticket, False
+    return None, False
+
+
+def _sender_belongs(session: Session, ticket: Ticket, sender: str) -> bool:
+    if not sender:
+        return False
+    if ticket.requester_email and ticket.requester_email.lower() == sender:
+        return True
+    if ticket.customer_id is None:
+        return False
+    customer = identify_customer(session, sender)
+    return customer is not None and customer.id == ticket.customer_id
+
+
+def identify_customer(session: Session, sender: str) -> Customer | None:
+    """The customer a sender belongs to: customer user, contact address, earlier requester, then mail domain."""
+    sender = parseaddr(sender)[1].strip().lower()
+    if not sender or "@" not in sender:
+        return None
+    user = session.scalar(select(CustomerUser).where(CustomerUser.email == sender, CustomerUser.active.is_(True)))
+    if user is not None:
+        return user.customer
+    customer = session.scalar(select(Customer).where(func.lower(Customer.contact_email) == sender)
+                              .order_by(Customer.id).limit(1))
+    if customer is not None:
+        return customer
+    cid = session.scalar(select(Ticket.customer_id).where(func.lower(Ticket.requester_email) == sender,
+                                                         Ticket.customer_id.is_not(None))
+                         .order_by(Ticket.id.desc()).limit(1))
+    if cid is not None:
+        return session.get(Customer, cid)
+    domain = sender.rpartition("@")[2]
+    for customer in session.scalars(select(Customer).order_by(Customer.id)):
+        domains = {d.lower().lstrip("@") for d in (customer.mail_domains or [])}
+        if domain in domains:
+            return customer
+    return None
+
+
+def _attachments(session: Session, storage: BlobStorage, ticket: Ticket, actor: Actor, parsed: ParsedMail, *,
+                 public: bool) -> None:
+    """Store the message's attachments on the ticket; ones over the limits are skipped with a note."""
+    skipped = []
+    for att in parsed.attachments:
+        try:
+            services.check_attachment_allowed(session, ticket, att.filename, att.size)
+        except (AttachmentTooLargeError, TooManyAttachmentsError, ValidationError) as e:
+            skipped.append(f"{att.filename}: {e.message}")
+            continue
+        blob: StoredBlob = storage.put_stream(io.BytesIO(att.data))
+        services.add_attachment(session, ticket, actor, blob, att.filename, att.content_type, public=public)
+    if skipped:
+        services.add_note(session, ticket, services.SYSTEM,
+                          "Attachments not stored (they remain in the raw message):\n" + "\n".join(skipped))

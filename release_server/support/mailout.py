@@ -1,0 +1,251 @@
+"""Outbound mail: notifications are written to a database outbox and delivered by the worker.
+
+Queuing happens inside the transaction that changes the ticket, so a notification
+exists exactly when the change does. :func:`deliver_outbox` (the ``support-mail-outbox``
+worker job, and ``release-server mail send-outbox``) claims due messages one by one in
+short transactions, hands them to the configured :class:`~.mailbackends.MailBackend`
+outside any transaction, and records the result: sent, retried later with capped
+exponential backoff, or failed after ``MAIL_MAX_ATTEMPTS``. An SMTP outage therefore
+delays mail but loses none.
+
+Every message carries our own Message-ID (recorded for threading replies back to the
+ticket), ``[PREFIX-000123]`` in its subject, In-Reply-To/References to the ticket's
+earlier mail, and, when no person wrote it, ``Auto-Submitted: auto-generated``.
+Loop brakes: nothing automatic goes to mailer-daemon/postmaster/no-reply addresses,
+and at most ``AUTO_REPLY_LIMIT_PER_HOUR`` automatic mails go to one address per hour.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, parseaddr
+
+from flask import current_app, has_app_context
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..models_common import utcnow
+from .errors import MailDeliveryError
+from .mailbackends import MailBackend, backend_from_config
+from .models import MailMessage, Ticket
+
+log = logging.getLogger(__name__)
+
+#: Local parts that belong to mail systems, not people: never answered automatically.
+SYSTEM_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply",
+                               "bounce", "bounces"})
+CLAIM_SECONDS = 600  # a claimed message not finished within this is considered abandoned and retried
+
+
+def _cfg(key: str, default: object = None) -> object:
+    return current_app.config.get(key, default) if has_app_context() else default
+
+
+def is_system_address(addr: str) -> bool:
+    local = (addr or "").split("@", 1)[0].strip().lower()
+    return not addr or "@" not in addr or local in SYSTEM_LOCALPARTS or local.startswith("mailer-daemon")
+
+
+def support_domain() -> str:
+    addr = str(_cfg("SUPPORT_ADDRESS", "support@localhost"))
+    return parseaddr(addr)[1].rpartition("@")[2] or "localhost"
+
+
+def new_message_id(number: str) -> str:
+    """An RFC 5322 msg-id (without the angle brackets) that names the ticket."""
+    return f"{number.lower()}.{uuid.uuid4().hex}@{support_domain()}"
+
+
+def subject_for(ticket: Ticket) -> str:
+    return f"[{ticket.number}] {ticket.subject}"
+
+
+# ---------------------------------------------------------------- the texts
+
+def _signature() -> str:
+    return f"\n\n-- \nSupport desk <{parseaddr(str(_cfg('SUPPORT_ADDRESS', 'support@localhost')))[1]}>\n" \
+           "Please keep the request number in the subject when you reply.\n"
+
+
+def render(kind: str, ticket: Ticket, text: str = "") -> str:
+    """The plain-text body of a notification of ``kind`` about ``ticket``."""
+    n = ticket.number
+    if kind == "registered":
+        body = (f"Your request has been registered under the number {n}.\n"
+                f"Please quote [{n}] in the subject of every message about it.\n\n"
+                f"Subject: {ticket.subject}\n")
+        if text:
+            body += f"\n{text}\n"
+    elif kind == "failure_opened":
+        body = (f"An update on one of your installations did not complete, and we have opened request {n} "
+                f"to follow it up; you do not need to do anything now.\n\n{text}\n")
+    elif kind == "request_info":
+        body = (f"To continue with request {n} we need more information from you:\n\n{text}\n\n"
+                "Please answer this message; you may attach screenshots, event logs of the components, "
+                "HTML packages and other details of your systems.\n")
+    elif kind == "processed":
+        body = f"Request {n} has been processed.\n"
+        if text:
+            body += f"\n{text}\n"
+        body += (f"\nIf something is still wrong, answer this message within {_cfg('REOPEN_DAYS', 14)} days "
+                 "and the request will be reopened.\n")
+    elif kind == "auto_closed":
+        body = (f"Request {n} was processed {_cfg('AUTO_CLOSE_DAYS', 7)} days ago without a further message, "
+                "and has now been closed. If you write to us about it again, we will open a new request "
+                "linked to this one.\n")
+    else:  # reply
+        body = f"{text}\n"
+    return body + _signature()
+
+
+# ---------------------------------------------------------------- queueing
+
+def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, text: str = "",
+               auto: bool) -> MailMessage | None:
+    """Write one notification to the outbox (or record why it is suppressed); None when there is no recipient."""
+    to = parseaddr(to or "")[1].strip()
+    if not to or ticket.internal:
+        return None
+    previous = list(session.scalars(
+        select(MailMessage.message_id).where(MailMessage.ticket_id == ticket.id, MailMessage.message_id != "")
+        .order_by(MailMessage.id.desc()).limit(20)))
+    last_in = session.scalar(
+        select(MailMessage.message_id).where(MailMessage.ticket_id == ticket.id, MailMessage.direction == "in",
+                                             MailMessage.message_id != "").order_by(MailMessage.id.desc()).limit(1))
+    mail = MailMessage(direction="out", message_id=new_message_id(ticket.number), ticket_id=ticket.id,
+                       from_addr=_from_address()[1], to_addr=to, subject=subject_for(ticket), status="pending",
+                       kind=kind, body=render(kind, ticket, text), in_reply_to=last_in or (previous[0] if previous
+                                                                                          else ""),
+                       references=list(reversed(previous)), auto_generated=auto, next_attempt_at=utcnow())
+    if is_system_address(to):
+        mail.status, mail.last_error = "suppressed", "recipient is a mail system address"
+    elif auto:
+        limit = int(_cfg("AUTO_REPLY_LIMIT_PER_HOUR", 10) or 0)
+        recent = session.scalar(select(func.count()).select_from(MailMessage).where(
+            MailMessage.direction == "out", MailMessage.auto_generated.is_(True), MailMessage.to_addr == to,
+            MailMessage.status != "suppressed", MailMessage.created_at > utcnow() - timedelta(hours=1)))
+        if limit and recent >= limit:
+            mail.status, mail.last_error = "suppressed", f"more than {limit} automatic mails to {to} in an hour"
+    session.add(mail)
+    session.flush()
+    return mail
+
+
+def _from_address() -> tuple[str, str]:
+    raw = str(_cfg("MAIL_FROM") or _cfg("SUPPORT_ADDRESS", "support@localhost"))
+    name, addr = parseaddr(raw)
+    return name or "Support", addr or "support@localhost"
+
+
+def build_message(mail: MailMessage) -> EmailMessage:
+    """The RFC 5322 message for an outbox row."""
+    msg = EmailMessage()
+    msg["From"] = formataddr(_from_address())
+    msg["To"] = mail.to_addr
+    reply_to = parseaddr(str(_cfg("SUPPORT_ADDRESS", "")))[1]
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(mail.created_at or utcnow())
+    msg["Message-ID"] = f"<{mail.message_id}>"
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = f"<{mail.in_reply_to}>"
+    if mail.references:
+        msg["References"] = " ".join(f"<{r}>" for r in mail.references)
+    if mail.auto_generated:
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(mail.body)
+    return msg
+
+
+# ---------------------------------------------------------------- delivery
+
+def get_backend() -> MailBackend:
+    app = current_app
+    backend = app.extensions.get("mail_backend")
+    if backend is None:
+        backend = app.extensions["mail_backend"] = backend_from_config(app.config)
+    return backend
+
+
+def backoff_seconds(attempts: int) -> float:
+    """1, 2, 4 ... minutes, capped at an hour, with 10 % jitter."""
+    base = min(60.0 * 2 ** max(attempts - 1, 0), 3600.0)
+    return base * random.uniform(0.9, 1.1)
+
+
+@dataclass
+class OutboxResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.retried} to retry, {self.failed} failed"
+
+
+def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: MailBackend | None = None) -> \
+        OutboxResult:
+    """Send the due outbox messages. Runs in an app context; commits in short transactions of its own."""
+    from ..db import db
+
+    now = now or utcnow()
+    backend = backend or get_backend()
+    result = OutboxResult()
+    max_attempts = int(_cfg("MAIL_MAX_ATTEMPTS", 12))
+    reader = db.new_session(write=False)
+    try:
+        due = list(reader.scalars(
+            select(MailMessage.id).where(MailMessage.direction == "out",
+                                         MailMessage.status.in_(("pending", "sending")),
+                                         MailMessage.next_attempt_at <= now)
+            .order_by(MailMessage.id).limit(limit)))
+    finally:
+        reader.close()
+    for mail_id in due:
+        session = db.new_session(write=True)
+        try:
+            claimed = session.execute(
+                update(MailMessage).where(MailMessage.id == mail_id,
+                                          or_(MailMessage.status == "pending",
+                                              MailMessage.status == "sending"),
+                                          MailMessage.next_attempt_at <= now)
+                .values(status="sending", next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+                .execution_options(synchronize_session=False)).rowcount
+            mail = session.get(MailMessage, mail_id) if claimed else None
+            message = build_message(mail) if mail is not None else None
+            session.commit()
+        finally:
+            session.close()
+        if message is None:
+            continue
+        error: MailDeliveryError | None = None
+        try:
+            backend.send(message)
+        except MailDeliveryError as e:
+            error = e
+        session = db.new_session(write=True)
+        try:
+            mail = session.get(MailMessage, mail_id)
+            mail.attempts += 1
+            if error is None:
+                mail.status, mail.sent_at, mail.last_error = "sent", utcnow(), ""
+                result.sent += 1
+            elif not error.temporary or mail.attempts >= max_attempts:
+                mail.status, mail.last_error = "failed", error.message
+                result.failed += 1
+                log.warning("mail %s to %s failed for good: %s", mail.id, mail.to_addr, error.message)
+            else:
+                mail.status, mail.last_error = "pending", error.message
+                mail.next_attempt_at = utcnow() + timedelta(seconds=backoff_seconds(mail.attempts))
+                result.retried += 1
+                log.info("mail %s to %s will be retried: %s", mail.id, mail.to_addr, error.message)
+            session.commit()
+        finally:
+            session.close()
+    return result
