@@ -206,3 +206,21 @@ def test_same_content_twice_shares_one_blob(client, pub, app):
     dl = client.get("/api/v1/components/server/releases/1.0/artifact", headers=pub)
     assert dl.data == body
     dl.close()
+
+
+def test_s3_download_can_redirect_to_a_presigned_url(app, client, pub, backend):
+    import requests
+
+    create_component(client, pub, "server")
+    body = make_tarball({"x": "presigned"})
+    publish(client, pub, "server", "1.0", artifact=body)
+    app.config["S3_PRESIGNED_DOWNLOADS"] = True
+    r = client.get("/api/v1/components/server/releases/1.0/artifact", headers=pub)
+    if backend == "sqlite-local":  # local disk has no presigned URLs: served directly
+        assert r.status_code == 200 and r.data == body
+        r.close()
+        return
+    assert r.status_code == 302
+    got = requests.get(r.headers["Location"], timeout=10)
+    assert got.status_code == 200 and got.content == body
+    assert "server-1.0.tar.gz" in got.headers.get("Content-Disposition", "")
