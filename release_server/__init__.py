@@ -48,8 +48,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     fleet_auth.init_app(app)
     rollouts_cli.init_app(app)
 
-    from . import signing
+    from . import signing, worker
 
+    worker.init_app(app)
     signing.init_app(app)
 
     from . import support

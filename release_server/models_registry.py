@@ -7,3 +7,4 @@ from .signing import models as signing_models  # noqa: F401
 from .fleet import models as fleet_models  # noqa: F401
 from .rollouts import models as rollouts_models  # noqa: F401
 from .support import models as support_models  # noqa: F401
+from . import worker as worker_models  # noqa: F401  (the worker lease)

@@ -144,6 +144,6 @@ def init_app(app: Flask) -> None:
         finally:
             session.close()
 
-    from ..signing.worker import register_job
+    from ..worker import register_job
 
     register_job(app, "advance-rollouts", app.config.get("ROLLOUT_ADVANCE_SECONDS", 60.0), advance_rollouts)

@@ -2,7 +2,7 @@
 
 Every published release is a signed TUF target (see :mod:`.services`); the repository
 is served under ``/tuf/`` (see :mod:`.views`) and can be exported for static serving.
-``init_app`` registers the release hook, the routes, the ``keys``/``tuf``/``worker``
+``init_app`` registers the release hook, the routes, the ``keys``/``tuf``
 commands and the periodic refresh job.
 
 Other packages use :func:`.services.repository_ready`, :func:`.services.trusted_root_json`
@@ -15,13 +15,14 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Wire the signing package into the app (hooks, routes, CLI commands, worker jobs)."""
-    from . import cli, services, views, worker
+    from .. import worker
+    from . import cli, services, views
 
     hooks = app.extensions.setdefault("release_hooks", [])
     if services.on_release_event not in hooks:
         hooks.append(services.on_release_event)
     app.register_blueprint(views.bp)
-    for cmd in (cli.keys_group, cli.tuf_group, cli.worker_command):
+    for cmd in (cli.keys_group, cli.tuf_group):
         app.cli.add_command(cmd)
 
     def refresh_job() -> None:

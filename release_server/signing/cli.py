@@ -17,7 +17,7 @@ from securesystemslib.signer import Key, Signer
 from ..errors import ReleaseServerError
 from . import ceremony
 from . import keys as keys_mod
-from . import services, worker
+from . import services
 
 
 def _fail(e: ReleaseServerError) -> None:
@@ -273,25 +273,3 @@ def tuf_root() -> None:
         click.echo(services.trusted_root_json(db.session).decode())
     except ReleaseServerError as e:
         _fail(e)
-
-
-# ---------------------------------------------------------------- worker
-
-
-@click.command("worker")
-@click.option("--once", is_flag=True, help="Run every job once and exit (non-zero if one failed).")
-@click.option("--tick", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-              help="Seconds between checks for due jobs.")
-@with_appcontext
-def worker_command(once: bool, tick: float) -> None:
-    """Run the periodic jobs (TUF refresh, ...) while holding the worker lease."""
-    holder = worker.holder_id()
-    if once:
-        got, failed = worker.run_once(holder)
-        if not got:
-            click.echo("another worker holds the lease; nothing run")
-            return
-        click.echo(f"ran {len(worker.jobs())} job(s), {failed} failed")
-        sys.exit(1 if failed else 0)
-    click.echo(f"worker {holder}: jobs {', '.join(j.name for j in worker.jobs())}")
-    worker.run_forever(holder, tick_seconds=tick)

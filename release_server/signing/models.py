@@ -8,7 +8,6 @@
   from these rows and the releases they point to.
 * ``tuf_lock``: one row, locked (``SELECT ... FOR UPDATE`` on PostgreSQL; the
   immediate transaction on SQLite) by every metadata change.
-* ``worker_leases``: the lease that lets one ``release-server worker`` run jobs.
 
 Private keys are never stored here.
 """
@@ -24,7 +23,6 @@ from ..models_common import UTCDateTime, utcnow
 from ..releases.models import Release
 
 LOCK_ID = 1
-WORKER_LEASE = "worker"
 
 
 class TufRole(Base):
@@ -54,10 +52,3 @@ class TufLock(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
-
-class WorkerLease(Base):
-    __tablename__ = "worker_leases"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(255))
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

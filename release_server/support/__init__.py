@@ -50,7 +50,7 @@ def init_app(app: Flask) -> None:
 
 
 def _register_jobs(app: Flask) -> None:
-    from ..signing.worker import register_job
+    from ..worker import register_job
 
     def deliver_outbox() -> None:
         from .mailout import deliver_outbox as deliver

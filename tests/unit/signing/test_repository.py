@@ -352,7 +352,8 @@ def test_cli_ceremony_with_passphrase_bootstrap_and_rotation(app, runner, tmp_pa
 
 
 def test_worker_once_runs_refresh_and_the_lease_keeps_a_second_worker_out(app, tuf_repo, monkeypatch):
-    from release_server.signing import services, worker
+    from release_server import worker
+    from release_server.signing import services
 
     ran = []
     with app.app_context():

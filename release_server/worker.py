@@ -8,8 +8,8 @@ another node waits instead of running the same jobs. A job that fails is logged 
 retried at its next interval; the others go on. ``--once`` runs every job once and
 exits non-zero if any failed (for a systemd timer or cron).
 
-This module lives in the signing package because TUF refresh is its first job; other
-packages add theirs with :func:`register_job`.
+Each package adds its jobs with :func:`register_job` from its ``init_app`` (TUF refresh
+and export, rollout phases, the mail outbox, auto-closing tickets).
 """
 from __future__ import annotations
 
@@ -21,14 +21,29 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+import sys
+from datetime import datetime, timedelta
 
+import click
 from flask import Flask, current_app
-from sqlalchemy import or_, update
+from flask.cli import with_appcontext
+from sqlalchemy import String, or_, update
+from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import db
-from .models import WORKER_LEASE, WorkerLease
-from .services import utcnow
+from .db import Base, db
+from .models_common import UTCDateTime, utcnow
+
+WORKER_LEASE = "worker"
+
+
+class WorkerLease(Base):
+    """The row a worker must hold to run jobs; expires unless renewed."""
+
+    __tablename__ = "worker_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +154,26 @@ def run_forever(holder: str, *, tick_seconds: float = 5.0, ttl_seconds: float = 
     finally:
         signal.signal(signal.SIGTERM, previous)
         release_lease(holder)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Run every job once and exit (non-zero if one failed).")
+@click.option("--tick", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+              help="Seconds between checks for due jobs.")
+@with_appcontext
+def worker_command(once: bool, tick: float) -> None:
+    """Run the periodic jobs (TUF refresh, rollout phases, mail outbox, ...) while holding the worker lease."""
+    holder = holder_id()
+    if once:
+        got, failed = run_once(holder)
+        if not got:
+            click.echo("another worker holds the lease; nothing run")
+            return
+        click.echo(f"ran {len(jobs())} job(s), {failed} failed")
+        sys.exit(1 if failed else 0)
+    click.echo(f"worker {holder}: jobs {', '.join(j.name for j in jobs())}")
+    run_forever(holder, tick_seconds=tick)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(worker_command)
