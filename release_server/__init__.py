@@ -57,9 +57,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     support.init_app(app)
 
-    from . import cli
+    from . import web
+
+    web.init_app(app)
+
+    from . import cli, demo
 
     cli.init_app(app)
+    demo.init_app(app)
 
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

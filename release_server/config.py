@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "LAST_SEEN_WRITE_SECONDS": 300,
     "CATALOG_RECHECK_SECONDS": 1.0,
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
+    # web console and portal: login throttling
+    "LOGIN_MAX_FAILURES": 5,  # per account within the window
+    "LOGIN_WINDOW_SECONDS": 900,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,
     # TUF repository (see README "Signing (TUF)"); expiries in seconds
     "TUF_KEY_DIR": None,  # default: <instance>/keys
     "TUF_TARGETS_KEY_URI": None,

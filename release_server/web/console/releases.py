@@ -1,0 +1,124 @@
+"""Releases: list by component, detail (changelog, artifact, signed TUF target), promote, yank."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from ...accounts.services import audit
+from ...db import db
+from ...errors import ReleaseServerError
+from ...releases import services as releases
+from ...rollouts import services as rollouts
+from ..forms import Form
+from ..security import current_staff, staff_required
+from . import ALL, PUBLISHERS, bp
+
+
+def tuf_info(release: Any) -> list[dict[str, Any]]:
+    """The release's signed targets as the TUF repository lists them (empty before bootstrap)."""
+    from ...signing.models import TufTarget
+    from ...signing.services import target_file_for
+
+    out = []
+    for row in db.session.scalars(select(TufTarget).where(TufTarget.release_id == release.id)
+                                  .order_by(TufTarget.kind, TufTarget.path)):
+        tf = target_file_for(row)
+        out.append({"path": row.path, "role": row.role, "kind": row.kind, "length": tf.length,
+                    "hashes": dict(tf.hashes),
+                    "custom": json.dumps(tf.custom or {}, indent=2, sort_keys=True, ensure_ascii=False)})
+    return out
+
+
+@bp.get("/releases", endpoint="releases")
+@staff_required(*ALL)
+def releases_list() -> Any:
+    session = db.session
+    components = releases.list_components(session)
+    name = request.args.get("component") or (components[0].name if components else None)
+    comp = next((c for c in components if c.name == name), components[0] if components else None)
+    rows = releases.releases_of(session, comp) if comp else []
+    channel = request.args.get("channel") or ""
+    if channel:
+        rows = [r for r in rows if channel in r.channel_names]
+    by_release: dict[int, list[Any]] = {}
+    for ro in rollouts.list_rollouts(session, component=comp.name if comp else None):
+        by_release.setdefault(ro.release_id, []).append(ro)
+    return render_template("console/releases.html", components=components, comp=comp, rows=rows,
+                           channels=releases.list_channels(session), channel=channel, by_release=by_release)
+
+
+def _detail(component: str, version: str, form: Form | None = None, status: int = 200) -> Any:
+    session = db.session
+    release = releases.get_release(session, component, version)
+    ros = [r for r in rollouts.list_rollouts(session, component=release.component.name) if r.release_id == release.id]
+    return render_template(
+        "console/release.html", release=release, tuf=tuf_info(release), rollouts=ros,
+        restrictions=rollouts.restrictions_of(session, release),
+        channels=[c for c in releases.list_channels(session) if c.name not in release.channel_names],
+        form=form or Form()), status
+
+
+@bp.get("/releases/<component>/<version>")
+@staff_required(*ALL)
+def release_detail(component: str, version: str) -> Any:
+    return _detail(component, version)
+
+
+@bp.get("/releases/<component>/<version>/artifact")
+@staff_required(*ALL)
+def release_artifact(component: str, version: str) -> Any:
+    from ...releases.api import artifact_response
+
+    return artifact_response(releases.get_release(db.session, component, version))
+
+
+@bp.post("/releases/<component>/<version>/promote")
+@staff_required(*PUBLISHERS)
+def release_promote(component: str, version: str) -> Any:
+    form = Form(request.form)
+    channel = form.text("channel", required=True, max_length=64)
+    if form.ok:
+        try:
+            release = releases.promote(db.session, releases.get_release(db.session, component, version), channel)
+            audit(db.session, current_staff().username, "release.promote",
+                  f"release:{release.component.name}/{release.version}", {"channel": channel})
+            db.commit()
+            flash(_("%(version)s is now on %(channel)s.", version=release.version, channel=channel))
+            return redirect(url_for("console.release_detail", component=component, version=release.version))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"channels": "channel"})
+    return _detail(component, version, form, 400)
+
+
+@bp.post("/releases/<component>/<version>/yank")
+@staff_required(*PUBLISHERS)
+def release_yank(component: str, version: str) -> Any:
+    form = Form(request.form)
+    reason = form.text("reason", required=True, max_length=2000)
+    if form.ok:
+        release = releases.get_release(db.session, component, version)
+        if release.yanked:
+            abort(409)
+        releases.yank(db.session, release, reason)
+        audit(db.session, current_staff().username, "release.yank",
+              f"release:{release.component.name}/{release.version}", {"reason": reason})
+        db.commit()
+        flash(_("%(version)s is yanked: it will not be offered again.", version=release.version))
+        return redirect(url_for("console.release_detail", component=component, version=release.version))
+    return _detail(component, version, form, 400)
+
+
+@bp.post("/releases/<component>/<version>/unyank")
+@staff_required(*PUBLISHERS)
+def release_unyank(component: str, version: str) -> Any:
+    release = releases.unyank(db.session, releases.get_release(db.session, component, version))
+    audit(db.session, current_staff().username, "release.unyank",
+          f"release:{release.component.name}/{release.version}")
+    db.commit()
+    flash(_("%(version)s is no longer yanked.", version=release.version))
+    return redirect(url_for("console.release_detail", component=component, version=release.version))

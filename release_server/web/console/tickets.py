@@ -1,0 +1,232 @@
+"""Tickets for staff: the queue (filters, search by number or text) and a ticket's page with its
+timeline, linked failure groups and the actions: reply, internal note, request information,
+mark processed (with a comment), assign, change kind and priority.
+
+Each action is one call into ``support.services`` (which writes the timeline and the audit
+log); the view only parses the form and maps errors next to the fields.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from ...accounts.models import User
+from ...db import db
+from ...errors import ReleaseServerError
+from ...fleet import services as fleet
+from ...support import failures, services as support
+from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
+from .. import attachments, queries
+from ..forms import Form
+from ..security import current_staff, staff_actor, staff_required
+from . import SUPPORT, bp
+
+PER_PAGE = 30
+
+
+def _assignable() -> list[User]:
+    return list(db.session.scalars(select(User).where(User.active.is_(True), User.role.in_(("admin", "support")))
+                                   .order_by(User.username)))
+
+
+@bp.get("/tickets")
+@staff_required(*SUPPORT)
+def tickets() -> Any:
+    session = db.session
+    args = request.args
+    actor = staff_actor()
+    q = (args.get("q") or "").strip()[:200]
+    if q and support.parse_number(q) is not None and not q.isdigit():
+        found = support.find_ticket(session, q)
+        if found is not None:
+            return redirect(url_for("console.ticket_detail", number=found.number))
+    status_arg = args.get("status", "open")
+    statuses = list(OPEN_STATUSES) if status_arg == "open" else ([status_arg] if status_arg in STATUSES else [])
+    kind = args.get("kind") if args.get("kind") in KINDS else None
+    assignee = args.get("assignee") or None
+    if assignee == "me":
+        assignee = current_staff().username
+    try:
+        page = max(1, int(args.get("page", "1")))
+    except ValueError:
+        page = 1
+    flt = support.TicketFilter(status=statuses, kind=kind, customer=args.get("customer") or None,
+                               assignee=assignee, q=q or None, page=page, per_page=PER_PAGE,
+                               unassigned_queue=args.get("queue") == "unassigned")
+    error = None
+    try:
+        rows, total = support.list_tickets(session, actor, flt)
+    except ReleaseServerError as e:
+        rows, total, error = [], 0, e.message
+    users = {u.id: u.username for u in _assignable()}
+    return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
+                           customers=fleet.list_customers(session), users=users, error=error,
+                           filters={"status": status_arg, "kind": kind or "", "customer": args.get("customer", ""),
+                                    "assignee": args.get("assignee", ""), "q": q})
+
+
+def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) -> Any:
+    session = db.session
+    actor = staff_actor()
+    ticket = support.get_ticket(session, number, actor)
+    events = support.timeline(session, ticket, actor)
+    atts = support.attachments_of(session, ticket, actor)
+    by_event: dict[int, list[Any]] = {}
+    for a in atts:
+        if a.event_id is not None:
+            by_event.setdefault(a.event_id, []).append(a)
+    event_atts = {}
+    for e in events:
+        if e.kind == "attachment" and (e.data or {}).get("attachment"):
+            event_atts[e.id] = [a for a in atts if a.id == e.data["attachment"]]
+    group_ids = support.linked_groups(session, ticket)
+    stats = failures.stats(session, group_ids)
+    groups = [{"group": failures.get_group(session, gid), "stats": stats.get(gid),
+               "occurrences": queries.group_occurrences(session, gid),
+               "installations": queries.group_installations(session, gid)} for gid in group_ids]
+    users = {u.id: u for u in _assignable()}
+    assignee = session.get(User, ticket.assignee_id) if ticket.assignee_id else None
+    installation = fleet.get_installation(session, ticket.installation_id) if ticket.installation_id else None
+    base = {"reply": Form(), "note": Form(), "request_info": Form(), "process": Form(),
+            "assign": Form({"assignee": assignee.username if assignee else ""}),
+            "change": Form({"kind": ticket.kind, "priority": ticket.priority})}
+    base.update(forms or {})
+    return render_template("console/ticket.html", t=ticket, events=events, event_atts=event_atts,
+                           attachments=atts, groups=groups, users=users, assignee=assignee,
+                           installation=installation, forms=base, kinds=KINDS, priorities=PRIORITIES,
+                           previewable=attachments.previewable,
+                           transitions=support.TRANSITIONS.get(ticket.status, frozenset())), status
+
+
+@bp.get("/tickets/<number>")
+@staff_required(*SUPPORT)
+def ticket_detail(number: str) -> Any:
+    return _page(number)
+
+
+def _act(number: str, form_name: str, do: Any, done: str) -> Any:
+    """Run one ticket action from a form; errors go back next to the form's fields."""
+    session = db.session
+    actor = staff_actor()
+    ticket = support.get_ticket(session, number, actor)
+    form = Form(request.form)
+    try:
+        if do(form, ticket, actor) is not False and form.ok:
+            db.commit()
+            flash(done)
+            return redirect(url_for("console.ticket_detail", number=ticket.number) + "#timeline")
+    except ReleaseServerError as e:
+        db.rollback()
+        form.service_error(e, {"body": "body", "file": "files", "assignee": "assignee", "kind": "kind",
+                               "priority": "priority", "status": "body", "number": "body"})
+    db.rollback()
+    return _page(number, {form_name: form}, 400)
+
+
+@bp.post("/tickets/<number>/reply")
+@staff_required(*SUPPORT)
+def ticket_reply(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        body = form.text("body", required=True, max_length=100_000)
+        files = attachments.uploaded_files()
+        if not form.ok:
+            return False
+        attachments.check_files(ticket, files)
+        support.staff_reply(db.session, ticket, actor, body)
+        attachments.attach_files(ticket, actor, files)
+        return True
+
+    return _act(number, "reply", do, _("Reply sent."))
+
+
+@bp.post("/tickets/<number>/note")
+@staff_required(*SUPPORT)
+def ticket_note(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        body = form.text("body", required=True, max_length=100_000)
+        if not form.ok:
+            return False
+        support.add_note(db.session, ticket, actor, body)
+        return True
+
+    return _act(number, "note", do, _("Note added."))
+
+
+@bp.post("/tickets/<number>/request-info")
+@staff_required(*SUPPORT)
+def ticket_request_info(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        body = form.text("body", required=True, max_length=100_000)
+        if not form.ok:
+            return False
+        support.request_information(db.session, ticket, actor, body)
+        return True
+
+    return _act(number, "request_info", do, _("The customer was asked for more information."))
+
+
+@bp.post("/tickets/<number>/process")
+@staff_required(*SUPPORT)
+def ticket_process(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        comment = form.text("body", max_length=100_000)
+        if not form.ok:
+            return False
+        support.update_ticket(db.session, ticket, actor, {"status": "processed", "comment": comment})
+        return True
+
+    return _act(number, "process", do, _("Marked as processed."))
+
+
+@bp.post("/tickets/<number>/status")
+@staff_required(*SUPPORT)
+def ticket_status(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        status = form.choice("status", STATUSES)
+        if not form.ok:
+            return False
+        support.update_ticket(db.session, ticket, actor, {"status": status})
+        return True
+
+    return _act(number, "change", do, _("Status changed."))
+
+
+@bp.post("/tickets/<number>/assign")
+@staff_required(*SUPPORT)
+def ticket_assign(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        username = form.text("assignee", max_length=80)
+        if username == "__me__":
+            username = current_staff().username
+        support.update_ticket(db.session, ticket, actor, {"assignee": username or None})
+        return True
+
+    return _act(number, "assign", do, _("Assignment saved."))
+
+
+@bp.post("/tickets/<number>/change")
+@staff_required(*SUPPORT)
+def ticket_change(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        kind = form.choice("kind", KINDS)
+        priority = form.choice("priority", PRIORITIES)
+        if not form.ok:
+            return False
+        support.update_ticket(db.session, ticket, actor, {"kind": kind, "priority": priority})
+        return True
+
+    return _act(number, "change", do, _("Kind and priority saved."))
+
+
+@bp.get("/tickets/<number>/attachments/<int:attachment_id>")
+@staff_required(*SUPPORT)
+def ticket_attachment(number: str, attachment_id: int) -> Any:
+    actor = staff_actor()
+    ticket = support.get_ticket(db.session, number, actor)
+    att = support.get_attachment(db.session, ticket, attachment_id, actor)
+    return attachments.serve(att, inline=request.args.get("inline") == "1")
+
+

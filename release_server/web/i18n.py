@@ -1,0 +1,114 @@
+"""Languages of the console and portal (Flask-Babel).
+
+Shipped: English (the source language) and Russian (``translations/ru``). The language
+of a page is, in order: the one the person chose (the ``/language`` form stores it in
+the session and in a one-year ``lang`` cookie, so it survives logging out and in); the
+best match of the browser's ``Accept-Language``; English.
+
+Compiled catalogs (``.mo``) are committed beside their ``.po`` sources; a test checks
+that they match, and ``python -m release_server.web.i18n compile`` rebuilds them.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, redirect, request, session
+from flask_babel import Babel, lazy_gettext as _l
+from werkzeug.wrappers import Response
+
+LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский"}
+DEFAULT = "en"
+COOKIE = "lang"
+TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+
+
+def select_locale() -> str:
+    chosen = session.get("lang") or request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT) or DEFAULT
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
+    Babel(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def _languages() -> dict:
+        from flask_babel import get_locale
+
+        return {"LANGUAGES": LANGUAGES, "current_language": str(get_locale() or DEFAULT)}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: never an open redirect."""
+    if not target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def set_language_view() -> Response:
+    lang = request.form.get("lang", "")
+    resp = redirect(_safe_next(request.form.get("next")))
+    if lang in LANGUAGES:
+        session["lang"] = lang
+        resp.set_cookie(COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
+    return resp
+
+
+# Words used on many pages, translated once.
+KIND_LABELS = {"incident": _l("Incident"), "problem": _l("Problem"), "service": _l("Service request"),
+               "development": _l("Development request")}
+KIND_HELP = {"incident": _l("A failure that happened to one of your users"),
+             "problem": _l("A failure that stopped the application or made it unusable"),
+             "service": _l("A request for information"),
+             "development": _l("A request to change or extend the application")}
+STATUS_LABELS = {"new": _l("New"), "in_progress": _l("In progress"), "waiting_for_customer": _l("Waiting for customer"),
+                 "processed": _l("Processed"), "closed": _l("Closed")}
+PRIORITY_LABELS = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High"), "urgent": _l("Urgent")}
+HEALTH_LABELS = {"up_to_date": _l("Up to date"), "updating": _l("Updating"), "failing": _l("Failing"),
+                 "stale": _l("Stale")}
+ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
+                  "completed": _l("Completed")}
+OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "failed": _l("Failed"),
+                  "refused": _l("Refused")}
+ROLE_LABELS = {"admin": _l("Administrator"), "publisher": _l("Publisher"), "support": _l("Support")}
+EVENT_LABELS = {"created": _l("Request registered"), "reply": _l("Reply"), "note": _l("Internal note"),
+                "request_info": _l("Information requested"), "customer_message": _l("Message from the customer"),
+                "status": _l("Status changed"), "changed": _l("Changed"), "attachment": _l("Attachment"),
+                "linked": _l("Failure groups linked"), "merged": _l("Merged"), "follow_up": _l("Follow-up"),
+                "failure_report": _l("Failure report"), "mail_note": _l("Mail")}
+FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("Assignee"),
+                "customer": _l("Customer"), "subject": _l("Subject"), "status": _l("Status")}
+
+
+def compile_catalogs() -> list[Path]:
+    """Compile every ``messages.po`` under translations/ to its ``.mo`` (build step and tests)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written = []
+    for po in sorted(TRANSLATIONS_DIR.glob("*/LC_MESSAGES/messages.po")):
+        with po.open("rb") as fh:
+            catalog = read_po(fh)
+        mo = po.with_suffix(".mo")
+        with mo.open("wb") as fh:
+            write_mo(fh, catalog)
+        written.append(mo)
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance helper
+    if sys.argv[1:] == ["compile"]:
+        for path in compile_catalogs():
+            print(path)
+    else:
+        print("usage: python -m release_server.web.i18n compile", file=sys.stderr)
+        sys.exit(2)

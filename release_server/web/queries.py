@@ -1,0 +1,61 @@
+"""Read-only figures the pages show that no domain service computes (counts for the dashboard).
+
+Nothing here changes data or decides a rule; the rules stay in the domain services.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..fleet.models import Installation, UpdateReport
+from ..models_common import utcnow
+from ..support.models import (KINDS, OPEN_STATUSES, FailureGroupInstallation, FailureGroupReport, Ticket)
+
+
+def open_tickets_by_kind_status(session: Session) -> dict[str, dict[str, int]]:
+    """{kind: {status: count}} of open tickets (merged duplicates left out)."""
+    out: dict[str, dict[str, int]] = {k: {s: 0 for s in OPEN_STATUSES} for k in KINDS}
+    for kind, status, n in session.execute(
+            select(Ticket.kind, Ticket.status, func.count()).where(Ticket.status.in_(OPEN_STATUSES),
+                                                                   Ticket.merged_into_id.is_(None))
+            .group_by(Ticket.kind, Ticket.status)):
+        out.setdefault(kind, {s: 0 for s in OPEN_STATUSES})[status] = n
+    return out
+
+
+def tickets_per_day(session: Session, days: int, today: date | None = None) -> tuple[list[date], dict[str, list[int]]]:
+    """Tickets opened per day, by kind, over the last ``days`` days."""
+    today = today or utcnow().date()
+    first = today - timedelta(days=days - 1)
+    since = utcnow() - timedelta(days=days + 1)
+    counts: dict[str, Counter[date]] = defaultdict(Counter)
+    for kind, at in session.execute(select(Ticket.kind, Ticket.created_at).where(Ticket.created_at >= since)):
+        counts[kind][at.date()] += 1
+    axis = [first + timedelta(days=i) for i in range(days)]
+    return axis, {k: [counts[k][d] for d in axis] for k in KINDS}
+
+
+def group_occurrences(session: Session, group_id: int, limit: int = 20) -> list[tuple[Any, Any]]:
+    """The latest reports of a failure group with their installations."""
+    return list(session.execute(
+        select(UpdateReport, Installation)
+        .join(FailureGroupReport, FailureGroupReport.report_id == UpdateReport.id)
+        .join(Installation, Installation.id == UpdateReport.installation_id)
+        .where(FailureGroupReport.group_id == group_id)
+        .order_by(UpdateReport.received_at.desc()).limit(limit)).all())
+
+
+def group_installations(session: Session, group_id: int, limit: int = 50) -> list[Installation]:
+    return list(session.scalars(
+        select(Installation).join(FailureGroupInstallation,
+                                  FailureGroupInstallation.installation_id == Installation.id)
+        .where(FailureGroupInstallation.group_id == group_id).order_by(Installation.name).limit(limit)))
+
+
+def tickets_of_installation(session: Session, installation_id: str, limit: int = 20) -> list[Ticket]:
+    return list(session.scalars(select(Ticket).where(Ticket.installation_id == installation_id)
+                                .order_by(Ticket.id.desc()).limit(limit)))

@@ -1,0 +1,286 @@
+"""Who is looking at a page: cookie-session login, CSRF, login rate limiting, headers.
+
+Sessions are Flask's signed cookies (never opened for ``/api/`` or ``/tuf/``, see
+``web_session``), HttpOnly and SameSite=Lax, Secure behind an https PUBLIC_URL. A session
+holds either a staff user or a customer user, and a fingerprint of that user's password
+hash: changing the password or deactivating the user ends every session.
+
+Every POST to the console, the portal and ``/language`` must carry the session's CSRF
+token (form field ``csrf_token`` or header ``X-CSRF-Token``); without it: 400.
+
+Login rate limiting: failed logins are written to the audit log (``auth.login_failed``),
+so every server process and node sees them. After ``LOGIN_MAX_FAILURES`` failures for one
+account within ``LOGIN_WINDOW_SECONDS`` further attempts are refused until the window has
+passed, even with the right password; one address is also limited per process
+(``LOGIN_MAX_FAILURES_PER_ADDRESS``).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from flask import Flask, abort, g, redirect, request, session, url_for
+from sqlalchemy import func, select
+
+from ..db import db
+from ..models_common import utcnow
+
+CSRF_KEY = "_csrf"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def _fingerprint(password_hash: str | None) -> str:
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- CSRF
+
+def csrf_token() -> str:
+    token = session.get(CSRF_KEY)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_KEY] = token
+    return token
+
+
+def _csrf_ok() -> bool:
+    expected = session.get(CSRF_KEY)
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    return bool(expected) and hmac.compare_digest(str(expected), str(sent))
+
+
+def _protected_endpoint() -> bool:
+    ep = request.endpoint or ""
+    return ep.startswith("console.") or ep.startswith("portal.") or ep == "set_language"
+
+
+# ---------------------------------------------------------------- current users
+
+def current_staff() -> Any:
+    """The logged-in staff :class:`~release_server.accounts.models.User`, or None."""
+    if "staff_user" in g:
+        return g.staff_user
+    user = None
+    uid = session.get("staff_id")
+    if uid is not None:
+        from ..accounts.models import User
+
+        row = db.session.get(User, uid)
+        if row is not None and row.active and session.get("staff_fp") == _fingerprint(row.password_hash):
+            user = row
+    g.staff_user = user
+    return user
+
+
+def current_customer_user() -> Any:
+    """The logged-in :class:`~release_server.support.models.CustomerUser`, or None."""
+    if "customer_user" in g:
+        return g.customer_user
+    user = None
+    cid = session.get("customer_user_id")
+    if cid is not None:
+        from ..support.models import CustomerUser
+
+        row = db.session.get(CustomerUser, cid)
+        if row is not None and row.active and session.get("customer_fp") == _fingerprint(row.password_hash):
+            user = row
+    g.customer_user = user
+    return user
+
+
+def staff_actor() -> Any:
+    """The support desk's actor for the logged-in staff user (audited under the username)."""
+    from ..accounts.auth import Principal
+    from ..support.services import actor_of
+
+    user = current_staff()
+    return actor_of(Principal("session", user.role, user.username, user.id))
+
+
+def customer_actor() -> Any:
+    from ..support.customers import CustomerPrincipal
+    from ..support.services import actor_of
+
+    u = current_customer_user()
+    return actor_of(CustomerPrincipal(u.id, u.customer_id, u.email, u.name))
+
+
+def _begin_session(**values: Any) -> None:
+    lang = session.get("lang")
+    session.clear()  # no session fixation: a fresh session (and CSRF token) on every login
+    if lang:
+        session["lang"] = lang
+    session[CSRF_KEY] = secrets.token_urlsafe(32)
+    session.permanent = True
+    session.update(values)
+
+
+def login_staff(user: Any) -> None:
+    _begin_session(staff_id=user.id, staff_fp=_fingerprint(user.password_hash))
+
+
+def login_customer(user: Any) -> None:
+    _begin_session(customer_user_id=user.id, customer_fp=_fingerprint(user.password_hash))
+
+
+def logout() -> None:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
+def staff_required(*roles: str) -> Callable:
+    """Console views: a logged-in staff user, with one of ``roles`` when given (else any staff role)."""
+
+    def deco(fn: Callable) -> Callable:
+        @wraps(fn)
+        def view(*args: Any, **kwargs: Any) -> Any:
+            user = current_staff()
+            if user is None:
+                return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+            if roles and user.role not in roles:
+                abort(403)
+            return fn(*args, **kwargs)
+
+        view.roles = roles  # type: ignore[attr-defined]
+        return view
+
+    return deco
+
+
+def customer_required(fn: Callable) -> Callable:
+    @wraps(fn)
+    def view(*args: Any, **kwargs: Any) -> Any:
+        if current_customer_user() is None:
+            return redirect(url_for("portal.login", next=request.full_path.rstrip("?")))
+        return fn(*args, **kwargs)
+
+    return view
+
+
+# ---------------------------------------------------------------- login rate limiting
+
+class AddressLimiter:
+    """Failed logins per client address in a sliding window (per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, deque[float]] = {}
+
+    def _trim(self, key: str, window: float, now: float) -> deque[float]:
+        q = self._events.setdefault(key, deque())
+        while q and now - q[0] > window:
+            q.popleft()
+        return q
+
+    def blocked(self, key: str, limit: int, window: float) -> bool:
+        with self._lock:
+            return len(self._trim(key, window, time.monotonic())) >= limit
+
+    def failed(self, key: str, window: float) -> None:
+        with self._lock:
+            self._trim(key, window, time.monotonic()).append(time.monotonic())
+            if len(self._events) > 10_000:  # bounded memory under a spray of addresses
+                for k in list(self._events)[:5_000]:
+                    self._events.pop(k, None)
+
+
+def _limiter() -> AddressLimiter:
+    from flask import current_app
+
+    return current_app.extensions.setdefault("web_login_limiter", AddressLimiter())
+
+
+def login_target(kind: str, name: str) -> str:
+    return f"{kind}-login:{(name or '').strip().lower()[:200]}"
+
+
+def login_blocked(kind: str, name: str) -> int:
+    """Seconds until a login for this account may be tried again (0: it may now)."""
+    from flask import current_app
+
+    from ..accounts.models import AuditEvent
+
+    cfg = current_app.config
+    window = int(cfg["LOGIN_WINDOW_SECONDS"])
+    if _limiter().blocked(request.remote_addr or "-", int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]), window):
+        return window
+    since = utcnow() - timedelta(seconds=window)
+    rows = db.session.execute(select(func.count(AuditEvent.id), func.min(AuditEvent.at)).where(
+        AuditEvent.action == "auth.login_failed", AuditEvent.target == login_target(kind, name),
+        AuditEvent.at > since)).one()
+    count, first = rows[0] or 0, rows[1]
+    if count >= int(cfg["LOGIN_MAX_FAILURES"]):
+        if isinstance(first, str):  # some drivers return aggregates of datetimes as text
+            from datetime import datetime, timezone
+
+            first = datetime.fromisoformat(first).replace(tzinfo=timezone.utc)
+        if first is not None and first.tzinfo is None:
+            from datetime import timezone
+
+            first = first.replace(tzinfo=timezone.utc)
+        left = int(((first or utcnow()) + timedelta(seconds=window) - utcnow()).total_seconds())
+        return max(left, 1)
+    return 0
+
+
+def record_login(kind: str, name: str, ok: bool) -> None:
+    """Audit a login attempt (failed ones count towards the limit); the caller commits."""
+    from flask import current_app
+
+    from ..accounts.services import audit
+
+    if ok:
+        audit(db.session, (name or "")[:120], "auth.login", login_target(kind, name),
+              {"address": request.remote_addr or ""})
+    else:
+        _limiter().failed(request.remote_addr or "-", float(current_app.config["LOGIN_WINDOW_SECONDS"]))
+        audit(db.session, "anonymous", "auth.login_failed", login_target(kind, name),
+              {"address": request.remote_addr or ""})
+
+
+# ---------------------------------------------------------------- wiring
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def _check_csrf() -> None:
+        if request.method in SAFE_METHODS or not _protected_endpoint():
+            return
+        if not _csrf_ok():
+            from flask import render_template
+            from flask_babel import gettext
+
+            abort(app.response_class(render_template(
+                "error.html", code=400,
+                message=gettext("The form has expired or did not come from this site. Go back, reload the "
+                                "page and try again.")), status=400))
+
+    @app.after_request
+    def _headers(resp: Any) -> Any:
+        path = request.path
+        if path.startswith("/api/") or path.startswith("/tuf/"):
+            return resp
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault("Content-Security-Policy", CSP)
+            if _protected_endpoint() or request.endpoint in ("index",):
+                resp.headers.setdefault("Cache-Control", "no-store")
+            resp.vary.add("Cookie")
+        return resp
+
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["current_staff"] = current_staff
+    app.jinja_env.globals["current_customer_user"] = current_customer_user
