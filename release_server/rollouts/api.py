@@ -6,7 +6,6 @@ import time
 from datetime import timedelta
 
 from flask import Response, current_app
-from packaging.version import Version
 
 from ..api import endpoint
 from ..db import db
@@ -16,8 +15,6 @@ from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
 from ..models_common import utcnow
 from .catalog import get_cache
 from .policy import InstallationView, plan_offers
-
-NOT_INSTALLED = Version("0.dev0")  # sorts below every real release
 
 
 def _pins_for(pins: dict, p: InstallationPrincipal) -> dict:
@@ -35,8 +32,9 @@ def _pins_for(pins: dict, p: InstallationPrincipal) -> dict:
 def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse:
     snap = get_cache().snapshot(lambda: db.session)
     view = InstallationView(principal.installation_id, principal.customer_id, principal.channel, principal.tags)
-    # A component not installed yet is planned from below every release (its first install).
-    planned = {c: NOT_INSTALLED for c in body.components if c not in body.installed} | dict(body.installed)
+    # A component the installation runs but has not installed yet gets its first install.
+    planned: dict = {c: None for c in body.components if c not in body.installed}
+    planned.update(body.installed)
     offers = plan_offers(snap.catalog, view, planned, _pins_for(snap.pins, principal))
     config = current_app.config
     _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
@@ -44,8 +42,7 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
     return CheckResponse(
         offers=[OfferOut(component=o.release.component, version=str(o.release.version),
-                         from_version=str(o.from_version) if o.from_version and o.from_version != NOT_INSTALLED
-                         else None,
+                         from_version=str(o.from_version) if o.from_version else None,
                          target_path=o.release.target_path, sha256=o.release.sha256, length=o.release.length,
                          critical=o.release.critical, downgrade=o.downgrade, changelog=o.changelog)
                 for o in offers],

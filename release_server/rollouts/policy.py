@@ -185,14 +185,18 @@ def _choose(catalog: Catalog, inst: InstallationView, component: str, installed:
     return target, False
 
 
-def plan_offers(catalog: Catalog, inst: InstallationView, installed: Mapping[str, str | Version],
+def plan_offers(catalog: Catalog, inst: InstallationView, installed: Mapping[str, str | Version | None],
                 pins: Mapping[str, Pin] | None = None) -> list[Offer]:
-    """Offers for the components an installation runs, in install order."""
+    """Offers for the components an installation runs, in install order.
+
+    A component mapped to ``None`` is wanted but not installed yet: it is offered the
+    newest eligible release directly (a first install needs no stepping stone).
+    """
     pins = pins or {}
-    have: dict[str, Version] = {}
+    have: dict[str, Version | None] = {}  # None: the component is wanted but not installed yet
     for comp, v in installed.items():
         try:
-            have[comp] = v if isinstance(v, Version) else parse_version(v)
+            have[comp] = v if v is None or isinstance(v, Version) else parse_version(v)
         except InvalidVersion:
             continue
     chosen: dict[str, tuple[ReleaseInfo, bool]] = {}

@@ -143,3 +143,13 @@ def test_requires_is_satisfied_by_installed_or_offered_and_ordered():
     # dependency on a component the installation does not run
     cat3 = Catalog([rel("server", "3.0", requires={"reports": SpecifierSet(">=1")})])
     assert offered(cat3, {"server": "2.0"}) == []
+
+
+def test_first_install_takes_the_newest_release_without_stepping_stones():
+    cat = Catalog([rel("server", "1.0"), rel("server", "1.5"), rel("server", "2.0", min_from_version=Version("1.5"))])
+    (o,) = plan_offers(cat, INST, {"server": None})
+    assert str(o.release.version) == "2.0" and o.from_version is None and o.downgrade is False
+    assert "notes 1.0" in o.changelog and "notes 2.0" in o.changelog
+    # a dependency that is wanted but not installed does not satisfy a requirement until it is offered
+    cat2 = Catalog([rel("db-schema", "6.0"), rel("web", "3.0", requires={"db-schema": SpecifierSet(">=6")})])
+    assert offered(cat2, {"web": "2.0", "db-schema": None}) == [("db-schema", "6.0"), ("web", "3.0")]
