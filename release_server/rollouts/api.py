@@ -13,29 +13,18 @@ from ..fleet import services as fleet_services
 from ..fleet.auth import InstallationPrincipal
 from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
 from ..models_common import utcnow
-from .catalog import get_cache
-from .policy import InstallationView, plan_offers
-
-
-def _pins_for(pins: dict, p: InstallationPrincipal) -> dict:
-    """Installation pins beat tag pins beat customer pins, per component."""
-    out: dict = {}
-    out.update(pins.get(("customer", str(p.customer_id)), {}))
-    for tag in sorted(p.tags):
-        out.update(pins.get(("tag", tag), {}))
-    out.update(pins.get(("installation", p.installation_id), {}))
-    return out
+from .catalog import offers_for
 
 
 @endpoint("/updates/check", methods=["POST"], roles={"installation"}, body=CheckRequest, response=CheckResponse,
           readonly=True, summary="Which release each component should move to now", tag="agent")
 def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse:
-    snap = get_cache().snapshot(lambda: db.session)
-    view = InstallationView(principal.installation_id, principal.customer_id, principal.channel, principal.tags)
     # A component the installation runs but has not installed yet gets its first install.
     planned: dict = {c: None for c in body.components if c not in body.installed}
     planned.update(body.installed)
-    offers = plan_offers(snap.catalog, view, planned, _pins_for(snap.pins, principal))
+    offers = offers_for(lambda: db.session, installation_id=principal.installation_id,
+                        customer_id=principal.customer_id, channel=principal.channel, tags=principal.tags,
+                        installed=planned)
     config = current_app.config
     _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
     if not offers:

@@ -114,6 +114,26 @@ class CatalogCache:
         return snap
 
 
+def pins_for(pins: dict, installation_id: str, customer_id: int, tags: frozenset[str]) -> dict[str, PinRule]:
+    """The pins that apply to one installation: installation beats tag beats customer, per component."""
+    out: dict[str, PinRule] = {}
+    out.update(pins.get(("customer", str(customer_id)), {}))
+    for tag in sorted(tags):
+        out.update(pins.get(("tag", tag), {}))
+    out.update(pins.get(("installation", installation_id), {}))
+    return out
+
+
+def offers_for(session: Session | Callable[[], Session], *, installation_id: str, customer_id: int, channel: str,
+               tags: frozenset[str], installed: dict) -> list:
+    """What the check endpoint offers this installation now: the cached catalog, its pins, the policy."""
+    from .policy import InstallationView, plan_offers
+
+    snap = get_cache().snapshot(session)
+    view = InstallationView(installation_id, customer_id, channel, tags)
+    return plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+
+
 def get_cache() -> CatalogCache:
     return current_app.extensions["catalog_cache"]
 

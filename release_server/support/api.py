@@ -16,10 +16,8 @@ from ..db import db
 from ..errors import NotFoundError, ReleaseServerError, ValidationError
 from ..fleet import services as fleet_services
 from ..storage import get_storage
-from ..uploads import HashingSpoolFile
 from . import customers, failures, mailin, services
 from .errors import AttachmentTooLargeError
-from .mailparse import safe_filename
 from .models import FailureGroup, MailMessage, Ticket, TicketAttachment
 from .schemas import (AttachmentList, AttachmentOut, CustomerTokenCreate, CustomerTokenOut, CustomerUserCreate,
                       CustomerUserOut, EventOut, FailureGroupList, FailureGroupOut, FailureGroupQuery, MailIngestOut,
@@ -193,19 +191,7 @@ def upload_attachments(principal, number: str) -> AttachmentList:  # noqa: ANN00
     if not uploads:
         raise ValidationError("the 'file' part is missing", field="file")
     public = not (actor.staff and request.form.get("internal", "").lower() in ("1", "true", "yes"))
-    storage = get_storage()
-    stored = []
-    for i, upload in enumerate(uploads):
-        spool = upload.stream
-        if not isinstance(spool, HashingSpoolFile):  # pragma: no cover - only small in-memory parts
-            raise ValidationError("attachments must be sent as file parts", field="file")
-        name = safe_filename(upload.filename or "", i, upload.mimetype or "application/octet-stream")
-        services.check_attachment_allowed(db.session, ticket, name, spool.size)
-        spool.finish()
-        blob = storage.put_file(spool.name, sha256=spool.sha256, size=spool.size, move=True)
-        spool.claimed = True
-        stored.append(services.add_attachment(db.session, ticket, actor, blob, name,
-                                              upload.mimetype or "application/octet-stream", public=public))
+    stored = services.attach_uploads(db.session, get_storage(), ticket, actor, uploads, public=public)
     db.commit()
     return AttachmentList(items=[attachment_out(ticket, a) for a in stored])
 

@@ -538,6 +538,31 @@ def add_attachment(session: Session, ticket: Ticket, actor: Actor, blob: StoredB
     return att
 
 
+def attach_uploads(session: Session, storage: Any, ticket: Ticket, actor: Actor, uploads: list[Any], *,
+                   public: bool = True, field: str = "file") -> list[TicketAttachment]:
+    """Store uploaded file parts (spooled and hashed while received) as the ticket's attachments.
+
+    Each part is checked against the limits before it is stored; a refused part stores
+    nothing of itself (earlier parts of the same request are undone with its transaction).
+    """
+    from ..uploads import HashingSpoolFile
+    from .mailparse import safe_filename
+
+    stored = []
+    for i, upload in enumerate(uploads):
+        spool = upload.stream
+        if not isinstance(spool, HashingSpoolFile):  # pragma: no cover - only tiny in-memory parts
+            raise ValidationError("attachments must be sent as file parts", field=field)
+        content_type = upload.mimetype or "application/octet-stream"
+        name = safe_filename(upload.filename or "", i, content_type)
+        check_attachment_allowed(session, ticket, name, spool.size)
+        spool.finish()
+        blob = storage.put_file(spool.name, sha256=spool.sha256, size=spool.size, move=True)
+        spool.claimed = True
+        stored.append(add_attachment(session, ticket, actor, blob, name, content_type, public=public))
+    return stored
+
+
 def check_attachment_allowed(session: Session, ticket: Ticket, filename: str, size: int) -> None:
     limit = int(_cfg("MAX_ATTACHMENT_SIZE", 25 * 1024 * 1024))
     if size > limit:

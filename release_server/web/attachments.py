@@ -47,19 +47,7 @@ def check_files(ticket: Any, files: list[FileStorage]) -> None:
 
 
 def attach_files(ticket: Any, actor: Any, files: list[FileStorage], *, public: bool = True) -> list[Any]:
-    storage = get_storage()
-    stored = []
-    for i, f in enumerate(files):
-        spool = f.stream
-        assert isinstance(spool, HashingSpoolFile)
-        name = safe_filename(f.filename or "", i, f.mimetype or "application/octet-stream")
-        support.check_attachment_allowed(db.session, ticket, name, spool.size)
-        spool.finish()
-        blob = storage.put_file(spool.name, sha256=spool.sha256, size=spool.size, move=True)
-        spool.claimed = True
-        stored.append(support.add_attachment(db.session, ticket, actor, blob, name,
-                                             f.mimetype or "application/octet-stream", public=public))
-    return stored
+    return support.attach_uploads(db.session, get_storage(), ticket, actor, files, public=public, field="files")
 
 
 def previewable(att: Any) -> bool:

@@ -192,18 +192,13 @@ def ticket_attachment(number: str, attachment_id: int) -> Any:
 
 def pending_updates(inst: Installation) -> list[Any]:
     """What the check endpoint would offer this installation now (same catalog, policy and pins)."""
-    from ..rollouts.api import NOT_INSTALLED, _pins_for
-    from ..rollouts.catalog import get_cache
-    from ..rollouts.policy import InstallationView, plan_offers
+    from ..rollouts.catalog import offers_for
 
-    snap = get_cache().snapshot(lambda: db.session)
-    view = InstallationView(inst.id, inst.customer_id, inst.channel, frozenset(inst.tags or []))
-    principal = SimpleNamespace(customer_id=inst.customer_id, tags=frozenset(inst.tags or []),
-                                installation_id=inst.id)
-    offers = plan_offers(snap.catalog, view, dict(inst.versions), _pins_for(snap.pins, principal))
+    offers = offers_for(lambda: db.session, installation_id=inst.id, customer_id=inst.customer_id,
+                        channel=inst.channel, tags=frozenset(inst.tags or []), installed=dict(inst.versions))
     return [SimpleNamespace(component=o.release.component, version=str(o.release.version),
-                            from_version=str(o.from_version) if o.from_version and o.from_version != NOT_INSTALLED
-                            else None, critical=o.release.critical, downgrade=o.downgrade, changelog=o.changelog)
+                            from_version=str(o.from_version) if o.from_version else None,
+                            critical=o.release.critical, downgrade=o.downgrade, changelog=o.changelog)
             for o in offers]
 
 
