@@ -1,9 +1,10 @@
 """Languages of the console and portal (Flask-Babel).
 
 Shipped: English (the source language) and Russian (``translations/ru``). The language
-of a page is, in order: the one the person chose (the ``/language`` form stores it in
-the session and in a one-year ``lang`` cookie, so it survives logging out and in); the
-best match of the browser's ``Accept-Language``; English.
+of a page is, in order: the logged-in person's setting (stored on their account by the
+``/language`` form, so it follows them to any browser); the choice made in this browser
+before logging in (session and a one-year ``lang`` cookie); the best match of the
+browser's ``Accept-Language``; English.
 
 Compiled catalogs (``.mo``) are committed beside their ``.po`` sources; a test checks
 that they match, and ``python -m release_server.web.i18n compile`` rebuilds them.
@@ -24,7 +25,16 @@ COOKIE = "lang"
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 
 
+def _account() -> object | None:
+    from .security import current_customer_user, current_staff
+
+    return current_staff() or current_customer_user()
+
+
 def select_locale() -> str:
+    account = _account()
+    if account is not None and getattr(account, "locale", None) in LANGUAGES:
+        return account.locale  # type: ignore[attr-defined]
     chosen = session.get("lang") or request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
@@ -58,6 +68,12 @@ def set_language_view() -> Response:
     resp = redirect(_safe_next(request.form.get("next")))
     if lang in LANGUAGES:
         session["lang"] = lang
+        account = _account()
+        if account is not None:  # remembered on the account too, for every browser
+            from ..db import db
+
+            account.locale = lang  # type: ignore[attr-defined]
+            db.commit()
         resp.set_cookie(COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
                         secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
     return resp

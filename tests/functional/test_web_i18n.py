@@ -74,3 +74,28 @@ def test_russian_catalog_is_complete_and_compiled(tmp_path: Path) -> None:
     # the placeholders of each message survive translation
     for msgid, text in po.items():
         assert sorted(re.findall(r"%\(\w+\)[sd]", msgid)) == sorted(re.findall(r"%\(\w+\)[sd]", text)), msgid
+
+
+def test_the_language_is_kept_on_the_account(app: Any) -> None:
+    """Chosen once while logged in, the language follows the person to another browser."""
+    from release_server.accounts import services
+    from release_server.db import db
+
+    with app.app_context():
+        services.create_user(db.session, "olga", "correct horse battery", "support")
+        db.commit()
+
+    def login(client: Any) -> None:
+        page = client.get("/console/login")
+        client.post("/console/login", data={"username": "olga", "password": "correct horse battery",
+                                            "csrf_token": csrf_of(page.text)})
+
+    first = app.test_client()
+    login(first)
+    page = first.get("/console/tickets", headers={"Accept-Language": "en"})
+    assert "Поиск заявок" not in page.text
+    first.post("/language", data={"lang": "ru", "next": "/console/tickets", "csrf_token": csrf_of(page.text)})
+    other = app.test_client()  # another browser: no cookie, an English Accept-Language
+    login(other)
+    page = other.get("/console/tickets", headers={"Accept-Language": "en"})
+    assert "Поиск заявок" in page.text
