@@ -6,12 +6,21 @@ import os
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 __version__ = "0.1.0"
 
 
 def instance_path_default() -> str:
     return os.path.abspath(os.environ.get("RELEASE_SERVER_INSTANCE_PATH") or "instance")
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:...>`` in routes: only ids a database integer column can hold (others: 404)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -26,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     os.makedirs(instance, exist_ok=True)
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
+    app.url_map.converters["int"] = DatabaseIdConverter
     app.session_interface = ApiAwareSessionInterface()
 
     config = load_config(instance)

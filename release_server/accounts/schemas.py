@@ -69,5 +69,5 @@ class AuditList(BaseModel):
 class AuditQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
     action: str | None = None

@@ -208,7 +208,7 @@ class InstallationQuery(BaseModel):
     component: str | None = None
     version: str | None = None
     tag: str | None = None
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=500)
 
 

@@ -164,7 +164,7 @@ class ReleasePage(BaseModel):
 class ReleaseQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: str | None = None
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=200)
     include_yanked: bool = True
 

@@ -65,7 +65,7 @@ class TicketQuery(BaseModel):
     source: Source | None = None
     failure_group: int | None = None
     q: str | None = Field(default=None, max_length=200, description="Text search")
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=200)
 
 
@@ -163,7 +163,7 @@ class FailureGroupQuery(BaseModel):
     component: str | None = None
     version: str | None = None
     limit: int = Field(default=100, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
 class MailIngestOut(BaseModel):

@@ -87,3 +87,10 @@ def test_json_bodies_are_bounded(client, auth):
     big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
     r = client.post("/api/v1/components", data=big, headers=h, content_type="application/json")
     assert r.status_code == 413 and r.json["error"]["field"] == "body"
+
+
+def test_ids_beyond_a_database_integer_are_404(client, auth):
+    h = auth.headers("admin")
+    for path in ("/api/v1/pins/348861681106791868538934001664", "/api/v1/rollouts/2147483648"):
+        r = client.delete(path, headers=h) if "pins" in path else client.get(path, headers=h)
+        assert r.status_code == 404 and r.json["error"]["code"] == "not_found"
