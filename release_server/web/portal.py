@@ -54,20 +54,12 @@ def login() -> Any:
         email = form.text("email", required=True, max_length=254)
         password = form.text("password", required=True, max_length=1000, strip=False)
         if form.ok:
-            wait = security.login_blocked("customer", email)
-            if wait:
-                form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
-                                      minutes=max(1, (wait + 59) // 60)))
-                status = 429
-            else:
-                user = customer_users.authenticate_password(db.session, email, password)
-                security.record_login("customer", email, user is not None)
-                db.commit()
-                if user is not None:
-                    security.login_customer(user)
-                    return redirect(_safe_next(form["next"]) if form["next"] else url_for("portal.tickets"))
+            user, status = security.attempt_login(form, "customer", email, password,
+                                                  customer_users.authenticate_password, security.login_customer)
+            if user is not None:
+                return redirect(_safe_next(form["next"]) if form["next"] else url_for("portal.tickets"))
+            if status == 401:
                 form.error("password", _("Wrong e-mail address or password."))
-                status = 401
     return render_template("portal/login.html", form=form), status
 
 

@@ -250,6 +250,29 @@ def record_login(kind: str, name: str, ok: bool) -> None:
               {"address": request.remote_addr or ""})
 
 
+def attempt_login(form: Any, kind: str, name: str, password: str,
+                  authenticate: Callable[[Any, str, str], Any], begin: Callable[[Any], None]) -> tuple[Any, int]:
+    """One login attempt of a staff or customer account: throttle, check, audit, begin the session.
+
+    Returns the account (None when refused) and the HTTP status for the page: 429 when
+    throttled (the reason is added to the form), 401 for wrong credentials, 200.
+    """
+    from flask_babel import gettext as _
+
+    wait = login_blocked(kind, name)
+    if wait:
+        form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
+                              minutes=max(1, (wait + 59) // 60)))
+        return None, 429
+    user = authenticate(db.session, name, password)
+    record_login(kind, name, user is not None)
+    db.commit()
+    if user is None:
+        return None, 401
+    begin(user)
+    return user, 200
+
+
 # ---------------------------------------------------------------- wiring
 
 def init_app(app: Flask) -> None:

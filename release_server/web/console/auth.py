@@ -7,7 +7,6 @@ from flask import redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ...accounts import services as accounts
-from ...db import db
 from .. import security
 from ..forms import Form
 from ..i18n import _safe_next
@@ -22,20 +21,12 @@ def login() -> Any:
         username = form.text("username", required=True, max_length=80)
         password = form.text("password", required=True, max_length=1000, strip=False)
         if form.ok:
-            wait = security.login_blocked("staff", username)
-            if wait:
-                form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
-                                      minutes=max(1, (wait + 59) // 60)))
-                status = 429
-            else:
-                user = accounts.authenticate_user(db.session, username, password)
-                security.record_login("staff", username, user is not None)
-                db.commit()
-                if user is not None:
-                    security.login_staff(user)
-                    return redirect(_safe_next(form["next"]) if form["next"] else url_for("console.dashboard"))
+            user, status = security.attempt_login(form, "staff", username, password, accounts.authenticate_user,
+                                                  security.login_staff)
+            if user is not None:
+                return redirect(_safe_next(form["next"]) if form["next"] else url_for("console.dashboard"))
+            if status == 401:
                 form.error("password", _("Wrong user name or password."))
-                status = 401
     return render_template("console/login.html", form=form), status
 
 
