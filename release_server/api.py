@@ -7,7 +7,6 @@ declarations validate requests and generate ``/api/openapi.json``. Every error u
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -282,7 +281,3 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "components": {"schemas": components, "securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }
-
-
-def json_dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), sort_keys=True)

@@ -14,11 +14,11 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import lock_row
@@ -107,12 +107,6 @@ def list_customers(session: Session) -> list[Customer]:
 
 
 # enrollment
-
-@dataclass(frozen=True)
-class IssuedSecret:
-    prefix: str
-    secret: str
-
 
 def create_enrollment_token(session: Session, customer: Customer, *, actor: str, max_uses: int | None = None,
                             expires_at: datetime | None = None) -> tuple[EnrollmentToken, str]:
@@ -284,11 +278,7 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             with session.begin_nested():
                 session.add(report)
                 session.flush()
-        except Exception as e:  # a concurrent request stored the same id first
-            from sqlalchemy.exc import IntegrityError
-
-            if not isinstance(e, IntegrityError):
-                raise
+        except IntegrityError:  # a concurrent request stored the same id first
             duplicates.append(rid)
             continue
         accepted.append(rid)
@@ -317,7 +307,3 @@ def list_reports(session: Session, *, installation_id: str | None = None, compon
     if outcome:
         stmt = stmt.where(UpdateReport.outcome == outcome)
     return list(session.scalars(stmt))
-
-
-def count_installations(session: Session) -> int:
-    return session.scalar(select(func.count(Installation.id))) or 0
