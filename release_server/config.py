@@ -45,9 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "CATALOG_RECHECK_SECONDS": 1.0,
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling
-    "LOGIN_MAX_FAILURES": 5,  # per account within the window
-    "LOGIN_WINDOW_SECONDS": 900,
-    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,
+    "LOGIN_MAX_FAILURES": 5,  # per (account, address) before delays start
+    "LOGIN_WINDOW_SECONDS": 900,  # failures are forgotten this long after the last one
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,  # per address over all accounts before delays start
+    "LOGIN_DELAY_SECONDS": 30.0,  # the first delay; doubles with each further failure
+    "LOGIN_MAX_DELAY_SECONDS": 900.0,
     # TUF repository (see README "Signing (TUF)"); expiries in seconds
     "TUF_KEY_DIR": None,  # default: <instance>/keys
     "TUF_TARGETS_KEY_URI": None,

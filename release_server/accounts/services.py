@@ -19,8 +19,8 @@ from ..models_common import utcnow
 from .models import ROLES, ApiToken, AuditEvent, User
 
 _hasher = PasswordHasher()
-TOKEN_RE = re.compile(r"^rst_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,79}$")
+TOKEN_RE = re.compile(r"rst_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{1,79}")
 
 
 class UnknownRoleError(ValidationError):
@@ -65,10 +65,9 @@ def check_role(role: str) -> str:
 
 
 def create_user(session: Session, username: str, password: str, role: str, email: str | None = None) -> User:
-    if not USERNAME_RE.match(username or ""):
+    if not USERNAME_RE.fullmatch(username or ""):
         raise ValidationError("username must be 2-80 letters, digits or ._@-", field="username")
-    if len(password or "") < 10:
-        raise ValidationError("password must have at least 10 characters", field="password")
+    check_password(password)
     check_role(role)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise DuplicateUserError(username)
@@ -84,6 +83,34 @@ def authenticate_user(session: Session, username: str, password: str) -> User | 
         _hasher.hash("timing-equaliser")  # same cost whether or not the user exists
         return None
     return user if verify_password(user.password_hash, password) else None
+
+
+def check_password(password: str) -> str:
+    if len(password or "") < 10:
+        raise ValidationError("password must have at least 10 characters", field="password")
+    return password
+
+
+def end_sessions(user: Any) -> None:
+    """End every cookie session of a staff or customer user, on every node (the caller commits)."""
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+def set_password(session: Session, user: User, password: str) -> User:
+    """A new password for a staff user; every session of the user ends."""
+    user.password_hash = hash_password(check_password(password))
+    end_sessions(user)
+    session.flush()
+    return user
+
+
+def set_active(session: Session, user: User, active: bool) -> User:
+    """Enable or disable a staff user; disabling ends every session of the user."""
+    if user.active and not active:
+        end_sessions(user)
+    user.active = active
+    session.flush()
+    return user
 
 
 def get_user(session: Session, username: str) -> User:
@@ -119,7 +146,7 @@ def issue_token(session: Session, *, name: str, role: str, user: User | None = N
 
 def find_token(session: Session, secret: str) -> ApiToken | None:
     """The live token matching this secret, or None (unknown, revoked, expired, malformed)."""
-    m = TOKEN_RE.match(secret or "")
+    m = TOKEN_RE.fullmatch(secret or "")
     if not m:
         return None
     token = session.scalar(select(ApiToken).where(ApiToken.prefix == m.group(1)))

@@ -57,6 +57,8 @@ def attachment_out(t: Ticket, a: TicketAttachment) -> AttachmentOut:
 
 
 def ticket_detail(t: Ticket, actor: services.Actor) -> TicketDetail:
+    """A ticket as ``actor`` may see it; every response that returns a ticket goes through here."""
+    services.require_visible(t, actor)
     session = db.session
     events = [EventOut.model_validate(e, from_attributes=True) for e in services.timeline(session, t, actor)]
     atts = [attachment_out(t, a) for a in services.attachments_of(session, t, actor)]
