@@ -88,7 +88,10 @@ def create_ticket(principal, body: TicketCreate) -> TicketDetail:  # noqa: ANN00
         requester, source, installation = body.requester_email, "api", body.installation_id
     else:
         customer = fleet_services.get_customer(session, actor.customer_id)
-        requester = actor.email or body.requester_email or customer.contact_email
+        if actor.kind == "installation":
+            requester = customers.installation_requester(session, customer, body.requester_email)
+        else:
+            requester = actor.email or customer.contact_email
         source = "agent" if actor.kind == "installation" else "api"
         installation = actor.installation_id or body.installation_id
     if requester:

@@ -98,6 +98,26 @@ def set_active(session: Session, user: CustomerUser, active: bool) -> CustomerUs
     return user
 
 
+def installation_requester(session: Session, customer: Customer, requested: str | None) -> str | None:
+    """Who a request filed by one of ``customer``'s installations comes from: one of its contacts only.
+
+    Without ``requested``: the customer's contact address. With it: only the contact address
+    or an active portal user of that customer, so an installation's token can never make the
+    server mail an address of its choosing.
+    """
+    if not requested:
+        return customer.contact_email or None
+    email = check_email(requested, "requester_email")
+    if customer.contact_email and customer.contact_email.strip().lower() == email:
+        return email
+    user = session.scalar(select(CustomerUser.id).where(CustomerUser.email == email,
+                                                        CustomerUser.customer_id == customer.id,
+                                                        CustomerUser.active.is_(True)))
+    if user is None:
+        raise ValidationError(f"{email!r} is not a contact of customer {customer.name!r}", field="requester_email")
+    return email
+
+
 def list_customer_users(session: Session, customer: Customer | None = None) -> list[CustomerUser]:
     stmt = select(CustomerUser).order_by(CustomerUser.email)
     if customer is not None:

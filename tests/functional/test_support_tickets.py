@@ -422,3 +422,20 @@ def test_a_merge_chain_into_a_hidden_ticket_is_not_followed(client, app, desk):
     assert page.status_code == 302 and internal not in page.headers["Location"]
     detail = client.get(f"/api/v1/tickets/{internal}", headers=desk["staff"]).json
     assert "and again" not in [e["body"] for e in detail["timeline"]]
+
+
+def test_an_installation_files_requests_as_its_customers_contacts_only(client, app, desk):
+    inst = enroll(client, desk["admin"], "Acme", name="berlin")
+    ih = {"Authorization": f"Bearer {inst['token']}"}
+    before = len(_outbox(app))
+    for victim in ("victim@elsewhere.example", "boss@acme.example", "ops@globex.example"):
+        r = client.post("/api/v1/tickets", json={"subject": "Hello", "requester_email": victim}, headers=ih)
+        assert r.status_code == 400, r.json
+        assert r.json["error"]["field"] == "requester_email"
+    assert len(_outbox(app)) == before  # nothing was mailed
+    assert client.get("/api/v1/tickets?customer=Acme", headers=desk["staff"]).json["total"] == 0
+    # the customer's contact address and its portal users are its contacts
+    for contact in ("it@acme.example", "ann@acme.example"):
+        r = client.post("/api/v1/tickets", json={"subject": "Hello", "requester_email": contact}, headers=ih)
+        assert r.status_code == 201 and r.json["requester_email"] == contact
+    assert {m.to_addr for m in _outbox(app)[before:]} <= {"it@acme.example", "ann@acme.example"}
