@@ -64,9 +64,14 @@ def check_role(role: str) -> str:
     return role
 
 
-def create_user(session: Session, username: str, password: str, role: str, email: str | None = None) -> User:
-    if not USERNAME_RE.fullmatch(username or ""):
+def check_username(username: str) -> str:
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise ValidationError("username must be 2-80 letters, digits or ._@-", field="username")
+    return username
+
+
+def create_user(session: Session, username: str, password: str, role: str, email: str | None = None) -> User:
+    check_username(username)
     check_password(password)
     check_role(role)
     if session.scalar(select(User).where(User.username == username)) is not None:

@@ -82,7 +82,7 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
     if upload is None:
         raise ValidationError("the 'artifact' part is missing", field="artifact")
     filename = metadata.filename or (upload.filename or "").rsplit("/", 1)[-1]
-    if not FILENAME_RE.match(filename or ""):
+    if not FILENAME_RE.fullmatch(filename or ""):
         raise ValidationError(f"artifact file name {filename!r} is not allowed (letters, digits, '.', '_', '+', '-')",
                               field="artifact")
     plan = services.plan_publish(db.session, component, metadata)

@@ -13,8 +13,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
+#: Names and file names are checked with ``fullmatch`` (``$`` would also accept a trailing newline).
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 
 
 @lru_cache(maxsize=8192)
@@ -34,7 +35,7 @@ def normalise_version(value: str) -> str:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value or ""):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(f"{what} must be 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter "
                          "or digit")
     return value
@@ -132,7 +133,7 @@ class PublishMetadata(BaseModel):
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str | None) -> str | None:
-        if v is not None and not FILENAME_RE.match(v):
+        if v is not None and not FILENAME_RE.fullmatch(v):
             raise ValueError("filename may hold letters, digits, '.', '_', '+' and '-' only")
         return v
 

@@ -19,7 +19,7 @@ from .errors import MetadataNotFoundError
 
 bp = Blueprint("tuf", __name__, url_prefix="/tuf")
 
-METADATA_NAME = re.compile(r"^(timestamp|[1-9][0-9]{0,9}\.(root|snapshot|targets|bins-[0-9a-f]{1,4}))\.json$")
+METADATA_NAME = re.compile(r"(timestamp|[1-9][0-9]{0,9}\.(root|snapshot|targets|bins-[0-9a-f]{1,4}))\.json")
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -32,7 +32,7 @@ def _json_response(data: bytes, cache_control: str) -> Response:
 
 @bp.get("/metadata/<name>")
 def metadata(name: str) -> Response:
-    if not METADATA_NAME.match(name):
+    if not METADATA_NAME.fullmatch(name):
         raise MetadataNotFoundError(name)
     if name == "timestamp.json":
         data = services.timestamp_bytes(db.session, write_session=lambda: db.new_session(write=True))

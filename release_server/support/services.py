@@ -51,7 +51,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "processed": frozenset({"in_progress", "closed"}),
     "closed": frozenset({"in_progress"}),
 }
-NUMBER_RE = re.compile(r"^\s*\[?\s*(?:([A-Za-z][A-Za-z0-9]*)\s*[-#]\s*)?0*(\d{1,18})\s*\]?\s*$")
+NUMBER_RE = re.compile(r"[ \t]*\[?[ \t]*(?:([A-Za-z][A-Za-z0-9]*)[ \t]*[-#][ \t]*)?0*([0-9]{1,18})[ \t]*\]?[ \t]*")
 
 
 def _cfg(key: str, default: Any) -> Any:
@@ -126,7 +126,7 @@ def format_number(seq: int, prefix: str | None = None) -> str:
 
 def parse_number(ref: str | int) -> int | None:
     """The sequence value in ``OTK-000123``, ``[OTK-123]``, ``otk#123`` or ``123``; None if not a number."""
-    m = NUMBER_RE.match(str(ref))
+    m = NUMBER_RE.fullmatch(str(ref))
     return int(m.group(2)) if m else None
 
 
