@@ -92,6 +92,60 @@ def users_create(username: str, role: str, email: str | None, password: str | No
         click.echo(f"password: {shown}")
 
 
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--password", default=None, help="Default: generate one and print it once.")
+@with_appcontext
+def users_set_password(username: str, password: str | None) -> None:
+    """Give a staff user a new password; every session of the user ends."""
+    from .accounts import services
+    from .db import db
+
+    shown = password or secrets.token_urlsafe(12)
+    try:
+        user = services.set_password(db.session, services.get_user(db.session, username), shown)
+        services.audit(db.session, _actor(), "user.set_password", f"user:{user.username}", {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"new password set for {username}; every session of the user has ended")
+    if not password:
+        click.echo(f"password: {shown}")
+
+
+@users_group.command("disable")
+@click.argument("username")
+@with_appcontext
+def users_disable(username: str) -> None:
+    """Disable a staff user: no more logins, and every session of the user ends."""
+    from .accounts import services
+    from .db import db
+
+    try:
+        user = services.set_active(db.session, services.get_user(db.session, username), False)
+        services.audit(db.session, _actor(), "user.disable", f"user:{user.username}", {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"disabled {username}")
+
+
+@users_group.command("enable")
+@click.argument("username")
+@with_appcontext
+def users_enable(username: str) -> None:
+    from .accounts import services
+    from .db import db
+
+    try:
+        user = services.set_active(db.session, services.get_user(db.session, username), True)
+        services.audit(db.session, _actor(), "user.enable", f"user:{user.username}", {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"enabled {username}")
+
+
 @click.group("tokens", help="API tokens.")
 def tokens_group() -> None:
     pass

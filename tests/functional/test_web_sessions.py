@@ -1,0 +1,137 @@
+"""Cookie sessions end on the server, logins are throttled per (account, address), and a
+hostile ``next=`` never breaks the login: console and portal, on every database."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "another horse battery"
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+FACES = {
+    "console": {"login": "/console/login", "home": "/console/", "logout": "/console/logout", "user": "username",
+                "name": "alice"},
+    "portal": {"login": "/portal/login", "home": "/portal/", "logout": "/portal/logout", "user": "email",
+               "name": "ann@acme.example"},
+}
+
+
+@pytest.fixture
+def people(app: Any) -> None:
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+    from release_server.fleet import services as fleet
+    from release_server.support import customers
+
+    with app.app_context():
+        accounts.create_user(db.session, "alice", PASSWORD, "admin")
+        acme = fleet.create_customer(db.session, "Acme", "it@acme.example", ["acme.example"])
+        customers.create_customer_user(db.session, acme, "ann@acme.example", "Ann", PASSWORD)
+        db.commit()
+
+
+def _client(app: Any, address: str = "127.0.0.1") -> Any:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def login(client: Any, face: str, password: str = PASSWORD, name: str | None = None, **extra: str) -> Any:
+    f = FACES[face]
+    page = client.get(f["login"])
+    return client.post(f["login"], data={f["user"]: name or f["name"], "password": password,
+                                         "csrf_token": csrf_of(page.text), **extra})
+
+
+def logged_in(client: Any, face: str) -> bool:
+    resp = client.get(FACES[face]["home"])
+    if resp.status_code == 302 and "/login" in resp.headers["Location"]:
+        return False
+    if face == "portal" and resp.status_code == 302:  # the portal's home sends a user on to the tickets
+        resp = client.get(resp.headers["Location"])
+    return resp.status_code == 200
+
+
+def cookie(client: Any, app: Any) -> str:
+    return client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session")).value
+
+
+def replay(app: Any, value: str) -> Any:
+    other = app.test_client()
+    other.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), value)
+    return other
+
+
+# ---------------------------------------------------------------- sessions end everywhere
+
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_logout_ends_every_session_of_the_user_on_every_node(app: Any, app_config: dict, people: None,
+                                                             face: str) -> None:
+    from release_server import create_app
+
+    laptop, phone = _client(app), _client(app)
+    assert login(laptop, face).status_code == 302 and login(phone, face).status_code == 302
+    stolen = cookie(laptop, app)
+    node2 = create_app(dict(app_config))  # another server process on the same database
+    try:
+        assert logged_in(replay(node2, cookie(phone, app)), face)
+        home = laptop.get(FACES[face]["home"], follow_redirects=True)
+        assert laptop.post(FACES[face]["logout"], data={"csrf_token": csrf_of(home.text)}).status_code == 302
+        assert not logged_in(laptop, face)
+        assert not logged_in(phone, face)  # the user's other session has ended too
+        assert not logged_in(replay(app, stolen), face)  # a copied cookie is worthless after logout
+        assert not logged_in(replay(node2, stolen), face)  # on every node
+        assert login(phone, face).status_code == 302 and logged_in(phone, face)  # a new login works
+    finally:
+        node2.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize("face", sorted(FACES))
+@pytest.mark.parametrize("change", ["password", "disable"])
+def test_password_change_and_disabling_end_every_session(app: Any, people: None, face: str, change: str) -> None:
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+    from release_server.support import customers
+
+    c = _client(app)
+    assert login(c, face).status_code == 302 and logged_in(c, face)
+    stolen = cookie(c, app)
+    with app.app_context():
+        if face == "console":
+            user = accounts.get_user(db.session, "alice")
+            (accounts.set_password(db.session, user, NEW_PASSWORD) if change == "password"
+             else accounts.set_active(db.session, user, False))
+        else:
+            user = customers.get_customer_user(db.session, "ann@acme.example")
+            (customers.set_password(db.session, user, NEW_PASSWORD) if change == "password"
+             else customers.set_active(db.session, user, False))
+        db.commit()
+    assert not logged_in(c, face) and not logged_in(replay(app, stolen), face)
+    if change == "password":
+        assert login(_client(app), face).status_code == 401
+        assert login(_client(app), face, password=NEW_PASSWORD).status_code == 302
+    else:
+        assert login(_client(app), face).status_code == 401
+
+
+def test_cli_set_password_and_disable_end_sessions(app: Any, runner: Any, people: None) -> None:
+    c = _client(app)
+    assert login(c, "console").status_code == 302
+    result = runner.invoke(args=["users", "set-password", "alice", "--password", NEW_PASSWORD])
+    assert result.exit_code == 0, result.output
+    assert not logged_in(c, "console")
+    assert login(c, "console", password=NEW_PASSWORD).status_code == 302
+    assert runner.invoke(args=["users", "disable", "alice"]).exit_code == 0
+    assert not logged_in(c, "console")
+    assert runner.invoke(args=["users", "set-password", "nobody", "--password", NEW_PASSWORD]).exit_code != 0
+    p = _client(app)
+    assert login(p, "portal").status_code == 302
+    assert runner.invoke(args=["customer-users", "disable", "ann@acme.example"]).exit_code == 0
+    assert not logged_in(p, "portal")
