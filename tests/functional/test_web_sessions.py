@@ -135,3 +135,86 @@ def test_cli_set_password_and_disable_end_sessions(app: Any, runner: Any, people
     assert login(p, "portal").status_code == 302
     assert runner.invoke(args=["customer-users", "disable", "ann@acme.example"]).exit_code == 0
     assert not logged_in(p, "portal")
+
+
+# ---------------------------------------------------------------- throttling, not locking
+
+def _throttle_rows(app: Any) -> list[Any]:
+    from sqlalchemy import select
+
+    from release_server.accounts.models import LoginThrottle
+    from release_server.db import db
+
+    with app.app_context():
+        return list(db.session.execute(select(LoginThrottle.account, LoginThrottle.address, LoginThrottle.failures,
+                                              LoginThrottle.last_failure_at, LoginThrottle.blocked_until)))
+
+
+def _pass_time(app: Any, seconds: float) -> None:
+    """A fake clock: move every throttle's times into the past."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from release_server.accounts.models import LoginThrottle
+    from release_server.db import db
+
+    with app.app_context():
+        for row in db.session.scalars(select(LoginThrottle)):
+            row.last_failure_at -= timedelta(seconds=seconds)
+            row.blocked_until -= timedelta(seconds=seconds)
+        db.commit()
+
+
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_wrong_passwords_from_one_address_never_lock_the_owner_out(app: Any, app_config: dict, people: None,
+                                                                  face: str) -> None:
+    from release_server import create_app
+
+    attacker, owner = _client(app, "203.0.113.9"), _client(app, "198.51.100.7")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        assert login(attacker, face, password="guess").status_code == 401
+    assert login(attacker, face).status_code == 429  # the attacker's address waits, even with the right password
+    node2 = create_app(dict(app_config))  # and waits on every node
+    try:
+        c2 = node2.test_client()
+        c2.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+        assert login(c2, face).status_code == 429
+    finally:
+        node2.extensions["db_engine"].dispose()
+    # the owner, from their own address, logs in at once
+    assert login(owner, face).status_code == 302 and logged_in(owner, face)
+
+
+def test_delays_grow_with_each_failure_and_a_success_clears_them(app: Any, people: None) -> None:
+    base, free = float(app.config["LOGIN_DELAY_SECONDS"]), int(app.config["LOGIN_MAX_FAILURES"])
+    c = _client(app, "203.0.113.9")
+    for _ in range(free):
+        login(c, "console", password="guess")
+    waits = []
+    for _ in range(3):
+        [row] = [r for r in _throttle_rows(app) if r.account == "alice"]
+        waits.append(round((row.blocked_until - row.last_failure_at).total_seconds()))
+        assert login(c, "console", password="guess").status_code == 429  # refused unchecked: not counted
+        _pass_time(app, waits[-1] + 1)
+        assert login(c, "console", password="guess").status_code == 401
+    assert waits == [base, 2 * base, 4 * base]
+    _pass_time(app, 8 * base + 1)
+    assert login(c, "console").status_code == 302
+    assert [r for r in _throttle_rows(app) if r.account == "alice"] == []
+
+
+def test_one_address_is_throttled_across_accounts(app: Any, people: None) -> None:
+    app.config["LOGIN_MAX_FAILURES_PER_ADDRESS"] = 4
+    sprayer = _client(app, "203.0.113.9")
+    for k in range(4):
+        assert login(sprayer, "console", name=f"user{k}", password="guess").status_code == 401
+    assert login(sprayer, "console").status_code == 429  # alice has no failures of her own
+    assert login(_client(app, "198.51.100.7"), "console").status_code == 302
+
+
+def test_the_delay_rule() -> None:
+    from release_server.accounts.throttle import delay_after
+
+    assert [delay_after(n, 5, 30, 900) for n in range(4, 12)] == [0, 30, 60, 120, 240, 480, 900, 900]
+    assert delay_after(10 ** 6, 5, 30, 900) == 900
