@@ -32,7 +32,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     test_config = dict(test_config or {})
     instance = test_config.pop("INSTANCE_PATH", None) or instance_path_default()
-    os.makedirs(instance, exist_ok=True)
+    from .private_files import private_dirs, secure_instance
+
+    private_dirs(instance)
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
     app.url_map.converters["int"] = DatabaseIdConverter
@@ -41,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = load_config(instance)
     config.update(test_config)
     finalise(config, instance)
+    secure_instance(config, instance)
     app.config.update(config)
     app.config.setdefault("MAX_FORM_MEMORY_SIZE", 2 * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -22,7 +22,10 @@ class HashingSpoolFile:
     """A temporary file that hashes what is written to it."""
 
     def __init__(self, directory: str, max_size: int) -> None:
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            from .private_files import private_dirs
+
+            private_dirs(directory)
         fd, self.name = tempfile.mkstemp(dir=directory, prefix="upload-")
         self._fh: IO[bytes] = os.fdopen(fd, "w+b")
         self._hash = hashlib.sha256()
