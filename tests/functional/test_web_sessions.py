@@ -218,3 +218,24 @@ def test_the_delay_rule() -> None:
 
     assert [delay_after(n, 5, 30, 900) for n in range(4, 12)] == [0, 30, 60, 120, 240, 480, 900, 900]
     assert delay_after(10 ** 6, 5, 30, 900) == 900
+
+
+# ---------------------------------------------------------------- next= after login
+
+@pytest.mark.parametrize("face", sorted(FACES))
+@pytest.mark.parametrize("bad", ["/x\r\nSet-Cookie: a=b", "/x\nLocation: https://evil.example/", "/x\r",
+                                 "/x\x00", "/x\u2028y", "/x\u0085", "https://evil.example/", "//evil.example/"])
+def test_a_hostile_next_after_login_redirects_home(app: Any, people: None, face: str, bad: str) -> None:
+    resp = login(_client(app), face, next=bad)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    assert "Set-Cookie: a=b" not in str(resp.headers) and "evil" not in resp.headers["Location"]
+    # the login page itself shows with such a next, too
+    page = _client(app).get(FACES[face]["login"], query_string={"next": bad})
+    assert page.status_code == 200
+
+
+@pytest.mark.parametrize("face", sorted(FACES))
+def test_a_plain_next_is_kept(app: Any, people: None, face: str) -> None:
+    target = "/console/tickets?status=new" if face == "console" else "/portal/installations"
+    resp = login(_client(app), face, next=target)
+    assert resp.status_code == 302 and resp.headers["Location"] == target
