@@ -229,8 +229,11 @@ def attempt_login(form: Any, kind: str, name: str, password: str,
 
     wait = login_blocked(kind, name)
     if wait:
-        form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
-                              minutes=max(1, (wait + 59) // 60)))
+        if wait < 60:
+            form.general.append(_("Too many failed attempts. Try again in %(seconds)d s.", seconds=wait))
+        else:
+            form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
+                                  minutes=(wait + 59) // 60))
         return None, 429
     user = authenticate(db.session, name, password)
     record_login(kind, name, user is not None)
