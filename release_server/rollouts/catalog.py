@@ -2,9 +2,11 @@
 
 Every change that can alter an offer (publish, promote, yank, rollout changes, pins,
 restrictions) bumps ``catalog_state.version`` in its own transaction; changes to
-installations' credentials or settings bump ``auth_version``. Each server process
+installations' credentials or settings bump ``auth_version`` and add a row to the
+change feed (``installation_changes``) naming the installation. Each server process
 reads that one row at most once per ``CATALOG_RECHECK_SECONDS`` and rebuilds its
-catalog (or drops its credential cache) only when a version moved. So a check costs
+catalog (or forgets the changed installations' cached credentials, see
+:mod:`release_server.fleet.auth`) only when a version moved. So a check costs
 no database round trip in the common case, and a revocation takes effect within
 seconds on every node.
 """
@@ -18,9 +20,11 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..fleet.models import InstallationChange
+from ..models_common import utcnow
 from ..releases.models import Release
 from .models import CatalogState, Pin, ReleaseRestriction, Rollout
 from .policy import Catalog, Pin as PinRule, ReleaseInfo, RolloutGate
@@ -30,9 +34,24 @@ def bump_catalog(session: Session) -> None:
     session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=CatalogState.version + 1))
 
 
-def bump_auth(session: Session) -> None:
-    session.execute(update(CatalogState).where(CatalogState.id == 1)
-                    .values(auth_version=CatalogState.auth_version + 1))
+CHANGE_FEED_KEEP = 100_000  # change rows kept; a process further behind forgets every credential
+
+
+def bump_auth(session: Session, installation_id: str | None = None) -> int:
+    """Record a change of one installation's credentials or settings (None: of any installation).
+
+    The ``UPDATE ... RETURNING`` holds the state row's lock until the transaction ends,
+    so change versions become visible in order: whoever sees version N sees every
+    change up to N. Returns the new version.
+    """
+    version = session.execute(update(CatalogState).where(CatalogState.id == 1)
+                              .values(auth_version=CatalogState.auth_version + 1)
+                              .returning(CatalogState.auth_version)).scalar_one()
+    session.execute(insert(InstallationChange).values(version=version, installation_id=installation_id,
+                                                      changed_at=utcnow()))
+    if version % 1000 == 0:
+        session.execute(delete(InstallationChange).where(InstallationChange.version <= version - CHANGE_FEED_KEEP))
+    return version
 
 
 def target_path(release: Release) -> str:
