@@ -165,12 +165,12 @@ def init_app(app: Flask) -> None:
 
     app.extensions.setdefault("release_hooks", []).append(on_release_change)
 
-    def on_report(session: Session, report) -> None:  # noqa: ANN001
-        from .services import record_report
+    def on_reports(session: Session, inst, reports: list) -> None:  # noqa: ANN001
+        from .services import record_reports
 
-        record_report(session, report)
+        record_reports(session, inst, reports)
 
-    app.extensions.setdefault("report_hooks", []).append(on_report)
+    app.extensions.setdefault("report_hooks", []).append(on_reports)
 
     def advance_rollouts() -> None:
         from ..db import db
