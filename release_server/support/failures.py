@@ -139,13 +139,14 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
 
     out: list[RecordedFailure] = []
     pending: list[Any] = []
+    events: list[dict[str, Any]] = []
     first_seen: set[int] = set()
     for fp, r in zip(fps, reports):
         gid, own = groups[fp.value], tickets[groups[fp.value]]
         ticket = root[own]
         pending.append(FailureGroupReport(report_id=r.id, group_id=gid, ticket_id=ticket.id, installation_id=inst.id,
                                           outcome=r.outcome, received_at=when[r.id]))
-        pending.append(_event(ticket, "failure_report", public=False, body=_report_line(r, inst),
+        events.append(_event(ticket, "failure_report", public=False, body=_report_line(r, inst),
                               data={"report_id": r.id, "installation_id": inst.id, "outcome": r.outcome,
                                     "from_version": r.from_version, "to_version": r.to_version,
                                     "failure_group": gid}))
@@ -156,28 +157,34 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
             needs_reopen = ticket.status in ("processed", "closed")
             needs_escalation = FAILURE_OUTCOMES[r.outcome] == "problem" and ticket.kind == "incident"
             if needs_reopen or needs_escalation:  # rare: write what came before, keep the timeline's order
-                session.add_all(pending)
-                pending = []
-                session.flush()
+                _write(session, pending, events)
+                pending, events = [], []
                 if needs_reopen:
                     reopened = _maybe_reopen(session, ticket, gid, r)
                 if FAILURE_OUTCOMES[r.outcome] == "problem" and ticket.kind == "incident":
                     _escalate(session, ticket)
         out.append(RecordedFailure(gid, ticket.id, gid in new_groups and fp.value in first_of
                                    and first_of[fp.value][1] is r, new_ticket, reopened))
-    session.add_all(pending)
-    session.flush()
+    _write(session, pending, events)
     for gid in sorted(new_groups):
         fp = next(f for f in fps if groups[f.value] == gid)
         _link_to_open_halt_tickets(session, gid, fp.component, fp.target_version)
     return out
 
 
-def _event(ticket: Ticket, kind: str, *, public: bool, body: str, data: dict[str, Any]) -> TicketEvent:
+def _event(ticket: Ticket, kind: str, *, public: bool, body: str, data: dict[str, Any]) -> dict[str, Any]:
     """A system timeline entry, written with the others of the batch (``services.add_event`` flushes each)."""
     actor = services.SYSTEM
-    return TicketEvent(ticket_id=ticket.id, kind=kind, public=public, author=actor.email or actor.name,
-                       author_kind=actor.kind, body=body, data=data, at=utcnow())
+    return dict(ticket_id=ticket.id, kind=kind, public=public, author=actor.email or actor.name,
+                author_kind=actor.kind, body=body, data=data, mail_id=None, at=utcnow())
+
+
+def _write(session: Session, memberships: list[FailureGroupReport], events: list[dict[str, Any]]) -> None:
+    """One multi-row insert each (the timeline entries through Core: their ids are not needed back)."""
+    session.add_all(memberships)
+    session.flush()
+    if events:
+        session.execute(TicketEvent.__table__.insert(), events)
 
 
 def _create_groups(session: Session, missing: dict[str, tuple[Fingerprint, UpdateReport]],
