@@ -15,6 +15,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
@@ -282,9 +283,10 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             for rid, r in unique.items()]
     session.flush()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stored = set(session.scalars(insert(UpdateReport.__table__).values(rows)
-                                 .on_conflict_do_nothing(index_elements=["id"])
-                                 .returning(UpdateReport.__table__.c.id)))
+    table = UpdateReport.__table__
+    # executemany form: compiled once and cached, sent as one multi-row INSERT ("insertmanyvalues")
+    stored = set(session.scalars(insert(table).on_conflict_do_nothing(index_elements=["id"])
+                                 .returning(table.c.id), rows)) if rows else set()
     accepted = [rid for rid in unique if rid in stored]
     # a report id sent twice in one batch: the second copy is a duplicate even if the first was new
     seen: set[str] = set()
@@ -294,7 +296,7 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             seen.add(rid)
         else:
             duplicates.append(rid)
-    new = [UpdateReport(**row) for row in rows if row["id"] in stored]
+    new = [StoredReport(**row) for row in rows if row["id"] in stored]
     for report in new:  # in the order sent: the last word on a component wins
         apply_report(session, inst, report)
     if new:
@@ -303,7 +305,28 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
     return accepted, duplicates
 
 
-def apply_report(session: Session, inst: Installation, r: UpdateReport) -> None:
+@dataclass(frozen=True)
+class StoredReport:
+    """A report just stored, as the report hooks see it (the row's values, without an ORM object)."""
+
+    id: str
+    installation_id: str
+    component: str
+    from_version: str | None
+    to_version: str
+    release_id: int | None
+    outcome: str
+    stage: str | None
+    error_code: str | None
+    error_message: str | None
+    duration_seconds: float | None
+    log_tail: str
+    details: dict
+    started_at: datetime | None
+    received_at: datetime
+
+
+def apply_report(session: Session, inst: Installation, r: StoredReport) -> None:
     """What one stored report says about the installation's state and inventory."""
     if r.outcome == "success":
         apply_inventory(session, inst, {r.component: r.to_version})

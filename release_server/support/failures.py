@@ -130,10 +130,11 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
 
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.flush()
-    session.execute(insert(FailureGroupInstallation.__table__).values(
+    session.execute(insert(FailureGroupInstallation.__table__).on_conflict_do_nothing(
+        index_elements=["group_id", "installation_id"]),
         [{"group_id": gid, "installation_id": inst.id, "customer_id": inst.customer_id,
           "first_seen_at": min(when[r.id] for fp, r in zip(fps, reports) if groups[fp.value] == gid)}
-         for gid in group_ids]).on_conflict_do_nothing(index_elements=["group_id", "installation_id"]))
+         for gid in group_ids])
     loaded = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(set(tickets.values()))))}
     root = {tid: services.root_of(session, t) for tid, t in loaded.items()}
 
@@ -144,8 +145,8 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
     for fp, r in zip(fps, reports):
         gid, own = groups[fp.value], tickets[groups[fp.value]]
         ticket = root[own]
-        pending.append(FailureGroupReport(report_id=r.id, group_id=gid, ticket_id=ticket.id, installation_id=inst.id,
-                                          outcome=r.outcome, received_at=when[r.id]))
+        pending.append(dict(report_id=r.id, group_id=gid, ticket_id=ticket.id, installation_id=inst.id,
+                            outcome=r.outcome, received_at=when[r.id]))
         events.append(_event(ticket, "failure_report", public=False, body=_report_line(r, inst),
                               data={"report_id": r.id, "installation_id": inst.id, "outcome": r.outcome,
                                     "from_version": r.from_version, "to_version": r.to_version,
@@ -179,10 +180,11 @@ def _event(ticket: Ticket, kind: str, *, public: bool, body: str, data: dict[str
                 author_kind=actor.kind, body=body, data=data, mail_id=None, at=utcnow())
 
 
-def _write(session: Session, memberships: list[FailureGroupReport], events: list[dict[str, Any]]) -> None:
-    """One multi-row insert each (the timeline entries through Core: their ids are not needed back)."""
-    session.add_all(memberships)
+def _write(session: Session, memberships: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """One multi-row insert each, through Core (no ORM objects, no ids needed back)."""
     session.flush()
+    if memberships:
+        session.execute(FailureGroupReport.__table__.insert(), memberships)
     if events:
         session.execute(TicketEvent.__table__.insert(), events)
 
