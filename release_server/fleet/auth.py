@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .models import InstallationChange, InstalledComponent, Installation
@@ -61,17 +62,22 @@ def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def load_principal(session: Session, secret: str) -> InstallationPrincipal | None:
+# Built once: constructing a statement and its cache key per call costs more than running it.
+_PRINCIPAL_QUERY = (
+    select(Installation.id, Installation.customer_id, Installation.channel, Installation.tags,
+           Installation.maintenance_window, Installation.last_seen_at, Installation.token_hash,
+           Installation.revoked_at, InstalledComponent.component, InstalledComponent.version)
+    .outerjoin(InstalledComponent, InstalledComponent.installation_id == Installation.id)
+    .where(Installation.token_prefix == bindparam("prefix")))
+
+
+def load_principal(session: Session | Connection, secret: str) -> InstallationPrincipal | None:
     """The live installation a token belongs to, in one indexed query; None if unknown or revoked."""
     m = INSTALLATION_RE.match(secret or "")
     if not m:
         return None
-    rows = session.execute(
-        select(Installation.id, Installation.customer_id, Installation.channel, Installation.tags,
-               Installation.maintenance_window, Installation.last_seen_at, Installation.token_hash,
-               Installation.revoked_at, InstalledComponent.component, InstalledComponent.version)
-        .outerjoin(InstalledComponent, InstalledComponent.installation_id == Installation.id)
-        .where(Installation.token_prefix == m.group(1))).all()
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.execute(_PRINCIPAL_QUERY, {"prefix": m.group(1)}).all()
     if not rows:
         return None
     first = rows[0]

@@ -209,6 +209,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--loader", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--warmup", type=float, default=10, help="seconds per server before measuring (fills caches)")
     args = ap.parse_args()
     loader = args.loader
     if loader == "auto":
@@ -243,7 +244,7 @@ def main() -> int:
             return load_python(port, work, seconds, max(1, args.clients // 4))
 
         for port, _ in servers.values():  # warm up: every worker fills its caches
-            load(port, 3)
+            load(port, args.warmup)
         # A B B A: the baseline and ours alternate, so other load on the machine hits both alike.
         per_round = max(2.0, args.seconds / args.rounds)
         names = list(servers)
