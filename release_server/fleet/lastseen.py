@@ -64,7 +64,8 @@ class SeenBuffer:
     """What this process has seen of the fleet and not yet written."""
 
     def __init__(self, engine: Engine, interval: float = 10.0, prompt: float = 0.05) -> None:
-        self.engine = engine
+        # SQLite: take the write lock at BEGIN, as every writer does (see release_server.db)
+        self.engine = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else engine
         self.interval = max(0.01, interval)
         self.prompt = max(0.0, prompt)
         self._reset()
