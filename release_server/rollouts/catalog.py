@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from packaging.specifiers import SpecifierSet
@@ -86,10 +86,15 @@ def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[st
     return Catalog(infos, version), pins
 
 
+OFFER_MEMO_SIZE = 20_000
+
+
 @dataclass
 class _Snapshot:
     catalog: Catalog
     pins: dict[tuple[str, str], dict[str, PinRule]]
+    # plan_offers is pure: its answer for one installation and inventory holds for this snapshot
+    offers: dict[tuple, list] = field(default_factory=dict)
 
 
 class CatalogCache:
@@ -149,8 +154,16 @@ def offers_for(session: Session | Callable[[], Session], *, installation_id: str
     from .policy import InstallationView, plan_offers
 
     snap = get_cache().snapshot(session)
+    key = (installation_id, customer_id, channel, tags, frozenset(installed.items()))
+    hit = snap.offers.get(key)
+    if hit is not None:
+        return hit
     view = InstallationView(installation_id, customer_id, channel, tags)
-    return plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+    offers = plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+    if len(snap.offers) >= OFFER_MEMO_SIZE:  # bounded: start afresh rather than track recency
+        snap.offers.clear()
+    snap.offers[key] = offers
+    return offers
 
 
 def get_cache() -> CatalogCache:
