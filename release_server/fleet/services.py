@@ -285,6 +285,7 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     table = UpdateReport.__table__
     # executemany form: compiled once and cached, sent as one multi-row INSERT ("insertmanyvalues")
+    rows.sort(key=lambda row: row["id"])  # one lock order for concurrent batches that overlap
     stored = set(session.scalars(insert(table).on_conflict_do_nothing(index_elements=["id"])
                                  .returning(table.c.id), rows)) if rows else set()
     accepted = [rid for rid in unique if rid in stored]
@@ -296,7 +297,8 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             seen.add(rid)
         else:
             duplicates.append(rid)
-    new = [StoredReport(**row) for row in rows if row["id"] in stored]
+    by_id = {row["id"]: row for row in rows}
+    new = [StoredReport(**by_id[rid]) for rid in unique if rid in stored]  # in the order sent
     for report in new:  # in the order sent: the last word on a component wins
         apply_report(session, inst, report)
     if new:

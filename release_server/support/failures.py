@@ -134,7 +134,7 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
         index_elements=["group_id", "installation_id"]),
         [{"group_id": gid, "installation_id": inst.id, "customer_id": inst.customer_id,
           "first_seen_at": min(when[r.id] for fp, r in zip(fps, reports) if groups[fp.value] == gid)}
-         for gid in group_ids])
+         for gid in sorted(group_ids)])  # one lock order for concurrent batches
     loaded = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(set(tickets.values()))))}
     root = {tid: services.root_of(session, t) for tid, t in loaded.items()}
 
