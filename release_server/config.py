@@ -76,7 +76,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TLS": False,  # implicit TLS (SMTPS, usually port 465)
     "SMTP_USER": None,
     "SMTP_PASSWORD": None,
-    "SMTP_TIMEOUT": 30.0,
+    "SMTP_TIMEOUT": 30.0,  # each network operation
+    "SMTP_DEADLINE": 0.0,  # the whole SMTP conversation (0: four times SMTP_TIMEOUT, at least 60 s)
+    "SMTP_CA_FILE": None,  # certificates that verify the SMTP server (default: the system's)
     "MAIL_FROM": None,  # default: SUPPORT_ADDRESS
     "SUPPORT_ADDRESS": "support@localhost",
     "MAIL_OUTBOX_INTERVAL": 30.0,  # worker job period (seconds)
@@ -90,6 +92,11 @@ DEFAULTS: dict[str, Any] = {
     "IMAP_PASSWORD": None,
     "IMAP_FOLDER": "INBOX",
     "IMAP_BATCH": 50,
+    "IMAP_CA_FILE": None,  # certificates that verify the IMAP server (default: the system's)
+    "IMAP_DONE_FOLDER": None,  # processed mail moves here; unset: it gets IMAP_DONE_KEYWORD instead
+    "IMAP_DONE_KEYWORD": "$SupportIngested",
+    "IMAP_TIMEOUT": 60.0,
+    "IMAP_POLL_INTERVAL": 60.0,  # worker job period (seconds), when IMAP_HOST is set
 }
 
 

@@ -79,7 +79,8 @@ def mail_group() -> None:
     pass
 
 
-def _store_one(raw: bytes) -> str:
+def store_one(raw: bytes) -> str:
+    """Ingest one raw message in a transaction of its own; returns the outcome."""
     from ..db import db
     from ..storage import get_storage
     from .mailin import ingest
@@ -100,12 +101,11 @@ def _store_one(raw: bytes) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many messages (IMAP_BATCH).")
 @with_appcontext
 def mail_poll(limit: int | None) -> None:
-    """Fetch unseen messages from the IMAP folder, store them, mark them seen."""
-    from .imap import ImapFetcher, poll
+    """Fetch the messages not processed yet from the IMAP folder, store them, mark them done."""
+    from .imap import poll_configured
 
     try:
-        with ImapFetcher.from_config(current_app.config) as fetcher:
-            result = poll(fetcher, _store_one, limit=limit or int(current_app.config.get("IMAP_BATCH", 50)))
+        result = poll_configured(current_app.config, store_one, limit=limit)
     except ReleaseServerError as e:
         _fail(e)
     click.echo(str(result))
@@ -131,7 +131,7 @@ def mail_ingest(files: tuple[str, ...]) -> None:
         with open(path, "rb") as fh:
             raw = fh.read()
         try:
-            click.echo(f"{path}: {_store_one(raw)}")
+            click.echo(f"{path}: {store_one(raw)}")
         except ReleaseServerError as e:
             _fail(e)
 
