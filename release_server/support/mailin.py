@@ -33,6 +33,7 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parseaddr
 
 from flask import current_app, has_app_context
@@ -272,3 +273,40 @@ def _attachments(session: Session, storage: BlobStorage, ticket: Ticket, actor: 
     if skipped:
         services.add_note(session, ticket, services.SYSTEM,
                           "Attachments not stored (they remain in the raw message):\n" + "\n".join(skipped))
+
+
+# ---------------------------------------------------------------- mail that could not be read
+
+@dataclass(frozen=True)
+class UnreadableMail:
+    """An inbound message that is not a message at all, kept raw for staff to look at."""
+
+    id: int
+    received_at: datetime
+    size: int
+    reason: str
+    blob_key: str | None
+
+
+def list_unparseable(session: Session, *, limit: int = 50, offset: int = 0) -> tuple[list[UnreadableMail], int]:
+    """Inbound mail that could not be parsed, newest first, and how many there are."""
+    where = (MailMessage.direction == "in", MailMessage.status == "unparseable")
+    total = session.scalar(select(func.count()).select_from(MailMessage).where(*where)) or 0
+    rows = session.scalars(select(MailMessage).where(*where).order_by(MailMessage.id.desc())
+                           .limit(limit).offset(offset))
+    return [_unreadable(m) for m in rows], total
+
+
+def get_unparseable(session: Session, mail_id: int) -> UnreadableMail:
+    """One unparseable inbound message; :class:`~..errors.NotFoundError` for any other id."""
+    from ..errors import NotFoundError
+
+    mail = session.get(MailMessage, mail_id) if 0 < mail_id < 2 ** 31 else None
+    if mail is None or mail.direction != "in" or mail.status != "unparseable":
+        raise NotFoundError(f"no unreadable mail {mail_id}")
+    return _unreadable(mail)
+
+
+def _unreadable(mail: MailMessage) -> UnreadableMail:
+    return UnreadableMail(id=mail.id, received_at=mail.created_at, size=mail.size, reason=mail.last_error or "",
+                          blob_key=mail.blob_key)
