@@ -1,11 +1,14 @@
 """Support commands: ``tickets ...`` and ``customer-users ...`` for staff, ``mail ...``, and ``mailgate``.
 
 ``mailgate`` is an MTA pipe: it reads one RFC 822 message on standard input and posts
-it to the server over HTTP. Its exit status follows ``sysexits.h`` so the MTA does the
+it to the server over HTTP. Its token comes from ``--token-file`` /
+``RELEASE_SERVER_TOKEN_FILE`` or ``RELEASE_SERVER_TOKEN``; ``--token`` on the command line
+still works but warns, since every local user sees it in ``ps`` and the MTA logs it. Its exit status follows ``sysexits.h`` so the MTA does the
 right thing: 0 stored; 75 (EX_TEMPFAIL) when the server cannot be reached, answers 5xx,
 or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
 message cannot be parsed at all (the server still stored it raw) or is refused as too
-large or empty.
+large or empty. Without a token, or with a token file it cannot read, it exits 75 so the
+MTA keeps the message until the configuration is mended.
 """
 from __future__ import annotations
 
@@ -37,11 +40,31 @@ def _staff():  # noqa: ANN202
 
 @click.command("mailgate")
 @click.option("--server", envvar="RELEASE_SERVER_URL", required=True, help="Server URL [env RELEASE_SERVER_URL].")
-@click.option("--token", envvar="RELEASE_SERVER_TOKEN", required=True,
-              help="Support or admin API token [env RELEASE_SERVER_TOKEN].")
+@click.option("--token-file", envvar="RELEASE_SERVER_TOKEN_FILE", type=click.Path(dir_okay=False),
+              help="File holding the support API token [env RELEASE_SERVER_TOKEN_FILE].")
+@click.option("--token", envvar="RELEASE_SERVER_TOKEN",
+              help="The token itself [env RELEASE_SERVER_TOKEN]; on the command line it shows in ps and the "
+                   "MTA's log, so prefer --token-file or the environment.")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
-def mailgate(server: str, token: str, timeout: float) -> None:
+@click.pass_context
+def mailgate(ctx: click.Context, server: str, token_file: str | None, token: str | None, timeout: float) -> None:
     """Read one RFC 822 message on stdin and hand it to the server (for an MTA pipe)."""
+    from click.core import ParameterSource
+
+    if token and ctx.get_parameter_source("token") == ParameterSource.COMMANDLINE:
+        click.echo("mailgate: warning: --token on the command line is visible to every user (ps) and in the "
+                   "MTA's log; use --token-file or RELEASE_SERVER_TOKEN", err=True)
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            click.echo(f"mailgate: cannot read the token file {token_file}: {e}; the MTA will retry", err=True)
+            sys.exit(EX_TEMPFAIL)
+    if not token:
+        click.echo("mailgate: no token: give --token-file or set RELEASE_SERVER_TOKEN (or "
+                   "RELEASE_SERVER_TOKEN_FILE); the MTA will retry", err=True)
+        sys.exit(EX_TEMPFAIL)
     raw = sys.stdin.buffer.read()
     sys.exit(deliver(server, token, raw, timeout=timeout))
 
