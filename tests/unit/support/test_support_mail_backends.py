@@ -120,6 +120,27 @@ def transport(request, smtp_server):
 # ---------------------------------------------------------------- the contract
 
 
+def test_on_accepted_runs_once_the_message_is_delivered(transport):
+    backend, received = transport
+    seen = []
+    backend.send(sample(), on_accepted=lambda: seen.append(len(received())))
+    assert seen == [1]  # called once, when the message had arrived
+    assert backend.max_send_seconds > 0
+
+
+def test_an_error_in_on_accepted_propagates_unchanged(transport):
+    backend, _ = transport
+
+    class Crash(Exception):
+        pass
+
+    def crash() -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        backend.send(sample(), on_accepted=crash)
+
+
 def test_delivers_headers_and_body_intact(transport):
     backend, received = transport
     backend.send(sample())
