@@ -28,6 +28,8 @@ class Server:
         self.refuse: set[str] = set()
         self.on_quit = None
         self.quit_seen: list[object] = []
+        self.on_data = None
+        self.data_seen: list[object] = []
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201
         if address in self.refuse:
@@ -36,6 +38,8 @@ class Server:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        if self.on_data is not None:
+            self.data_seen.append(self.on_data())
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
@@ -146,13 +150,16 @@ def test_the_claim_outlasts_the_whole_smtp_conversation(client, app, desk, smtp)
 
     open_ticket(client, desk)
     (before,) = rows(app)
+    now = before.next_attempt_at
     with app.app_context():
         backend = get_backend()
-    smtp.on_quit = lambda: rows(app)[0].next_attempt_at
-    deliver(app, now=before.next_attempt_at)
-    (claimed_until,) = smtp.quit_seen
-    assert backend.deadline >= 4 * backend.timeout
-    assert claimed_until is not None
+    smtp.on_data = lambda: rows(app)[0]
+    deliver(app, now=now)
+    (during,) = smtp.data_seen
+    # While the worker talked to the server, no other worker could claim the row before
+    # the longest conversation the backend allows was over.
+    assert during.status == "sending"
+    assert (during.next_attempt_at - now).total_seconds() > backend.deadline >= 4 * backend.timeout
 
 
 def test_a_slow_server_is_cut_off_at_the_deadline(smtp_port):
