@@ -3,9 +3,9 @@
 ``mailgate`` is an MTA pipe: it reads one RFC 822 message on standard input and posts
 it to the server over HTTP. Its token comes from ``--token-file`` /
 ``RELEASE_SERVER_TOKEN_FILE`` or ``RELEASE_SERVER_TOKEN``; ``--token`` on the command line
-still works but warns, since every local user sees it in ``ps`` and the MTA logs it. Its exit status follows ``sysexits.h`` so the MTA does the
-right thing: 0 stored; 75 (EX_TEMPFAIL) when the server cannot be reached, answers 5xx,
-or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
+still works but warns, since every local user sees it in ``ps`` and the MTA logs it.
+Its exit status follows ``sysexits.h`` so the MTA does the right thing: 0 stored; 75
+(EX_TEMPFAIL) when the server cannot be reached, answers 5xx, or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
 message cannot be parsed at all (the server still stored it raw) or is refused as too
 large or empty. Without a token, or with a token file it cannot read, it exits 75 so the
 MTA keeps the message until the configuration is mended.
