@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 
 def instance_path_default() -> str:
+    """Where the instance is: ``RELEASE_SERVER_INSTANCE_PATH``, else ``./instance`` (absolute)."""
     return os.path.abspath(os.environ.get("RELEASE_SERVER_INSTANCE_PATH") or "instance")
 
 
@@ -30,9 +31,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .uploads import UploadRequest
     from .web_session import ApiAwareSessionInterface
 
+    from .errors import InstanceNotFoundError
+
     test_config = dict(test_config or {})
-    instance = test_config.pop("INSTANCE_PATH", None) or instance_path_default()
-    os.makedirs(instance, exist_ok=True)
+    instance = test_config.pop("INSTANCE_PATH", None)
+    if instance:  # named by the caller (a test, a script): created if need be
+        os.makedirs(instance, exist_ok=True)
+    else:  # found as documented; only `release-server init` creates it
+        instance = instance_path_default()
+        if not os.path.isdir(instance):
+            raise InstanceNotFoundError(instance)
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
     app.url_map.converters["int"] = DatabaseIdConverter

@@ -6,14 +6,17 @@ do not load the application, so they work from a developer's machine or a CI job
 """
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from datetime import datetime
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 
+from . import instance_path_default
 from .errors import ReleaseServerError
 
 
@@ -58,11 +61,38 @@ def db_downgrade(revision: str) -> None:
 @db_group.command("current")
 @with_appcontext
 def db_current() -> None:
-    """Print the database's migration revision."""
+    """Print the revisions the database is at (one per line; several after merged branches)."""
     from .db import db
-    from .migrations import current_revision
+    from .migrations import current_heads, pending
 
-    click.echo(current_revision(db.engine) or "(empty)")
+    heads = current_heads(db.engine)
+    for head in heads:
+        click.echo(head)
+    if not heads:
+        click.echo("(empty: run `release-server db upgrade`)")
+    behind = pending(db.engine)
+    if behind:
+        click.echo(f"{len(behind)} migration(s) not applied: {', '.join(behind)}; run `release-server db upgrade`",
+                   err=True)
+
+
+@db_group.command("history")
+@with_appcontext
+def db_history() -> None:
+    """List every migration, newest first, marking what the database has applied."""
+    from .db import db
+    from .migrations import history
+
+    for entry in history(db.engine):
+        parents = ", ".join(entry.down_revisions) or "base"
+        marks = []
+        if entry.is_head:
+            marks.append("head")
+        if entry.current:
+            marks.append("current")
+        state = "applied" if entry.applied else "pending"
+        suffix = f" ({', '.join(marks)})" if marks else ""
+        click.echo(f"{parents} -> {entry.revision}{suffix} [{state}] {entry.message}")
 
 
 @click.group("users", help="Staff users.")
@@ -275,8 +305,104 @@ def _create_app() -> Flask:
     return create_app()
 
 
-cli = FlaskGroup(create_app=_create_app, add_version_option=False,
-                 help="Release server: publish signed releases, run the server, manage accounts.")
+#: Commands that work on a database whose schema is behind (they are how it catches up).
+_SCHEMA_EXEMPT = {"db", "init", "doctor"}
+
+
+def _set_instance(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["RELEASE_SERVER_INSTANCE_PATH"] = os.path.abspath(value)
+
+
+class ReleaseServerGroup(FlaskGroup):
+    """The top-level group: finds the instance, and turns operator mistakes into one line.
+
+    The instance is ``--instance PATH``, else ``RELEASE_SERVER_INSTANCE_PATH``, else
+    ``./instance``; only ``init`` creates it. A configuration error, an unreachable
+    database or a schema that is behind ends the command with one line naming the
+    setting and the fix, and exit status 1, never a traceback.
+    """
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        rv = click.Group.get_command(self, ctx, name)
+        if rv is not None:
+            return rv
+        if name == "init":
+            os.makedirs(instance_path_default(), exist_ok=True)
+        try:
+            cmd = super().get_command(ctx, name)
+        except ReleaseServerError as e:
+            _fail(e)
+        if cmd is not None and name not in _SCHEMA_EXEMPT:
+            _require_current_schema()
+        return cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(click.Group.list_commands(self, ctx))
+        try:
+            names.update(ctx.ensure_object(ScriptInfo).load_app().cli.list_commands(ctx))
+        except ReleaseServerError as e:
+            click.echo(f"({e.message}; the commands that need an instance are not listed)", err=True)
+        return sorted(names)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ReleaseServerError as e:
+            _fail(e)
+        except SQLAlchemyError as e:
+            click.echo(f"error: {database_error_message(e)}", err=True)
+            sys.exit(1)
+        return None
+
+
+def database_error_message(e: BaseException) -> str:
+    """One line for a database failure: which setting to look at, or which command to run."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    url = current_app.config.get("DATABASE_URL", "") if current_app else os.environ.get("DATABASE_URL", "")
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+    lowered = text.lower()
+    if ("no such table" in lowered or "no such column" in lowered or "does not exist" in lowered
+            and ("relation" in lowered or "column" in lowered)):
+        return (f"the database schema is behind this version ({text}); "
+                "run `release-server db upgrade`")
+    if isinstance(e, (OperationalError,)) or not isinstance(e, ProgrammingError):
+        return (f"cannot use the database at DATABASE_URL={_safe_url(url)} ({text}); "
+                "check DATABASE_URL (environment or instance/config.toml) and that the database server is running")
+    return f"database error ({text})"
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
+        return url.split("@")[-1]
+
+
+def _require_current_schema() -> None:
+    """Stop with one line when the database has migrations to apply (or cannot be reached)."""
+    from .db import db
+    from .migrations import pending
+
+    try:
+        behind = pending(db.engine)
+    except SQLAlchemyError as e:
+        click.echo(f"error: {database_error_message(e)}", err=True)
+        sys.exit(1)
+    if behind:
+        click.echo(f"error: the database schema is behind this version ({len(behind)} migration(s) not applied: "
+                   f"{', '.join(behind)}); run `release-server db upgrade`", err=True)
+        sys.exit(1)
+
+
+cli = ReleaseServerGroup(create_app=_create_app, add_version_option=False,
+                         help="Release server: publish signed releases, run the server, manage accounts.")
+cli.params.append(click.Option(
+    ["--instance"], metavar="PATH", expose_value=False, is_eager=True, callback=_set_instance,
+    help="The instance folder (default: $RELEASE_SERVER_INSTANCE_PATH, else ./instance)."))
 
 
 def _register_client_commands() -> None:
