@@ -49,6 +49,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = load_config(instance)
     config.update(test_config)
     finalise(config, instance)
+    # Before anything imports prometheus-client: under gunicorn, counters go to files shared by the workers.
+    from .metrics_dir import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(instance)
     app.config.update(config)
     app.config.setdefault("MAX_FORM_MEMORY_SIZE", 2 * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -84,11 +88,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     demo.init_app(app)
 
-    if not app.debug and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import health, logs, metrics
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
-
+    logs.configure(fmt=str(app.config.get("LOG_FORMAT", "text")).lower(), level=str(app.config.get("LOG_LEVEL", "INFO")),
+                   verbose=bool(app.config.get("LOG_LIBRARIES", False)))
+    logs.init_app(app)
+    metrics.init_app(app)
+    health.init_app(app)
     return app

@@ -41,6 +41,12 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     "PAGE_SIZE_MAX": 200,
+    # operations: logs, metrics, readiness (see release_server/logs.py, metrics.py, health.py)
+    "LOG_FORMAT": "text",  # "text" or "json" (one object per line)
+    "LOG_LEVEL": "INFO",
+    "LOG_LIBRARIES": False,  # true: libraries (python-tuf, Alembic, ...) log below warning too
+    "METRICS_TOKEN": None,  # set: /metrics needs "Authorization: Bearer <token>"; unset: loopback only
+    "READY_TUF_MARGIN": 0.1,  # /readyz fails when a TUF role is within this share of its lifetime of expiry
     # fleet and the check endpoint
     "POLL_INTERVAL_SECONDS": 3600,
     "STALE_AFTER_HOURS": 48,
@@ -202,6 +208,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     if config["STORAGE_BACKEND"] not in ("local", "s3"):
         raise ConfigError(
             f"STORAGE_BACKEND must be 'local' or 's3', got {config['STORAGE_BACKEND']!r}", field="STORAGE_BACKEND")
+    if str(config.get("LOG_FORMAT", "text")).lower() not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {config['LOG_FORMAT']!r}", field="LOG_FORMAT")
     if config["MAX_ARTIFACT_SIZE"] <= 0:
         raise ConfigError("MAX_ARTIFACT_SIZE must be positive", field="MAX_ARTIFACT_SIZE")
     if not config.get("SECRET_KEY"):

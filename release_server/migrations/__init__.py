@@ -8,6 +8,7 @@ several branches has several), :func:`script_heads` (the newest revisions shippe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from alembic import command
 from alembic.config import Config
@@ -22,7 +23,9 @@ def alembic_config(engine: Engine | None) -> Config:
     return cfg
 
 
+@lru_cache(maxsize=1)
 def script_directory() -> ScriptDirectory:
+    """The shipped migrations (read once per process: they do not change while it runs)."""
     return ScriptDirectory.from_config(alembic_config(None))
 
 

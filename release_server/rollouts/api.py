@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import Response, current_app
 
+from .. import metrics
 from ..api import endpoint
 from ..db import db
 from ..fleet import services as fleet_services
@@ -28,7 +29,10 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
     config = current_app.config
     _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
     if not offers:
+        metrics.count_check("nothing_new")
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
+    metrics.count_check("offers")
+    metrics.count_offers(o.release.component for o in offers)
     return CheckResponse(
         offers=[OfferOut(component=o.release.component, version=str(o.release.version),
                          from_version=str(o.from_version) if o.from_version else None,

@@ -193,3 +193,17 @@ def test_every_declared_route_is_covered_by_a_group():
                 continue  # public: anyone with an enrollment token (tests/functional/test_fleet_api.py)
             pattern = "^/api/v1" + re.sub(r"<[^>]+>", "[^/]+", spec.rule) + "$"
             assert any(m == method and re.match(pattern, p) for m, p in covered), (method, spec.rule)
+
+
+def test_operator_endpoints_outside_the_api(client, app):
+    """/healthz and /readyz answer anyone (load balancers); /metrics loopback or its token only."""
+    away = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    assert client.get("/healthz", **away).status_code == 200
+    assert client.get("/readyz", **away).status_code in (200, 503)
+    assert client.get("/metrics", **away).status_code == 403
+    assert client.get("/metrics").status_code == 200
+    app.config["METRICS_TOKEN"] = "t0ken-for-metrics"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer t0ken-for-metrics"}, **away).status_code == 200
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    assert {"/healthz", "/readyz", "/metrics"} <= rules
