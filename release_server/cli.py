@@ -400,9 +400,20 @@ def _require_current_schema() -> None:
 
 cli = ReleaseServerGroup(create_app=_create_app, add_version_option=False,
                          help="Release server: publish signed releases, run the server, manage accounts.")
+def _set_verbose(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    from .logs import quiet_libraries
+
+    if value:
+        os.environ["RELEASE_SERVER_LOG_LIBRARIES"] = "true"
+    quiet_libraries(verbose=value)
+
+
 cli.params.append(click.Option(
     ["--instance"], metavar="PATH", expose_value=False, is_eager=True, callback=_set_instance,
     help="The instance folder (default: $RELEASE_SERVER_INSTANCE_PATH, else ./instance)."))
+cli.params.append(click.Option(
+    ["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
+    help="Show the libraries' log lines too (python-tuf, Alembic, ...); by default only their warnings."))
 
 
 def _register_client_commands() -> None:

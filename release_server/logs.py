@@ -34,7 +34,7 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 
 #: Loggers of libraries kept at warning unless verbose.
 LIBRARY_LOGGERS = ("tuf", "securesystemslib", "alembic", "botocore", "boto3", "s3transfer", "urllib3",
-                   "werkzeug", "sqlalchemy", "babel")
+                   "werkzeug", "babel")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
@@ -109,13 +109,13 @@ def configure(*, fmt: str = "text", level: str = "INFO", verbose: bool = False,
         _configured_handler.setFormatter(make_formatter(fmt))
         root.setLevel(level.upper())
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def quiet_libraries(verbose: bool = False) -> None:
     """Libraries at warning (or everything when verbose); used by the command line."""
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # ---------------------------------------------------------------- requests

@@ -93,3 +93,30 @@ def test_create_app_never_creates_a_discovered_instance(tmp_path, monkeypatch):
     with pytest.raises(InstanceNotFoundError, match="run `release-server init`"):
         create_app()
     assert not (tmp_path / "nope").exists()
+
+
+def test_library_logs_stay_at_warning_unless_verbose(tmp_path, monkeypatch):
+    import logging
+
+    # the command line sets these for the process; restored after the test
+    monkeypatch.setenv("RELEASE_SERVER_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("RELEASE_SERVER_LOG_LIBRARIES", "false")
+
+    from click.testing import CliRunner
+
+    from release_server import logs
+    from release_server.cli import cli
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    app.extensions["db_engine"].dispose()
+    for name in ("tuf.api._payload", "securesystemslib.signer", "alembic.runtime.migration", "botocore.hooks"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    # `release-server -v` lets them through
+    result = CliRunner().invoke(cli, ["-v", "--instance", str(tmp_path), "db", "--help"])
+    assert result.exit_code == 0, result.output
+    try:
+        assert logging.getLogger("tuf.api._payload").isEnabledFor(logging.INFO)
+    finally:
+        logs.quiet_libraries(verbose=False)
+    assert not logging.getLogger("tuf.api._payload").isEnabledFor(logging.INFO)
