@@ -92,9 +92,10 @@ from ..releases import services as release_services  # noqa: E402
 from . import figures as figures_mod  # noqa: E402
 from . import services  # noqa: E402
 from .models import Pin, Rollout  # noqa: E402
-from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, PercentBody,  # noqa
-                      PinList, PinOut, RestrictBody, RestrictionsOut, RolloutDay, RolloutFigures, RolloutList,
-                      RolloutOut, RolloutQuery, StartBody, VersionCount, VersionFigures)
+from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, NextStepOut,  # noqa
+                      PercentBody, PinList, PinOut, RestrictBody, RestrictionsOut, ResumeBody, RolloutDay,
+                      RolloutFigures, RolloutList, RolloutOut, RolloutQuery, StartBody, VersionCount,
+                      VersionFigures, YankBody)
 
 
 def rollout_out(ro: Rollout) -> RolloutOut:
@@ -104,8 +105,9 @@ def rollout_out(ro: Rollout) -> RolloutOut:
                       phase_started_at=ro.phase_started_at, failure_threshold=ro.failure_threshold,
                       min_attempts=ro.min_attempts, attempts=ro.attempts, successes=ro.successes,
                       failures=ro.failures, failure_rate=f["failure_rate"], halted_at=ro.halted_at,
-                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {}, created_by=ro.created_by,
-                      created_at=ro.created_at)
+                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {},
+                      next_steps=[NextStepOut(**vars(s)) for s in services.next_steps(ro)],
+                      created_by=ro.created_by, created_at=ro.created_at)
 
 
 def _audited(principal, ro: Rollout, action: str, details: dict | None = None) -> RolloutOut:  # noqa: ANN001
@@ -154,10 +156,30 @@ def pause_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
 
 
 @endpoint("/rollouts/<int:rollout_id>/resume", methods=["POST"], roles=PUBLISHERS, response=RolloutOut,
-          summary="Resume a paused rollout", tag="rollouts")
+          summary="Resume a paused rollout, or a halted one once the cause is fixed (JSON body "
+                  "{\"reason\": ...} required then)", tag="rollouts")
 def resume_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
-    return _audited(principal, services.resume(db.session, services.get_rollout(db.session, rollout_id,
-                                                                                 lock=True)), "resume")
+    from flask import request
+
+    from ..api import parse_json_body
+
+    body = parse_json_body(ResumeBody) if request.content_length or request.is_json else ResumeBody()
+    ro = services.get_rollout(db.session, rollout_id, lock=True)
+    was = ro.state
+    previous = services.figures(ro)
+    ro = services.resume(db.session, ro, body.reason)
+    details = {"reason": body.reason, "halted_figures": previous} if was == "halted" else {}
+    return _audited(principal, ro, "resume", details)
+
+
+@endpoint("/rollouts/<int:rollout_id>/yank", methods=["POST"], roles=PUBLISHERS, body=YankBody, response=RolloutOut,
+          summary="Yank the rollout's release: installations that took it go back to the newest good release",
+          tag="rollouts")
+def yank_rollout_release(principal, rollout_id: int, body: YankBody) -> RolloutOut:  # noqa: ANN001
+    ro = services.yank_release(db.session, services.get_rollout(db.session, rollout_id, lock=True), body.reason)
+    audit(db.session, principal.actor, "release.yank", f"release:{ro.release.component.name}/{ro.release.version}",
+          {"reason": body.reason, "rollout": ro.id})
+    return _audited(principal, ro, "yank", {"reason": body.reason})
 
 
 @endpoint("/rollouts/<int:rollout_id>/percentage", methods=["POST"], roles=PUBLISHERS, body=PercentBody,

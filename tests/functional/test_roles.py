@@ -61,6 +61,8 @@ GROUPS = {
         ("POST", "/api/v1/rollouts/{rollout}/resume", None),
         ("POST", "/api/v1/rollouts/{rollout}/complete", None),
         ("POST", "/api/v1/rollouts/{rollout2}/halt", {"reason": "test"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/resume", {"reason": "cause fixed"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/yank", {"reason": "test"}),
         ("POST", "/api/v1/components/server/releases/1.0/restrictions", {"customers": []}),
     ],
     "pins": [
