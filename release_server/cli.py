@@ -103,10 +103,11 @@ def users_group() -> None:
 @users_group.command("create")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["admin", "publisher", "support"]), required=True)
-@click.option("--email", default=None)
+@click.option("--email", default=None, help="Contact address.")
 @click.option("--password", default=None, help="Default: generate one and print it once.")
 @with_appcontext
 def users_create(username: str, role: str, email: str | None, password: str | None) -> None:
+    """Create a staff user."""
     from .accounts import services
     from .db import db
 
@@ -118,6 +119,81 @@ def users_create(username: str, role: str, email: str | None, password: str | No
     except ReleaseServerError as e:
         _fail(e)
     click.echo(f"created {role} user {username}")
+    if not password:
+        click.echo(f"password: {shown}")
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of users).")
+@with_appcontext
+def users_list(as_json: bool) -> None:
+    """List staff users with their role and whether they are active."""
+    import json
+
+    from .accounts import services
+    from .db import db
+
+    rows = services.list_users(db.session)
+    if as_json:
+        click.echo(json.dumps([{"username": u.username, "role": u.role, "email": u.email, "active": u.active,
+                                "created_at": u.created_at.isoformat()} for u in rows], indent=2))
+        return
+    for u in rows:
+        click.echo(f"{u.username}\t{u.role}\t{'active' if u.active else 'disabled'}\t{u.email or '-'}")
+
+
+def _user_change(username: str, action: str, change, details: dict | None = None) -> None:  # noqa: ANN001
+    from .accounts import services
+    from .db import db
+
+    try:
+        user = services.get_user(db.session, username)
+        change(db.session, user)
+        services.audit(db.session, _actor(), action, f"user:{user.username}", details or {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+
+
+@users_group.command("disable")
+@click.argument("username")
+@with_appcontext
+def users_disable(username: str) -> None:
+    """Disable a user: no more logins, and their API tokens stop working."""
+    from .accounts import services
+
+    _user_change(username, "user.disable", lambda s, u: services.set_active(s, u, False))
+    click.echo(f"disabled {username}")
+
+
+@users_group.command("enable")
+@click.argument("username")
+@with_appcontext
+def users_enable(username: str) -> None:
+    """Enable a disabled user again."""
+    from .accounts import services
+
+    _user_change(username, "user.enable", lambda s, u: services.set_active(s, u, True))
+    click.echo(f"enabled {username}")
+
+
+@users_group.command("set-password")
+@click.argument("username")
+@click.option("--password", default=None, help="The new password (default: generate one and print it once).")
+@click.option("--password-env", default=None, metavar="VAR", help="Read the new password from this variable.")
+@with_appcontext
+def users_set_password(username: str, password: str | None, password_env: str | None) -> None:
+    """Set a new password, e.g. for a lost admin password (run on the server, against its instance)."""
+    from .accounts import services
+
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            click.echo(f"error: {password_env} is not set", err=True)
+            sys.exit(1)
+    shown = password or secrets.token_urlsafe(12)
+    _user_change(username, "user.set_password", lambda s, u: services.set_password(s, u, shown))
+    click.echo(f"new password for {username} set")
     if not password:
         click.echo(f"password: {shown}")
 
@@ -153,12 +229,24 @@ def tokens_create(name: str, role: str, username: str | None, expires: datetime 
 
 
 @tokens_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of tokens; never their secrets).")
 @with_appcontext
-def tokens_list() -> None:
+def tokens_list(as_json: bool) -> None:
+    """List API tokens (prefix, role, state, owner, name)."""
+    import json
+
     from .accounts import services
     from .db import db
 
-    for t in services.list_tokens(db.session):
+    rows = services.list_tokens(db.session)
+    if as_json:
+        click.echo(json.dumps([{"prefix": t.prefix, "role": t.role, "name": t.name,
+                                "state": "revoked" if t.revoked_at else "active",
+                                "user": t.user.username if t.user else None,
+                                "expires_at": t.expires_at.isoformat() if t.expires_at else None} for t in rows],
+                              indent=2))
+        return
+    for t in rows:
         state = "revoked" if t.revoked_at else "active"
         owner = t.user.username if t.user else "-"
         click.echo(f"{t.prefix}\t{t.role}\t{state}\t{owner}\t{t.name}")
@@ -168,6 +256,7 @@ def tokens_list() -> None:
 @click.argument("prefix")
 @with_appcontext
 def tokens_revoke(prefix: str) -> None:
+    """Revoke a token by its prefix."""
     from .accounts import services
     from .db import db
 
@@ -190,6 +279,7 @@ def components_group() -> None:
 @click.option("--description", default="")
 @with_appcontext
 def components_create(name: str, description: str) -> None:
+    """Create a component."""
     from .accounts.services import audit
     from .db import db
     from .releases import services
@@ -209,6 +299,29 @@ def components_create(name: str, description: str) -> None:
     click.echo(f"created component {name}")
 
 
+@components_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of components).")
+@with_appcontext
+def components_list(as_json: bool) -> None:
+    """List components with their newest release."""
+    import json
+
+    from .db import db
+    from .releases import services
+
+    rows = []
+    for c in services.list_components(db.session):
+        releases = services.releases_of(db.session, c, include_yanked=False)
+        rows.append({"name": c.name, "description": c.description or "",
+                     "latest": releases[0].version if releases else None,
+                     "releases": len(services.releases_of(db.session, c))})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}\t{row['latest'] or '-'}\t{row['releases']} release(s)\t{row['description']}")
+
+
 @click.group("customers", help="Customers (organisations).")
 def customers_group() -> None:
     pass
@@ -220,6 +333,7 @@ def customers_group() -> None:
 @click.option("--mail-domain", "mail_domains", multiple=True, help="Mail domain of the customer's users.")
 @with_appcontext
 def customers_create(name: str, contact_email: str | None, mail_domains: tuple[str, ...]) -> None:
+    """Create a customer."""
     from .accounts.services import audit
     from .db import db
     from .fleet import services
@@ -231,6 +345,62 @@ def customers_create(name: str, contact_email: str | None, mail_domains: tuple[s
     except ReleaseServerError as e:
         _fail(e)
     click.echo(f"created customer {c.id} {name}")
+
+
+def _customer_json(c) -> dict:  # noqa: ANN001
+    return {"id": c.id, "name": c.name, "contact_email": c.contact_email,
+            "mail_domains": list(c.mail_domains or []), "created_at": c.created_at.isoformat()}
+
+
+@customers_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of customers).")
+@with_appcontext
+def customers_list(as_json: bool) -> None:
+    """List customers with their number of installations."""
+    import json
+
+    from sqlalchemy import func, select
+
+    from .db import db
+    from .fleet import services
+    from .fleet.models import Installation
+
+    counts = dict(db.session.execute(select(Installation.customer_id, func.count()).group_by(
+        Installation.customer_id)).all())
+    rows = [{**_customer_json(c), "installations": counts.get(c.id, 0)} for c in services.list_customers(db.session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\t{row['name']}\t{row['installations']} installation(s)\t{row['contact_email'] or '-'}")
+
+
+@customers_group.command("show")
+@click.argument("customer")
+@click.option("--json", "as_json", is_flag=True, help="JSON: the customer with its installations.")
+@with_appcontext
+def customers_show(customer: str, as_json: bool) -> None:
+    """Show a customer (by id or name) with its installations."""
+    import json
+
+    from .db import db
+    from .fleet import services
+
+    try:
+        c = services.get_customer(db.session, customer)
+        rows, _total = services.list_installations(db.session, customer=str(c.id), per_page=100_000)
+    except ReleaseServerError as e:
+        _fail(e)
+    insts = [{"id": i.id, "name": i.name, "channel": i.channel, "health": services.health_of(i),
+              "versions": {v.component: v.version for v in i.components},
+              "last_seen_at": i.last_seen_at.isoformat() if i.last_seen_at else None} for i in rows]
+    if as_json:
+        click.echo(json.dumps({**_customer_json(c), "installations": insts}, indent=2))
+        return
+    click.echo(f"{c.id} {c.name}   contact: {c.contact_email or '-'}   mail domains: "
+               f"{', '.join(c.mail_domains or []) or '-'}")
+    for i in insts:
+        click.echo(f"  {i['id']}  {i['name']}  {i['channel']}  {i['health']}  last seen {i['last_seen_at'] or 'never'}")
 
 
 @click.group("enrollment", help="Enrollment tokens for installations.")
@@ -294,8 +464,10 @@ def init_command(admin_name: str) -> None:
 
 
 def init_app(app: Flask) -> None:
+    from .releases.cli import releases_group
+
     for cmd in (db_group, users_group, tokens_group, components_group, customers_group, enrollment_group,
-                init_command):
+                init_command, releases_group):
         app.cli.add_command(cmd)
 
 

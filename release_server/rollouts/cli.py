@@ -62,6 +62,7 @@ def rollouts_group() -> None:
 @with_appcontext
 def rollouts_create(component: str, version: str, channel: str, schedule: str, threshold: float, min_attempts: int,
                     start: bool) -> None:
+    """Create a staged rollout of a release on a channel (and start it with --start)."""
     from . import services
 
     steps = []
@@ -165,6 +166,7 @@ def pins_group() -> None:
 @click.option("--prefix", default=None, help="Version prefix, e.g. 2.4 (matches 2.4.x, not 2.40).")
 @with_appcontext
 def pins_add(scope: str, value: str, component: str, version: str | None, prefix: str | None) -> None:
+    """Pin a component of some installations to a version or a prefix."""
     from . import services
 
     if (version is None) == (prefix is None):
@@ -178,20 +180,27 @@ def pins_add(scope: str, value: str, component: str, version: str | None, prefix
 
 
 @pins_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of pins).")
 @with_appcontext
-def pins_list() -> None:
+def pins_list(as_json: bool) -> None:
+    """List pins (without --json: one JSON object per line)."""
     from ..db import db
     from . import services
 
-    for p in services.list_pins(db.session):
-        click.echo(json.dumps({"id": p.id, "scope": p.scope, "value": p.scope_value, "component": p.component,
-                               "pin": p.value, "exact": p.exact}))
+    rows = [{"id": p.id, "scope": p.scope, "value": p.scope_value, "component": p.component, "pin": p.value,
+             "exact": p.exact} for p in services.list_pins(db.session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(json.dumps(row))
 
 
 @pins_group.command("remove")
 @click.argument("pin_id", type=int)
 @with_appcontext
 def pins_remove(pin_id: int) -> None:
+    """Remove a pin."""
     from . import services
 
     _run("pin.remove", lambda s: services.remove_pin(s, pin_id), lambda p: f"pin:{pin_id}")
