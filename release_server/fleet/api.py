@@ -101,7 +101,8 @@ def enroll(principal, body: EnrollRequest) -> EnrollResponse:  # noqa: ANN001
     return EnrollResponse(installation_id=inst.id, token=secret, customer=inst.customer.name, channel=inst.channel,
                           root_json=trusted_root(), tuf_metadata_url=f"{base}/tuf/metadata/",
                           tuf_targets_url=f"{base}/tuf/targets/",
-                          poll_interval=current_app.config["POLL_INTERVAL_SECONDS"])
+                          poll_interval=current_app.config["POLL_INTERVAL_SECONDS"],
+                          unknown_components=services.unknown_components(db.session, body.components))
 
 
 @endpoint("/reports", methods=["POST"], roles={"installation"}, body=ReportBatch, response=ReportAck,
