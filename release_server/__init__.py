@@ -88,11 +88,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     demo.init_app(app)
 
-    from . import health, logs, metrics
+    from . import doctor, health, logs, metrics
 
     logs.configure(fmt=str(app.config.get("LOG_FORMAT", "text")).lower(), level=str(app.config.get("LOG_LEVEL", "INFO")),
                    verbose=bool(app.config.get("LOG_LIBRARIES", False)))
     logs.init_app(app)
     metrics.init_app(app)
     health.init_app(app)
+    doctor.init_app(app)
     return app

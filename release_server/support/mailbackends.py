@@ -87,6 +87,14 @@ class SMTPBackend(MailBackend):
             raise
         return conn
 
+    def check_connection(self) -> None:
+        """Connect (TLS and login as configured) and quit; raises what connecting raises."""
+        conn = self._connect()
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
     def send(self, message: EmailMessage) -> None:
         if not message.get_all("To"):
             raise MailDeliveryError("message has no recipient", temporary=False)
