@@ -107,3 +107,17 @@ def test_missing_migration_names_the_command(tmp_path: Path) -> None:
         assert any(f"-> {head} (head, current) [applied]" in line for line in lines), hist.stdout
     assert any(line.startswith("base -> 0001") for line in lines)
     assert "[pending]" not in hist.stdout
+
+
+def test_json_logs_when_configured_one_line_per_job(instance: Path, tmp_path: Path) -> None:
+    import json
+
+    proc = rs(["--instance", str(instance), "worker", "--once"], cwd=tmp_path, RELEASE_SERVER_LOG_FORMAT="json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    jobs = [x for x in lines if x["logger"] == "release_server.job"]
+    assert jobs and all(x["ok"] is True and x["job"] and x["duration_s"] >= 0 for x in jobs)
+    assert len({x["job"] for x in jobs}) == len(jobs)  # one line per job
+    assert not [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("{")]
+    bad = rs(["--instance", str(instance), "tokens", "list"], cwd=tmp_path, RELEASE_SERVER_LOG_FORMAT="xml")
+    assert "LOG_FORMAT" in one_line_error(bad)
