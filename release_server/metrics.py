@@ -15,7 +15,9 @@ Two kinds of series:
   worker's job runs), by :class:`StateCollector`, so every node reports the same figures.
 
 Access: with ``METRICS_TOKEN`` set, a request needs ``Authorization: Bearer <token>``;
-without it, only loopback clients are answered (403 otherwise).
+without it, only loopback clients are answered (403 otherwise), and not a request that
+came through a proxy (it carries ``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP``),
+since a proxy on the same host connects from loopback on behalf of anyone.
 """
 from __future__ import annotations
 
@@ -228,12 +230,18 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
-def _allowed(config: Any, remote_addr: str | None, authorization: str) -> tuple[bool, int]:
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def _allowed(config: Any, remote_addr: str | None, authorization: str, proxied: bool = False) -> tuple[bool, int]:
+    """Token when METRICS_TOKEN is set; else a loopback client that did not come through a proxy."""
     token = config.get("METRICS_TOKEN")
     if token:
         scheme, _, given = authorization.partition(" ")
         ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), str(token).encode())
         return ok, 401
+    if proxied:  # a proxy on this host connects from loopback on behalf of anyone
+        return False, 403
     try:
         return ipaddress.ip_address(remote_addr or "").is_loopback, 403
     except ValueError:
@@ -261,7 +269,8 @@ def init_app(app: Any) -> None:
 
     @app.get("/metrics")
     def metrics_view() -> Any:
-        ok, status = _allowed(current_app.config, request.remote_addr, request.headers.get("Authorization", ""))
+        ok, status = _allowed(current_app.config, request.remote_addr, request.headers.get("Authorization", ""),
+                              proxied=any(h in request.headers for h in PROXY_HEADERS))
         if not ok:
             if status == 401:
                 return error_response(401, "unauthenticated", "metrics need Authorization: Bearer <METRICS_TOKEN>",

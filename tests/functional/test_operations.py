@@ -149,6 +149,9 @@ def test_metrics_access_token_or_loopback(app: Any, client: Any) -> None:
     r = client.get("/metrics", **away)
     assert r.status_code == 403 and r.json["error"]["code"] == "forbidden"
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    # a proxy on this host connects from loopback for anyone: not enough
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        assert client.get("/metrics", headers={header: "203.0.113.7"}).status_code == 403
     app.config["METRICS_TOKEN"] = "s3cret-metrics"
     r = client.get("/metrics")  # loopback is not enough once a token is set
     assert r.status_code == 401 and r.json["error"]["field"] == "Authorization"
