@@ -59,7 +59,7 @@ def test_option_beats_environment_beats_default(instance: Path, tmp_path: Path) 
     assert proc.returncode == 0 and "initial admin token" in proc.stdout
     proc = rs(["tokens", "list"], cwd=tmp_path, RELEASE_SERVER_INSTANCE_PATH=str(instance))
     assert proc.returncode == 0 and "initial admin token" in proc.stdout
-
+    # the default: ./instance
     (tmp_path / "instance").symlink_to(instance)
     proc = rs(["tokens", "list"], cwd=tmp_path)
     assert proc.returncode == 0 and "initial admin token" in proc.stdout
