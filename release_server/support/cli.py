@@ -19,6 +19,7 @@ import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .models import KINDS, PRIORITIES, STATUSES
 from ..errors import ReleaseServerError
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
@@ -167,15 +168,17 @@ def tickets_group() -> None:
 
 
 @tickets_group.command("list")
-@click.option("--status", multiple=True)
-@click.option("--kind", default=None)
-@click.option("--customer", default=None)
-@click.option("--queue", type=click.Choice(["unassigned"]), default=None)
+@click.option("--status", multiple=True, type=click.Choice(STATUSES), help="Only these statuses (repeatable).")
+@click.option("--kind", default=None, type=click.Choice(KINDS), help="Only this kind.")
+@click.option("--customer", default=None, help="Customer id or name.")
+@click.option("--queue", type=click.Choice(["unassigned"]), default=None, help="Tickets with no customer yet.")
 @click.option("--search", "-q", "q", default=None, help="Text search.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of tickets).")
 @with_appcontext
 def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None, queue: str | None,
-                 q: str | None, limit: int) -> None:
+                 q: str | None, limit: int, as_json: bool) -> None:
+    """List tickets, newest activity first."""
     from ..db import db
     from .services import TicketFilter, list_tickets
 
@@ -185,6 +188,14 @@ def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None
             per_page=limit))
     except ReleaseServerError as e:
         _fail(e)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"number": t.number, "status": t.status, "kind": t.kind, "priority": t.priority,
+                                "customer": t.customer.name if t.customer else None, "subject": t.subject,
+                                "created_at": t.created_at.isoformat(), "updated_at": t.updated_at.isoformat()}
+                               for t in rows], indent=2))
+        return
     for t in rows:
         who = t.customer.name if t.customer else "(unassigned)"
         click.echo(f"{t.number}  {t.status:<20} {t.kind:<11} {who:<24} {t.subject}")
@@ -195,6 +206,7 @@ def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None
 @click.argument("number")
 @with_appcontext
 def tickets_show(number: str) -> None:
+    """Show a ticket and its timeline."""
     from ..db import db
     from . import services
 
@@ -234,6 +246,7 @@ def _ticket_action(number: str, action) -> None:  # noqa: ANN001
 @click.option("--message", "-m", required=True, help="Public answer; mailed to the requester.")
 @with_appcontext
 def tickets_reply(number: str, message: str) -> None:
+    """Answer the customer (mailed to the requester)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.staff_reply(s, t, _staff(), message))
@@ -244,6 +257,7 @@ def tickets_reply(number: str, message: str) -> None:
 @click.option("--message", "-m", required=True, help="Internal note.")
 @with_appcontext
 def tickets_note(number: str, message: str) -> None:
+    """Add an internal note (staff only)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.add_note(s, t, _staff(), message))
@@ -254,6 +268,7 @@ def tickets_note(number: str, message: str) -> None:
 @click.option("--message", "-m", required=True, help="What the customer should send.")
 @with_appcontext
 def tickets_request_info(number: str, message: str) -> None:
+    """Ask the customer for information; the ticket waits for them."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.request_information(s, t, _staff(), message))
@@ -261,15 +276,16 @@ def tickets_request_info(number: str, message: str) -> None:
 
 @tickets_group.command("set")
 @click.argument("number")
-@click.option("--status", default=None)
-@click.option("--kind", default=None)
-@click.option("--priority", default=None)
+@click.option("--status", default=None, type=click.Choice(STATUSES), help="New status.")
+@click.option("--kind", default=None, type=click.Choice(KINDS), help="New kind.")
+@click.option("--priority", default=None, type=click.Choice(PRIORITIES), help="New priority.")
 @click.option("--assignee", default=None, help="Staff username; '-' unassigns.")
 @click.option("--customer", default=None)
 @click.option("--comment", "-m", default=None, help="Public comment (e.g. with --status processed).")
 @with_appcontext
 def tickets_set(number: str, status: str | None, kind: str | None, priority: str | None, assignee: str | None,
                 customer: str | None, comment: str | None) -> None:
+    """Change a ticket's status, kind, priority, assignee or customer."""
     from . import services
 
     changes = {k: v for k, v in dict(status=status, kind=kind, priority=priority, customer=customer,
@@ -284,6 +300,7 @@ def tickets_set(number: str, status: str | None, kind: str | None, priority: str
 @click.option("--into", required=True, help="The ticket that stays.")
 @with_appcontext
 def tickets_merge(number: str, into: str) -> None:
+    """Merge a ticket into another (its timeline moves there)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.merge(s, t, services.get_ticket(s, into), _staff()))
@@ -315,6 +332,7 @@ def customer_users_group() -> None:
 @click.option("--password", default=None, help="For the portal (prompted when --password - is given).")
 @with_appcontext
 def customer_users_create(email: str, customer: str, name: str, password: str | None) -> None:
+    """Create a customer user (portal login) for a customer."""
     from ..accounts.services import audit
     from ..db import db
     from ..fleet.services import get_customer

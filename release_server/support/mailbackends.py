@@ -119,6 +119,14 @@ class SMTPBackend(MailBackend):
             raise
         return conn
 
+    def check_connection(self) -> None:
+        """Connect (TLS and login as configured) and quit; raises what connecting raises."""
+        conn = self._connect()
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
     def send(self, message: EmailMessage, on_accepted: OnAccepted | None = None) -> None:
         if not message.get_all("To"):
             raise MailDeliveryError("message has no recipient", temporary=False)

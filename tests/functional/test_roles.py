@@ -61,6 +61,8 @@ GROUPS = {
         ("POST", "/api/v1/rollouts/{rollout}/resume", None),
         ("POST", "/api/v1/rollouts/{rollout}/complete", None),
         ("POST", "/api/v1/rollouts/{rollout2}/halt", {"reason": "test"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/resume", {"reason": "cause fixed"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/yank", {"reason": "test"}),
         ("POST", "/api/v1/components/server/releases/1.0/restrictions", {"customers": []}),
     ],
     "pins": [
@@ -219,3 +221,15 @@ def test_unreadable_mail_console_pages_by_role(app, client, auth, role, allowed)
         resp.close()
     anonymous = app.test_client().get(f"/console/mail/unreadable/{mail_id}/raw")
     assert anonymous.status_code == 302 and "/console/login" in anonymous.headers["Location"]
+def test_operator_endpoints_outside_the_api(client, app):
+    """/healthz and /readyz answer anyone (load balancers); /metrics loopback or its token only."""
+    away = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    assert client.get("/healthz", **away).status_code == 200
+    assert client.get("/readyz", **away).status_code in (200, 503)
+    assert client.get("/metrics", **away).status_code == 403
+    assert client.get("/metrics").status_code == 200
+    app.config["METRICS_TOKEN"] = "t0ken-for-metrics"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer t0ken-for-metrics"}, **away).status_code == 200
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    assert {"/healthz", "/readyz", "/metrics"} <= rules
