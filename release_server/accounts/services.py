@@ -102,7 +102,7 @@ def end_sessions(user: Any) -> None:
 
 
 def set_password(session: Session, user: User, password: str) -> User:
-    """A new password for a staff user; every session of the user ends."""
+    """Set a new password: the old one stops working and every session of the user ends."""
     user.password_hash = hash_password(check_password(password))
     end_sessions(user)
     session.flush()
@@ -110,7 +110,8 @@ def set_password(session: Session, user: User, password: str) -> User:
 
 
 def set_active(session: Session, user: User, active: bool) -> User:
-    """Enable or disable a staff user; disabling ends every session of the user."""
+    """Disable (or enable again) a staff user: a disabled user cannot log in, their tokens stop working and
+    every session of the user ends."""
     if user.active and not active:
         end_sessions(user)
     user.active = active
@@ -123,6 +124,10 @@ def get_user(session: Session, username: str) -> User:
     if user is None:
         raise NotFoundError(f"no user {username!r}", field="username")
     return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
 
 
 def token_digest(secret: str) -> str:
