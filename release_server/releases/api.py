@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, redirect, request, send_file, url_for
+from flask import Response, current_app, redirect, request, url_for
 
 from ..accounts.auth import Principal
 from ..accounts.services import audit
 from ..api import PUBLISHERS, STAFF, endpoint, parse_model
 from ..db import db
+from ..downloads import blob_response
 from ..errors import ReleaseServerError, ValidationError
 from ..storage import get_storage
 from ..uploads import HashingSpoolFile
@@ -132,22 +133,13 @@ def download_artifact(principal: Principal, component: str, version: str) -> Res
 def artifact_response(release: Release) -> Response:
     storage = get_storage()
     cfg = current_app.config
-    local = storage.local_path(release.blob_key)
-    if local is not None:
-        resp = send_file(local, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=release.artifact_filename, conditional=True, etag=release.artifact_sha256)
-        return resp
-    if cfg.get("S3_PRESIGNED_DOWNLOADS"):
+    if storage.local_path(release.blob_key) is None and cfg.get("S3_PRESIGNED_DOWNLOADS"):
         url = storage.presigned_url(release.blob_key, ttl=cfg["S3_PRESIGNED_TTL"],
                                     filename=release.artifact_filename)
         if url:
             return redirect(url, code=302)
-    chunks = storage.iter_chunks(release.blob_key)
-    resp = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
-    resp.headers["Content-Length"] = str(release.artifact_size)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{release.artifact_filename}"'
-    resp.set_etag(release.artifact_sha256)
-    return resp
+    return blob_response(release.blob_key, size=release.artifact_size, etag=release.artifact_sha256,
+                         download_name=release.artifact_filename)
 
 
 @endpoint("/components/<component>/releases/<version>/promote", methods=["POST"], roles=PUBLISHERS,
