@@ -157,6 +157,17 @@ def changelog_target_for(release: Release) -> str:
     return md.changelog_path(release.component.name, release.version)
 
 
+def artifact_target_path(component: str, filename: str) -> str:
+    """The TUF target path an artifact with this file name would have."""
+    return md.artifact_path(component, filename)
+
+
+def ensure_target_path_free(session: Session, path: str) -> None:
+    """DuplicateTargetPathError when a signed target already has this path (checked before an upload)."""
+    if session.get(TufTarget, path) is not None:
+        raise DuplicateTargetPathError(path)
+
+
 def metadata_bytes(name: str) -> bytes:
     """A stored metadata file by its served name (``3.snapshot.json``...); MetadataNotFoundError if absent."""
     try:
