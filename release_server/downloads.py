@@ -108,9 +108,12 @@ def _attachment_header(filename: str, inline: bool = False) -> str:
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def blob_response(key: str, *, size: int, etag: str, mimetype: str = "application/octet-stream",
+def blob_response(key: str, *, size: int | None, etag: str, mimetype: str = "application/octet-stream",
                   download_name: str | None = None, max_age: int | None = None) -> Response:
     """The response that sends stored object ``key`` (``size`` bytes, strong ETag ``etag``).
+
+    ``size`` None means "as stored" (asked of the storage): what a TUF target serves, so that
+    a client verifies the bytes storage really holds.
 
     ``download_name`` makes it an attachment with that file name; ``max_age`` sets a
     public cache lifetime. Conditional requests (``If-None-Match``) and single byte
@@ -130,7 +133,9 @@ def blob_response(key: str, *, size: int, etag: str, mimetype: str = "applicatio
         if download_name is not None:
             resp.headers["Content-Disposition"] = _attachment_header(download_name)
     elif local is not None:
-        last_modified = http_date(os.stat(local).st_mtime)
+        st = os.stat(local)
+        size = st.st_size
+        last_modified = http_date(st.st_mtime)
         span = requested_span(size, etag, last_modified)
         if span is not None:
             resp = _partial(_local_range(local, span), span, size, etag, mimetype)
@@ -141,6 +146,8 @@ def blob_response(key: str, *, size: int, etag: str, mimetype: str = "applicatio
         if download_name is not None:
             resp.headers["Content-Disposition"] = _attachment_header(download_name)
     else:
+        if size is None:
+            size = storage.size(key)
         span = requested_span(size, etag, None)
         if span is not None:
             resp = _partial(_bounded(storage.iter_chunks(key, start=span[0]), span[1] - span[0]), span, size, etag,

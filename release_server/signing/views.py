@@ -52,6 +52,6 @@ def metadata(name: str) -> Response:
 @bp.get("/targets/<path:name>")
 def target(name: str) -> Response:
     loc = services.locate_target(db.session, name)
-    resp = blob_response(loc.storage_key, size=loc.length, etag=loc.sha256, max_age=31536000)
+    resp = blob_response(loc.storage_key, size=None, etag=loc.sha256, max_age=31536000)
     resp.headers["Cache-Control"] = IMMUTABLE
     return resp
