@@ -28,19 +28,25 @@ def free_port() -> int:
 
 def tree_cpu(pid: int) -> float:
     """User + system CPU seconds of a process and all its live descendants."""
+    return sum(tree_cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its live descendants."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return 0.0, 0.0
+    user = system = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            user += t.user
+            system += t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return user, system
 
 
 def server_env(instance: Path, **extra: str) -> dict[str, str]:
