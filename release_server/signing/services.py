@@ -51,6 +51,8 @@ from .models import LOCK_ID, TufLock, TufRole, TufTarget
 log = logging.getLogger(__name__)
 
 DAY = 86400
+#: ``Session.info`` flag: the transaction wrote a new timestamp (see :mod:`.serving`).
+TIMESTAMP_CHANGED = "tuf_timestamp_changed"
 
 
 def utcnow() -> datetime:
@@ -336,6 +338,7 @@ class _Change:
             self._write("snapshot", md.build_snapshot(version, expires, versions))
         version, expires = self._bump("timestamp")
         self._write("timestamp", md.build_timestamp(version, expires, self.roles["snapshot"].version))
+        self.session.info[TIMESTAMP_CHANGED] = True  # this process serves the new one once it commits
         self.session.flush()
 
     # targets

@@ -11,6 +11,7 @@ hashing it per request. The cached timestamp is re-validated against the databas
 * ``CATALOG_RECHECK_SECONDS`` have passed since the last look (a refresh by the worker
   or a key rotation on another node, which do not touch the catalog; the stored file is
   read again then, a few hundred bytes once a second), or
+* this process committed a metadata change itself (it serves its own writes at once), or
 * the cached timestamp is within its refresh margin: then it is re-signed on the spot
   (the lazy expiry refresh), so a server that was off never serves a stale timestamp.
 
@@ -27,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Flask, current_app
-from sqlalchemy import select
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from . import services
@@ -130,6 +131,22 @@ def _timestamp_row(session: Session) -> tuple[int, datetime]:
     if row is None:
         raise MetadataNotFoundError("timestamp.json")
     return row[0], row[1]
+
+
+def _after_commit(session: Session) -> None:
+    """A metadata change committed in this process: its next request serves it (read your writes)."""
+    if session.info.pop(services.TIMESTAMP_CHANGED, False) and has_app_context():
+        cache = current_app.extensions.get("tuf_metadata_cache")
+        if cache is not None:
+            cache.invalidate()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(services.TIMESTAMP_CHANGED, None)
+
+
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_soft_rollback", lambda session, previous: _after_rollback(session))
 
 
 def get_cache() -> MetadataCache:

@@ -66,16 +66,13 @@ def test_timestamp_from_memory_with_etag_and_304(app: Any, client: Any, tuf_repo
     assert other.status_code == 200 and other.data == first.data
 
 
-def test_release_change_is_served_once_the_state_version_moves(app: Any, client: Any, auth: Any, tuf_repo: Any,
-                                                               clock: FakeClock) -> None:
+def test_own_release_change_is_served_at_once(app: Any, client: Any, auth: Any, tuf_repo: Any,
+                                              clock: FakeClock) -> None:
     before = client.get("/tuf/metadata/timestamp.json")
     pub = auth.headers("publisher")
     assert create_component(client, pub, "server").status_code == 201
     assert publish(client, pub, "server", "1.0").status_code == 201
-    # within the recheck period this process still serves what it had (like its check answers)
-    assert client.get("/tuf/metadata/timestamp.json").data == before.data
-    clock.now += 1.5
-    after = client.get("/tuf/metadata/timestamp.json")
+    after = client.get("/tuf/metadata/timestamp.json")  # no recheck period passed: this process wrote it
     assert _version(after) > _version(before) and after.headers["ETag"] != before.headers["ETag"]
     snap = json.loads(after.data)["signed"]["meta"]["snapshot.json"]["version"]
     versioned = client.get(f"/tuf/metadata/{snap}.snapshot.json")
@@ -85,13 +82,36 @@ def test_release_change_is_served_once_the_state_version_moves(app: Any, client:
     assert client.get(f"/tuf/metadata/{snap + 5}.snapshot.json").status_code == 404
 
 
+@pytest.fixture
+def other_process(app_config: dict[str, Any]) -> Any:
+    """A second application on the same database and storage: another server process."""
+    from release_server import create_app
+
+    other = create_app(dict(app_config))
+    yield other
+    other.extensions["db_engine"].dispose()
+
+
+def test_release_change_elsewhere_is_served_once_the_state_version_moves(
+        app: Any, client: Any, auth: Any, tuf_repo: Any, clock: FakeClock, other_process: Any) -> None:
+    before = client.get("/tuf/metadata/timestamp.json")
+    pub = auth.headers("publisher")
+    elsewhere = other_process.test_client()
+    assert create_component(elsewhere, pub, "server").status_code == 201
+    assert publish(elsewhere, pub, "server", "1.0").status_code == 201
+    # within the recheck period this process still serves what it had (as its check answers do)
+    assert client.get("/tuf/metadata/timestamp.json").data == before.data
+    clock.now += 1.5
+    assert _version(client.get("/tuf/metadata/timestamp.json")) > _version(before)
+
+
 def test_refresh_by_another_process_is_seen_after_the_recheck(app: Any, client: Any, tuf_repo: Any,
-                                                              clock: FakeClock) -> None:
+                                                              clock: FakeClock, other_process: Any) -> None:
     from release_server.db import db
     from release_server.signing import services
 
     before = client.get("/tuf/metadata/timestamp.json")
-    with app.app_context():
+    with other_process.app_context():
         assert services.refresh(db.session, force=True)
         db.commit()
     assert client.get("/tuf/metadata/timestamp.json").data == before.data
