@@ -127,7 +127,7 @@ def main() -> int:
             if pub.returncode != 0:
                 print(pub.stderr, file=sys.stderr)
                 return 1
-            res["publish"].append((wall, cpu, server_cpu))
+            res["publish"].append((wall, cpu, server_cpu, u1 - u0, k1 - k0))
             peak = max([peak] + [rss for _, rss in round_samples])
             samples = samples or round_samples
             print(f"  round {r + 1} B: publish {mb / wall:6.0f} MB/s, server CPU {server_cpu:.2f} s "
@@ -154,6 +154,9 @@ def main() -> int:
         print(f"\npublish / (cp + sync) rate: {speed_ratio:.2f}x   (target >= 0.50)")
         print(f"server CPU / openssl CPU:   {cpu_ratio:.2f}x   (target < 2.00); "
               f"server CPU per MB {med('publish', 2) / mb * 1000:.2f} ms, openssl {med('openssl', 1) / mb * 1000:.2f} ms")
+        print(f"server CPU split: user {med('publish', 3):.2f} s (hashing, parsing: {med('publish', 3) / med('openssl', 1):.2f}x "
+              f"openssl), system {med('publish', 4):.2f} s (socket receive, page-cache write, fsync); "
+              f"cp + sync spent {med('cp+sync', 1):.2f} s writing the same file")
         print(f"server worker RSS: baseline {base_rss / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB, growth "
               f"{growth_mb:.1f} MB (limit {args.limit_mb} MB)")
         print("worker RSS during the first upload (MB above baseline; each row ~1/12 of it):")
