@@ -6,6 +6,7 @@ import json
 from flask import Response, current_app, redirect, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import metrics
 from ..accounts.auth import Principal
 from ..accounts.services import audit
 from ..api import PUBLISHERS, STAFF, endpoint, parse_model
@@ -185,8 +186,10 @@ def artifact_response(release: Release) -> Response:
                                     filename=release.artifact_filename)
         if url:
             return redirect(url, code=302)
-    return blob_response(release.blob_key, size=release.artifact_size, etag=release.artifact_sha256,
+    resp = blob_response(release.blob_key, size=release.artifact_size, etag=release.artifact_sha256,
                          download_name=release.artifact_filename)
+    metrics.count_bytes("artifact", resp.content_length if resp.status_code in (200, 206) else 0)
+    return resp
 
 
 @endpoint("/components/<component>/releases/<version>/promote", methods=["POST"], roles=PUBLISHERS,

@@ -13,6 +13,7 @@ import re
 
 from flask import Blueprint, Response, request
 
+from .. import metrics
 from ..db import db
 from ..downloads import blob_response
 from ..rollouts import catalog
@@ -33,6 +34,7 @@ def _json_response(meta: CachedMetadata, cache_control: str) -> Response:
         resp = Response(meta.data, mimetype="application/json")
     resp.headers["Cache-Control"] = cache_control
     resp.headers["ETag"] = f'"{meta.etag}"'
+    metrics.count_bytes("tuf_metadata", len(meta.data) if resp.status_code == 200 else 0)
     return resp
 
 
@@ -54,4 +56,5 @@ def target(name: str) -> Response:
     loc = services.locate_target(db.session, name)
     resp = blob_response(loc.storage_key, size=None, etag=loc.sha256, max_age=31536000)
     resp.headers["Cache-Control"] = IMMUTABLE
+    metrics.count_bytes("tuf_target", resp.content_length if resp.status_code in (200, 206) else 0)
     return resp
