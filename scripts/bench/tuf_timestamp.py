@@ -43,11 +43,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--no-nginx", action="store_true")
+    ap.add_argument("--request-log", action="store_true",
+                    help="keep the app's per-request INFO log line (off by default: the bare route logs nothing)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rs-bench-tuf-"))
     instance = work / "instance"
     env = benchlib.server_env(instance)
+    if not args.request_log:
+        env["RELEASE_SERVER_LOG_LEVEL"] = "WARNING"
     procs: dict[str, subprocess.Popen] = {}
     try:
         build(instance, env)
@@ -69,7 +73,8 @@ def main() -> int:
                                               stderr=subprocess.DEVNULL)
             benchlib.wait_http(ports["nginx"], PATH, procs["nginx"])
         names = list(ports)
-        print(f"servers: {', '.join(names)}; gunicorn: release_server.gunicorn_conf (gthread); "
+        print(f"servers: {', '.join(names)}; gunicorn: release_server.gunicorn_conf (gthread); app request log "
+              f"{'on' if args.request_log else 'off'}; "
               f"{args.clients} keep-alive clients; {benchlib.load_line()}", flush=True)
         for name in names:  # warm up
             benchlib.run_load(ports[name], PATH, 1.0, args.clients)
