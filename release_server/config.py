@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "S3_PRESIGNED_DOWNLOADS": False,
     "S3_PRESIGNED_TTL": 300,
     "S3_MULTIPART_CHUNK_SIZE": 8 * 1024 * 1024,
+    # behind nginx: local-disk downloads answer "X-Accel-Redirect: <prefix>/<storage key>" and the proxy
+    # sends the file from an internal location aliased to STORAGE_PATH (README, "Downloads")
+    "DOWNLOAD_ACCEL_REDIRECT": None,
     "MAX_ARTIFACT_SIZE": 2 * 1024 * 1024 * 1024,
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
@@ -75,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "TUF_BIN_BITS": 8,
     "TUF_EXPORT_DEST": None,
     "TUF_EXPORT_INTERVAL": 60,
+    "TUF_METADATA_CACHE_BYTES": 32 * 1024 * 1024,  # per process: versioned metadata kept in memory
     # support desk: tickets, attachments, mail (see release_server/support/__init__.py)
     "TICKET_PREFIX": "OTK",
     "REOPEN_DAYS": 14,  # a reply within this many days of 'processed' reopens; later ones open a linked ticket
