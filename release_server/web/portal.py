@@ -27,7 +27,7 @@ from ..support import customers as customer_users
 from ..support import services as support
 from ..support.models import KINDS, STATUSES
 from . import attachments, security
-from .forms import Form
+from .forms import Form, service_error_text
 from .i18n import _safe_next
 from .security import current_customer_user, customer_actor, customer_required
 
@@ -38,7 +38,7 @@ PER_PAGE = 30
 @bp.errorhandler(ReleaseServerError)
 def _domain_error(e: ReleaseServerError) -> Any:
     db.rollback()
-    return render_template("error.html", code=e.status, message=e.message, portal=True), e.status
+    return render_template("error.html", code=e.status, message=service_error_text(e), portal=True), e.status
 
 
 @bp.errorhandler(404)

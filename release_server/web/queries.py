@@ -59,3 +59,41 @@ def group_installations(session: Session, group_id: int, limit: int = 50) -> lis
 def tickets_of_installation(session: Session, installation_id: str, limit: int = 20) -> list[Ticket]:
     return list(session.scalars(select(Ticket).where(Ticket.installation_id == installation_id)
                                 .order_by(Ticket.id.desc()).limit(limit)))
+
+
+def group_reports_per_day(session: Session, group_id: int, days: int = 30,
+                          today: date | None = None) -> tuple[list[date], dict[str, list[int]]]:
+    """A failure group's reports per day over the last ``days`` days, by outcome (rolled back / failed)."""
+    today = today or utcnow().date()
+    first = today - timedelta(days=days - 1)
+    since = utcnow() - timedelta(days=days + 1)
+    counts: dict[str, Counter[date]] = defaultdict(Counter)
+    for outcome, at in session.execute(select(FailureGroupReport.outcome, FailureGroupReport.received_at)
+                                       .where(FailureGroupReport.group_id == group_id,
+                                              FailureGroupReport.received_at >= since)):
+        counts[outcome][at.date()] += 1
+    axis = [first + timedelta(days=i) for i in range(days)]
+    return axis, {o: [counts[o][d] for d in axis] for o in ("rolled_back", "failed")}
+
+
+def group_customers(session: Session, group_id: int) -> list[tuple[Any, int]]:
+    """Customers affected by a group, with how many of their installations, most affected first."""
+    from ..fleet.models import Customer
+
+    return [(c, int(n)) for c, n in session.execute(
+        select(Customer, func.count()).join(FailureGroupInstallation, FailureGroupInstallation.customer_id == Customer.id)
+        .where(FailureGroupInstallation.group_id == group_id).group_by(Customer.id)
+        .order_by(func.count().desc(), Customer.name))]
+
+
+def group_release_and_rollouts(session: Session, group: Any) -> tuple[Any, list[Any]]:
+    """The release a group's reports were updating to, and that release's rollouts."""
+    from ..releases.models import Component, Release
+    from ..rollouts.models import Rollout
+
+    release = session.scalar(select(Release).join(Component, Component.id == Release.component_id)
+                             .where(func.lower(Component.name) == group.component,
+                                    Release.version == group.target_version))
+    rollouts = list(session.scalars(select(Rollout).where(Rollout.release_id == release.id)
+                                    .order_by(Rollout.id))) if release is not None else []
+    return release, rollouts

@@ -13,6 +13,7 @@ from flask import Blueprint, render_template
 from flask_babel import lazy_gettext as _l
 
 from ...errors import ReleaseServerError
+from ..forms import service_error_text
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -28,6 +29,7 @@ NAV: list[tuple[str, Any, tuple[str, ...]]] = [
     ("console.rollouts", _l("Rollouts"), ALL),
     ("console.installations", _l("Installations"), ALL),
     ("console.tickets", _l("Tickets"), SUPPORT),
+    ("console.failure_groups", _l("Failure groups"), ALL),
     ("console.customers", _l("Customers"), ALL),
     ("console.audit_log", _l("Audit log"), ADMIN),
 ]
@@ -43,7 +45,7 @@ def _domain_error(e: ReleaseServerError) -> Any:
     from ...db import db
 
     db.rollback()
-    return render_template("error.html", code=e.status, message=e.message), e.status
+    return render_template("error.html", code=e.status, message=service_error_text(e)), e.status
 
 
 @bp.errorhandler(403)
@@ -60,4 +62,4 @@ def _not_found(_e: Any) -> Any:
     return render_template("error.html", code=404, message=gettext("There is no such page.")), 404
 
 
-from . import admin, auth, dashboard, fleet, releases, rollouts, tickets  # noqa: E402,F401
+from . import admin, auth, dashboard, failures, fleet, releases, rollouts, tickets  # noqa: E402,F401

@@ -14,7 +14,7 @@ from ...fleet import services as fleet
 from ...models_common import utcnow
 from ...support import customers as customer_users
 from .. import queries
-from ..forms import Form
+from ..forms import Form, service_error_text
 from ..security import current_staff, staff_required
 from . import ALL, SUPPORT, bp
 
@@ -40,7 +40,7 @@ def installations() -> Any:
         rows, total = fleet.list_installations(session, customer=customer, health=health, component=component,
                                                version=version, page=page, per_page=PER_PAGE)
     except ReleaseServerError as e:
-        rows, total, error = [], 0, e.message
+        rows, total, error = [], 0, service_error_text(e)
     now = utcnow()
     return render_template("console/installations.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), health_of=lambda i: fleet.health_of(i, now),

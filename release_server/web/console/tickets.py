@@ -20,7 +20,7 @@ from ...fleet import services as fleet
 from ...support import failures, services as support
 from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
 from .. import attachments, queries
-from ..forms import Form
+from ..forms import Form, service_error_text
 from ..security import current_staff, staff_actor, staff_required
 from . import SUPPORT, bp
 
@@ -60,7 +60,7 @@ def tickets() -> Any:
     try:
         rows, total = support.list_tickets(session, actor, flt)
     except ReleaseServerError as e:
-        rows, total, error = [], 0, e.message
+        rows, total, error = [], 0, service_error_text(e)
     users = {u.id: u.username for u in _assignable()}
     return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), users=users, error=error,
