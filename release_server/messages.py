@@ -104,6 +104,7 @@ FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("
                 "state": _l("State"), "tags": _l("Tags"), "customer_id": _l("Customer"),
                 "installation": _l("Installation"), "max_uses": _l("Uses allowed"), "expires_at": _l("Expires"),
                 "yanked": _l("Yanked"), "critical": _l("Critical"), "username": _l("User name"),
+                "locale": _l("Language"), "timezone": _l("Time zone"),
                 "in_version": _l("In version")}
 LABEL_TABLES: dict[str, Mapping[Any, Any]] = {
     "kind": KIND_LABELS, "status": STATUS_LABELS, "priority": PRIORITY_LABELS, "source": SOURCE_LABELS,
@@ -173,6 +174,7 @@ CATALOGUE: dict[str, Any] = {
     "audit.channel.create": _l("Channel created"),
     "audit.component.create": _l("Component created"),
     "audit.customer.create": _l("Customer created"),
+    "audit.customer.update": _l("Customer changed"),
     "audit.customer_token.create": _l("Customer API token created"),
     "audit.customer_user.create": _l("Customer user created"),
     "audit.enrollment.create": _l("Enrollment token created"),

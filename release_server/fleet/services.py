@@ -307,3 +307,19 @@ def list_reports(session: Session, *, installation_id: str | None = None, compon
     if outcome:
         stmt = stmt.where(UpdateReport.outcome == outcome)
     return list(session.scalars(stmt))
+
+
+def set_customer_defaults(session: Session, customer: Customer, *, locale: str | None,
+                          timezone: str | None) -> Customer:
+    """The language and time zone a customer's contacts get unless they chose their own (None: the server's)."""
+    import zoneinfo
+
+    from ..messages import LANGUAGES
+
+    if locale is not None and locale not in LANGUAGES:
+        raise ValidationError(f"language must be one of {', '.join(LANGUAGES)}", field="locale")
+    if timezone is not None and timezone not in zoneinfo.available_timezones():
+        raise ValidationError(f"{timezone!r} is not a time zone", field="timezone")
+    customer.locale, customer.timezone = locale, timezone
+    session.flush()
+    return customer

@@ -19,6 +19,7 @@ typed errors (``ReleaseServerError.field``) to messages next to the fields, comm
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Flask, redirect, render_template, url_for
 from werkzeug.wrappers import Response
@@ -65,3 +66,7 @@ def init_app(app: Flask) -> None:
     @app.post("/language")
     def set_language() -> Response:
         return i18n.set_language_view()
+
+    @app.route("/preferences", methods=["GET", "POST"])
+    def preferences() -> Any:
+        return i18n.preferences_view()

@@ -2,7 +2,8 @@
 
 Shipped: English (the source language) and Russian (``translations/ru``). The language
 of a page is, in order: the logged-in person's setting (stored on their account by the
-``/language`` form, so it follows them to any browser); the choice made in this browser
+``/language`` form, so it follows them to any browser); for a customer's user, the
+customer's default language (set on the customer's console page); the choice made in this browser
 before logging in (session and a one-year ``lang`` cookie); the best match of the
 browser's ``Accept-Language``; English.
 
@@ -43,6 +44,9 @@ def select_locale() -> str:
     account = _account()
     if account is not None and getattr(account, "locale", None) in LANGUAGES:
         return account.locale  # type: ignore[attr-defined]
+    customer = getattr(account, "customer", None)  # a customer's user: the customer's default language
+    if customer is not None and customer.locale in LANGUAGES:
+        return customer.locale
     chosen = session.get("lang") or request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
@@ -104,6 +108,36 @@ def set_language_view() -> Response:
         resp.set_cookie(COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
                         secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")))
     return resp
+
+
+def preferences_view() -> Response | tuple[str, int] | str:
+    """``/preferences``: the logged-in person's language and time zone (redirect after a save)."""
+    from flask import abort, flash, render_template
+    from flask_babel import gettext
+
+    from ..db import db
+    from .forms import Form
+
+    account = _account()
+    if account is None:
+        abort(404)
+    staff = hasattr(account, "role")
+    form = Form(request.form if request.method == "POST" else
+                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or ""})
+    status = 200
+    if request.method == "POST":
+        lang = form.choice("lang", list(LANGUAGES), required=False)
+        zone = form.choice("timezone", time_zones(), required=False)
+        if form.ok:
+            account.locale = lang  # type: ignore[attr-defined]
+            account.timezone = zone  # type: ignore[attr-defined]
+            if lang:
+                session["lang"] = lang
+            db.commit()
+            flash(gettext("Preferences saved."))
+            return redirect("/preferences")
+        status = 400
+    return render_template("preferences.html", form=form, portal=not staff, zones=sorted(time_zones())), status
 
 
 # Words used on many pages, translated once (the shared tables live in release_server.messages).
