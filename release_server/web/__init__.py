@@ -27,7 +27,7 @@ from werkzeug.wrappers import Response
 
 def init_app(app: Flask) -> None:
     """Register the console, the portal, translations, CSRF and the security headers."""
-    from . import filters, i18n, security
+    from . import errors, filters, i18n, security
     from .console import bp as console_bp
     from .portal import bp as portal_bp
 
@@ -48,6 +48,7 @@ def init_app(app: Flask) -> None:
     i18n.init_app(app)
     security.init_app(app)
     filters.init_app(app)
+    errors.init_app(app)
     # templates and static files of both faces (no front-end build step: plain CSS, no script needed)
     app.register_blueprint(Blueprint("web", __name__, template_folder="templates", static_folder="static",
                                      static_url_path="/static/web"))

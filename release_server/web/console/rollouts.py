@@ -46,9 +46,11 @@ def rollout_chart(ro: Rollout) -> Any:
     days = figures_mod.rollout_days(db.session, ro)
     labels = [format_date(d, "d MMM") for d, _a, _f in days]
     return charts.bars_with_rate(
-        labels, [a for _d, a, _f in days], [f for _d, _a, f in days], title=_("Attempts and failure rate per day"),
-        attempts_name=_("Attempts"), failures_name=_("Failures"), rate_name=_("Failure rate"),
-        threshold=ro.failure_threshold, threshold_name=_("Halt threshold"), empty_text=_("No attempts yet"))
+        labels, [a for _d, a, _f in days], [f for _d, _a, f in days],
+        title=_("Attempts per day and the failure rate so far"),
+        attempts_name=_("Attempts"), failures_name=_("Failures"), rate_name=_("Failure rate so far"),
+        threshold=ro.failure_threshold, threshold_name=_("Halt threshold"), empty_text=_("No attempts yet"),
+        min_attempts=ro.min_attempts, not_judged_name=_("not judged before %(n)d attempts", n=ro.min_attempts))
 
 
 @bp.get("/rollouts", endpoint="rollouts")
