@@ -162,7 +162,7 @@ def test_russian_customer_reads_the_portal_in_russian_with_its_zone(pages: Any, 
             if card.get_by_text("Ожидающие обновления").count() or card.locator("details.offer").count():
                 assert card.locator("h2 .badge").inner_text() != "Актуальна"
         page.goto("/portal/tickets")
-        page.locator("a[href*='/portal/tickets/']").first.click()
+        page.locator("a[href*='/portal/tickets/']:not([href$='/new'])").first.click()
         assert "UTC+3" in page.locator("main").inner_text() or "UTC+4" in page.locator("main").inner_text()
         shot(page, f"{tag}-portal-ticket-ru")
 
@@ -172,7 +172,8 @@ def test_draft_start_confirmation_and_rollout_chart(pages: Any, site: Any) -> No
     staff_login(page, "maria.release")
     page.goto(f"/console/rollouts/{site.summary.draft_rollout_id}/start")
     notes = page.locator("#no-schedule-note, #start-share, #critical-note")
-    assert notes.count() == 1 and re.search(r"\d+%", notes.inner_text())
+    assert notes.count() == 1
+    assert re.search(r"\d+%", notes.inner_text()) or notes.get_attribute("id") == "critical-note"
     shot(page, "console-rollout-start-confirm")
     page.goto(f"/console/rollouts/{site.summary.running_rollout_id}")
     chart = page.locator("#rollout-chart svg")
