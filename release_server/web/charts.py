@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-PALETTE = ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#ea580c", "#475569",
+PALETTE = ("#2563eb", "#16a34a", "#b45309", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#ea580c", "#475569",
            "#0d9488", "#a16207", "#4f46e5")
 FAIL_COLOUR = "#dc2626"
-ATTEMPT_COLOUR = "#93c5fd"
+ATTEMPT_COLOUR = "#3b82f6"
 TEXT_COLOUR = "#334155"
 GRID_COLOUR = "#e2e8f0"
 
@@ -272,7 +272,7 @@ def bars_with_rate(labels: Sequence[str], attempts: Sequence[int], failures: Seq
         judged.append(cum_a >= min_attempts)
     legend = [(attempts_name, ATTEMPT_COLOUR), (failures_name, FAIL_COLOUR), (rate_name, "#7f1d1d")]
     if threshold is not None:
-        legend.append((threshold_name, "#f59e0b"))
+        legend.append((threshold_name, "#b45309"))
     total_a, total_f = sum(attempts), sum(failures)
     summary = f"{attempts_name}: {total_a}; {failures_name}: {total_f}; {rate_name}: " \
               f"{_fmt_tick(total_f / total_a if total_a else 0, True)}"
@@ -301,7 +301,7 @@ def bars_with_rate(labels: Sequence[str], attempts: Sequence[int], failures: Seq
                   f'</rect>')
     if threshold is not None:
         yt = c.y(threshold, rate_top)
-        c.add(f'<line x1="{c.left}" x2="{c.left + c.plot_w}" y1="{yt:.1f}" y2="{yt:.1f}" stroke="#f59e0b" '
+        c.add(f'<line x1="{c.left}" x2="{c.left + c.plot_w}" y1="{yt:.1f}" y2="{yt:.1f}" stroke="#b45309" '
               f'stroke-width="2" stroke-dasharray="6 4"><title>{escape(threshold_name)}: '
               f'{escape(_fmt_tick(threshold, True))}</title></line>')
     points = []
