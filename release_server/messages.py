@@ -150,6 +150,7 @@ CATALOGUE: dict[str, Any] = {
     "ticket.reason.customer_answered": _l("the customer answered"),
     "ticket.reason.auto_closed": _l("closed automatically after processing"),
     "ticket.reason.reopened_by_reply": _l("reopened by a reply"),
+    "ticket.reason.closed_by_customer": _l("closed by the customer"),
     "ticket.groups_linked": _l("Failure groups: %(groups)s"),
     # mails (support.mailout); rendered in the recipient's language when queued
     "mail.registered": _l("Your request has been registered under the number %(number)s.\n"

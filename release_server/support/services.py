@@ -340,7 +340,11 @@ def reopen_status(ticket: Ticket) -> str:
 def staff_reply(session: Session, ticket: Ticket, actor: Actor, body: str) -> TicketEvent:
     """A public answer from staff; mailed to the requester."""
     _require_text(body)
-    event = add_event(session, ticket, "reply", actor, public=True, body=body)
+    event = add_event(session, ticket, "reply", actor, public=not ticket.internal, body=body)
+    if ticket.assignee_id is None and actor.kind == "staff" and actor.user_id is not None:
+        ticket.assignee_id = actor.user_id  # whoever answers an unassigned ticket takes it
+        add_event(session, ticket, "changed", actor, public=False,
+                  data={"field": "assignee", "from": None, "to": actor.name})
     if ticket.status == "new":
         _status_change(session, ticket, "in_progress", actor)
     elif ticket.status == "closed":
@@ -644,3 +648,14 @@ def link_groups(session: Session, ticket: Ticket, group_ids: Iterable[int]) -> l
                   body=M("ticket.groups_linked", groups=", ".join(f"#{g}" for g in added)),
                   data={"failure_groups": added})
     return added
+
+
+def close_by_customer(session: Session, ticket: Ticket, actor: Actor) -> Ticket:
+    """A customer closes their own request (nothing more to do); staff see it in the timeline."""
+    if actor.kind != "customer" or not actor.may_see(ticket):
+        raise UnknownTicketError(ticket.number)
+    if ticket.status == "closed":
+        raise StatusTransitionError(ticket.number, ticket.status, "closed")
+    _status_change(session, ticket, "closed", actor, reason=M("ticket.reason.closed_by_customer"))
+    session.flush()
+    return ticket

@@ -35,6 +35,7 @@ class Form:
         self.data: MultiDict = data if isinstance(data, MultiDict) else MultiDict(data or {})
         self.errors: dict[str, str] = {}
         self.general: list[str] = []
+        self.ids: dict[str, str] = {}  # field name -> element id, where a template uses its own ids
 
     def __getitem__(self, name: str) -> str:
         return self.data.get(name, "")

@@ -286,3 +286,76 @@ def test_failure_group_routes_by_role(app: Any, world: dict, role: str, allowed:
     assert post(c, "/console/failure-groups/1/state", {"state": "ignored"}, "/console/failure-groups/1") \
         .status_code == 302
     assert anon.post("/console/failure-groups/1/state", data={"state": "ignored"}).status_code in (302, 400, 403)
+
+
+def test_replying_assigns_an_unassigned_ticket_and_customers_close_their_own(app: Any, world: dict) -> None:
+    number = world["tickets"]["Acme"]
+    sue = person(app, "/console/login", username="sue", password=PASSWORD)
+    assert post(sue, f"/console/tickets/{number}/reply", {"body": "We are on it."},
+                f"/console/tickets/{number}").status_code == 302
+    assert re.search(r'<option selected>sue</option>', sue.get(f"/console/tickets/{number}").text)
+    ann = person(app, "/portal/login", email="it@acme.example", password=PASSWORD)
+    other = world["tickets"]["Ромашка"]
+    assert post(ann, f"/portal/tickets/{other}/close", {}, f"/portal/tickets/{number}").status_code == 404
+    resp = post(ann, f"/portal/tickets/{number}/close", {}, f"/portal/tickets/{number}")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/portal/tickets/{number}")
+    assert 'id="ticket-status">Closed' in ann.get(f"/portal/tickets/{number}").text
+    assert "closed by the customer" in sue.get(f"/console/tickets/{number}").text
+
+
+def test_internal_ticket_refuses_customer_facing_actions(app: Any, client: Any, world: dict) -> None:
+    from release_server.db import db
+    from release_server.rollouts import services as rollouts
+    from release_server.rollouts.models import Rollout
+    from release_server.support.models import Ticket, TicketEvent
+
+    rid = client.post("/api/v1/rollouts", json={"component": "server", "version": "2.0.0", "start": True},
+                      headers=world["headers"]).json["id"]
+    with app.app_context():
+        ro = db.session.get(Rollout, rid)
+        ro.attempts, ro.failures = 10, 6
+        rollouts.halt(db.session, ro, "too many", automatic=True)
+        db.commit()
+        number = db.session.query(Ticket).filter_by(rollout_id=rid).one().number
+    sue = person(app, "/console/login", username="sue", password=PASSWORD)
+    page = sue.get(f"/console/tickets/{number}").text
+    assert "Send reply" not in page and "Ask the customer" not in page and "Mark processed" not in page
+    assert "Add note" in page
+    for action in ("reply", "request-info", "process"):
+        resp = post(sue, f"/console/tickets/{number}/{action}", {"body": "hello"}, f"/console/tickets/{number}")
+        assert resp.status_code == 400 and "no customer to write to" in resp.text
+    with app.app_context():
+        t = db.session.query(Ticket).filter_by(number=number).one()
+        assert not db.session.query(TicketEvent).filter_by(ticket_id=t.id, public=True).count()
+
+
+def test_unknown_addresses_get_styled_translated_error_pages(app: Any, world: dict) -> None:
+    anon = app.test_client()
+    resp = anon.get("/console/no/such/page", headers={"Accept-Language": "ru"})
+    assert resp.status_code == 404 and 'id="error-page"' in resp.text and "Не найдено" in resp.text
+    assert 'href="/static/web/style.css"' in resp.text
+    resp = anon.get("/nothing-here")
+    assert resp.status_code == 404 and 'id="error-page"' in resp.text
+    assert anon.get("/api/v1/nothing").json["error"]["code"] == "not_found"  # the API stays JSON
+    ivan = person(app, "/console/login", username="ivan", password=PASSWORD)
+    resp = ivan.get("/console/audit")
+    assert resp.status_code == 403 and 'id="error-page"' in resp.text and "main-nav" in resp.text
+    assert "Your role" not in resp.text and "Not allowed" not in resp.text  # in Russian
+
+
+def test_enrollment_token_is_created_once_and_shown_after_the_redirect(app: Any, world: dict) -> None:
+    from release_server.db import db
+    from release_server.fleet.models import EnrollmentToken
+
+    sue = person(app, "/console/login", username="sue", password=PASSWORD)
+    with app.app_context():
+        before = db.session.query(EnrollmentToken).count()
+    resp = post(sue, "/console/customers/1/enrollment-tokens", {"max_uses": "", "expires_days": "30"},
+                "/console/customers/1")
+    assert resp.status_code == 302
+    page = sue.get(resp.headers["Location"]).text
+    assert re.search(r'<code class="secret">rse_[a-z0-9]{8}_', page)
+    again = sue.get(resp.headers["Location"]).text  # a reload shows it no more and makes no new token
+    assert 'class="secret"' not in again
+    with app.app_context():
+        assert db.session.query(EnrollmentToken).count() == before + 1
