@@ -189,3 +189,19 @@ def test_draft_start_confirmation_and_rollout_chart(pages: Any, site: Any) -> No
                           " * document.querySelector('#rollout-chart svg').getBoundingClientRect().width / 720")
     assert size >= 9.5, size  # readable on a phone
     shot(phone, "phone-console-rollout-chart")
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_lists_fit_a_phone_without_sideways_scrolling(pages: Any, site: Any, lang: str) -> None:
+    page = pages.new(viewport=PHONE)
+    staff_login(page, "oleg.support")
+    if lang == "ru":
+        russian(page)
+    for url in ("/console/tickets", "/console/installations", "/console/customers", "/console/rollouts",
+                "/console/releases", "/console/failure-groups", "/console/"):
+        page.goto(url)
+        assert no_sideways_scroll(page), url
+        smallest = page.evaluate("Math.min(...[...document.querySelectorAll('main td, main th, main p')]"
+                                 ".filter(e => e.offsetParent).map(e => parseFloat(getComputedStyle(e).fontSize)))")
+        assert smallest >= 12, (url, smallest)
+    shot(page, f"phone-console-tickets-{lang}")
