@@ -359,3 +359,30 @@ def test_enrollment_token_is_created_once_and_shown_after_the_redirect(app: Any,
     assert 'class="secret"' not in again
     with app.app_context():
         assert db.session.query(EnrollmentToken).count() == before + 1
+
+
+def test_rollout_page_lists_its_installations_and_widening_estimates(app: Any, client: Any, world: dict) -> None:
+    from release_server.db import db
+    from release_server.rollouts.models import Rollout
+
+    rid = client.post("/api/v1/rollouts", json={"component": "server", "version": "2.0.0", "start": True,
+                                                "schedule": [{"percent": 0.01, "min_hours": 1}]},
+                      headers=world["headers"]).json["id"]
+    ivan = person(app, "/console/login", username="ivan", password=PASSWORD)
+    page = ivan.get(f"/console/rollouts/{rid}").text
+    # both installations reported a rolled-back attempt at 2.0.0
+    assert page.count('data-state="rolled_back"') == 2 and "Откат" in page
+    assert "web did not answer on :8080 within 30 s" in page  # the attempt's message and log
+    assert ivan.get(f"/console/rollouts/{rid}?inst_state=installed").text.count("data-state=") == 0
+    with app.app_context():
+        assert db.session.get(Rollout, rid).share == 1
+    from release_server.accounts import services as accounts
+
+    with app.app_context():
+        accounts.create_user(db.session, "pub", PASSWORD, "publisher")
+        db.commit()
+    pub = person(app, "/console/login", username="pub", password=PASSWORD)
+    confirm = pub.get(f"/console/rollouts/{rid}/widen").text
+    assert re.search(r'id="widen-more">At [\d.]+%: ≈ \d more installations', confirm)
+    full = post(pub, f"/console/rollouts/{rid}/widen", {"percent": "oops"}, f"/console/rollouts/{rid}/widen")
+    assert full.status_code == 400
