@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -211,8 +211,10 @@ def list_installations(session: Session, *, customer: str | None = None, health:
         stmt = stmt.where(Installation.customer_id == get_customer(session, customer).id)
     if component:
         sub = select(InstalledComponent.installation_id).where(InstalledComponent.component == component)
-        if version:
-            sub = sub.where(InstalledComponent.version == version)
+        if version:  # a version or a prefix of whole parts: "2.4" matches 2.4, 2.4.0, 2.4.1 (not 2.40)
+            esc = version.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            sub = sub.where(or_(InstalledComponent.version == version,
+                                InstalledComponent.version.like(esc + ".%", escape="\\")))
         stmt = stmt.where(Installation.id.in_(sub))
     rows = list(session.scalars(stmt))
     if tag:

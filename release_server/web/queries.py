@@ -148,3 +148,10 @@ def newly_admitted(session: Session, ro: Any, percent: float) -> int:
     ids = session.scalars(select(Installation.id).where(Installation.channel == ro.channel,
                                                         Installation.revoked_at.is_(None)))
     return sum(1 for i in ids if ro.share <= bucket(i, ro.release_id) < new_share)
+
+
+def component_names(session: Session) -> list[str]:
+    """The components installations report, for the filter lists."""
+    from ..fleet.models import InstalledComponent
+
+    return sorted(session.scalars(select(InstalledComponent.component).distinct()))

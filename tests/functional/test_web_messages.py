@@ -386,3 +386,21 @@ def test_rollout_page_lists_its_installations_and_widening_estimates(app: Any, c
     assert re.search(r'id="widen-more">At [\d.]+%: ≈ \d more installations', confirm)
     full = post(pub, f"/console/rollouts/{rid}/widen", {"percent": "oops"}, f"/console/rollouts/{rid}/widen")
     assert full.status_code == 400
+
+
+def test_installation_filters_take_a_version_prefix_and_a_component_list(app: Any, client: Any,
+                                                                         world: dict) -> None:
+    from release_server.db import db
+    from release_server.fleet import services as fleet
+
+    with app.app_context():
+        fleet.apply_inventory(db.session, fleet.get_installation(db.session, world["en_inst"]["installation_id"]),
+                              {"server": "2.4.1"})
+        fleet.apply_inventory(db.session, fleet.get_installation(db.session, world["ru_inst"]["installation_id"]),
+                              {"server": "2.40.0"})
+        db.commit()
+    sue = person(app, "/console/login", username="sue", password=PASSWORD)
+    page = sue.get("/console/installations?component=server&version=2.4").text
+    assert ">london</a>" in page and ">moscow</a>" not in page  # 2.4 matches 2.4.1, not 2.40.0
+    assert sue.get("/console/installations?component=server&version=2.4%25").text.count("</a><div") == 0
+    assert '<select id="f-component" name="component">' in page and "<option selected>server</option>" in page

@@ -44,6 +44,7 @@ def installations() -> Any:
     now = utcnow()
     return render_template("console/installations.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), health_of=lambda i: fleet.health_of(i, now),
+                           components=queries.component_names(session),
                            filters={"customer": customer or "", "health": health or "", "component": component or "",
                                     "version": version or ""}, health_values=HEALTH, error=error)
 
