@@ -205,3 +205,25 @@ def test_lists_fit_a_phone_without_sideways_scrolling(pages: Any, site: Any, lan
                                  ".filter(e => e.offsetParent).map(e => parseFloat(getComputedStyle(e).fontSize)))")
         assert smallest >= 12, (url, smallest)
     shot(page, f"phone-console-tickets-{lang}")
+
+
+@pytest.mark.parametrize("viewport, lang", [(WIDE, "en"), (PHONE, "ru")], ids=["desktop-en", "phone-ru"])
+def test_rollout_lists_its_installations_by_state(pages: Any, site: Any, viewport: dict, lang: str) -> None:
+    page = pages.new(viewport=viewport)
+    staff_login(page, "maria.release")
+    if lang == "ru":
+        russian(page)
+    page.goto(f"/console/rollouts/{site.summary.halted_rollout_id}")
+    box = page.locator("#rollout-installations")
+    assert box.locator("tbody tr[data-state]").count() >= 1
+    failed = box.locator("tbody tr[data-state='failed'], tbody tr[data-state='rolled_back']")
+    assert failed.count() >= 1  # the halt's failures, each with its attempt's log
+    failed.first.locator("summary").click()
+    assert failed.first.locator("pre.log, p").first.is_visible()
+    tab = box.locator(".tabs a").nth(1)
+    tab.click()
+    states = set(page.locator("#rollout-installations tbody tr[data-state]").evaluate_all(
+        "rows => rows.map(r => r.dataset.state)"))
+    assert len(states) <= 1
+    assert no_sideways_scroll(page)
+    shot(page, f"{'phone' if viewport is PHONE else 'desktop'}-console-rollout-installations-{lang}")
