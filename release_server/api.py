@@ -182,7 +182,8 @@ def init_app(app: Flask) -> None:
     def _http_error(e: HTTPException) -> Any:
         if not _wants_json():
             page = app.extensions.get("html_error_page")  # the web faces' styled, translated pages
-            return page(e.code or 500) if page is not None and (e.code or 500) >= 400 else e
+            shown = page(e.code or 500) if page is not None and (e.code or 500) >= 400 else None
+            return shown if shown is not None else e
         status = e.code or 500
         headers = {}
         valid = getattr(e, "valid_methods", None)
@@ -205,7 +206,9 @@ def init_app(app: Flask) -> None:
         page = app.extensions.get("html_error_page")
         if page is not None:
             try:
-                return page(500)
+                shown = page(500)
+                if shown is not None:
+                    return shown
             except Exception:  # noqa: BLE001 - the error page itself failed: plain text then
                 log.exception("the error page failed")
         return Response("internal server error", status=500, mimetype="text/plain")

@@ -31,6 +31,8 @@ def page(status: int, message: str | None = None) -> tuple[str, int]:
 
 def init_app(app: Flask) -> None:
     def html_error_page(status: int) -> Any:
+        if not app.secret_key:  # no sessions (a bare test app): the framework's plain page
+            return None
         return page(status)
 
     app.extensions["html_error_page"] = html_error_page
