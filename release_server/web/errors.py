@@ -33,6 +33,9 @@ def init_app(app: Flask) -> None:
     def html_error_page(status: int) -> Any:
         if not app.secret_key:  # no sessions (a bare test app): the framework's plain page
             return None
-        return page(status)
+        try:
+            return page(status)
+        except RuntimeError:  # sessions unusable for this request: the framework's plain page
+            return None
 
     app.extensions["html_error_page"] = html_error_page
