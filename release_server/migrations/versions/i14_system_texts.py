@@ -1,7 +1,7 @@
 """system texts as message codes, languages and time zones per person and customer, failure group states
 
 Revision ID: i1401
-Revises: l001
+Revises: i1201
 """
 from alembic import op
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ import release_server.models_common
 
 
 revision = 'i1401'
-down_revision = 'l001'
+down_revision = 'i1201'
 branch_labels = None
 depends_on = None
 
