@@ -181,7 +181,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Any:
         if not _wants_json():
-            return e
+            page = app.extensions.get("html_error_page")  # the web faces' styled, translated pages
+            shown = page(e.code or 500) if page is not None and (e.code or 500) >= 400 else None
+            return shown if shown is not None else e
         status = e.code or 500
         headers = {}
         valid = getattr(e, "valid_methods", None)
@@ -201,6 +203,14 @@ def init_app(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return error_response(500, "internal_error", "internal server error")
+        page = app.extensions.get("html_error_page")
+        if page is not None:
+            try:
+                shown = page(500)
+                if shown is not None:
+                    return shown
+            except Exception:  # noqa: BLE001 - the error page itself failed: plain text then
+                log.exception("the error page failed")
         return Response("internal server error", status=500, mimetype="text/plain")
 
 

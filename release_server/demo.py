@@ -67,6 +67,10 @@ CUSTOMERS = [
     ("Kama Pharma", "helpdesk@kamapharma.example", "kamapharma.example",
      ("d.safin@kamapharma.example", "Damir Safin"), 3),
 ]
+#: a customer's default language and time zone for its contacts (by mail domain)
+CUSTOMER_DEFAULTS = {"nordwind.example": ("en", "Europe/Berlin"), "romashka.example": ("ru", "Europe/Moscow"),
+                     "aurora.example": ("en", "Europe/London"), "balticfreight.example": ("en", "Europe/Riga"),
+                     "kamapharma.example": ("ru", "Europe/Samara")}
 SITES = ["Head office", "Warehouse", "Branch North", "Branch South", "Accounting", "Test server"]
 MIGRATION_LOG = """2024-05-12 02:14:07 INFO  pre-install: backup of database crm (412 MB) done
 2024-05-12 02:14:31 INFO  applying migration 0142_warehouse_transfers
@@ -212,6 +216,7 @@ class _Builder:
         n = 0
         for c_index, (name, contact, domain, (email, person), count) in enumerate(CUSTOMERS):
             cust = fleet.create_customer(self.s, name, contact, [domain])
+            cust.locale, cust.timezone = CUSTOMER_DEFAULTS.get(domain, (None, None))
             audit(self.s, "demo", "customer.create", f"customer:{cust.id}", {"name": name})
             self.customers.append(cust)
             password = self.customer_password or secrets.token_urlsafe(10)

@@ -20,6 +20,9 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     contact_email: Mapped[str | None] = mapped_column(String(254))
     mail_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # defaults for the customer's contacts who chose nothing themselves (language of mails and pages, time zone)
+    locale: Mapped[str | None] = mapped_column(String(8))
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     installations: Mapped[list[Installation]] = relationship(back_populates="customer")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -225,8 +225,10 @@ def list_installations(session: Session, *, customer: str | None = None, health:
         stmt = stmt.where(Installation.customer_id == get_customer(session, customer).id)
     if component:
         sub = select(InstalledComponent.installation_id).where(InstalledComponent.component == component)
-        if version:
-            sub = sub.where(InstalledComponent.version == version)
+        if version:  # a version or a prefix of whole parts: "2.4" matches 2.4, 2.4.0, 2.4.1 (not 2.40)
+            esc = version.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            sub = sub.where(or_(InstalledComponent.version == version,
+                                InstalledComponent.version.like(esc + ".%", escape="\\")))
         stmt = stmt.where(Installation.id.in_(sub))
     rows = list(session.scalars(stmt))
     if tag:
@@ -363,3 +365,19 @@ def list_reports(session: Session, *, installation_id: str | None = None, compon
     if outcome:
         stmt = stmt.where(UpdateReport.outcome == outcome)
     return list(session.scalars(stmt))
+
+
+def set_customer_defaults(session: Session, customer: Customer, *, locale: str | None,
+                          timezone: str | None) -> Customer:
+    """The language and time zone a customer's contacts get unless they chose their own (None: the server's)."""
+    import zoneinfo
+
+    from ..messages import LANGUAGES
+
+    if locale is not None and locale not in LANGUAGES:
+        raise ValidationError(f"language must be one of {', '.join(LANGUAGES)}", field="locale")
+    if timezone is not None and timezone not in zoneinfo.available_timezones():
+        raise ValidationError(f"{timezone!r} is not a time zone", field="timezone")
+    customer.locale, customer.timezone = locale, timezone
+    session.flush()
+    return customer

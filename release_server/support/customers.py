@@ -179,3 +179,16 @@ def revoke_token(session: Session, prefix: str) -> CustomerToken:
         raise ValidationError(f"no customer token with prefix {prefix!r}", field="prefix")
     token.revoked_at = token.revoked_at or utcnow()
     return token
+
+
+def contact_locale(session: Session, email: str | None, customer_id: int | None) -> str:
+    """The language to write to a contact in: the person's own choice, else their customer's, else English."""
+    from ..messages import DEFAULT_LANGUAGE, LANGUAGES
+
+    email = (email or "").strip().lower()
+    user = session.scalar(select(CustomerUser).where(func.lower(CustomerUser.email) == email)) if email else None
+    customer = user.customer if user is not None else (session.get(Customer, customer_id) if customer_id else None)
+    for choice in (user.locale if user else None, customer.locale if customer else None):
+        if choice in LANGUAGES:
+            return choice
+    return DEFAULT_LANGUAGE

@@ -34,10 +34,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..fleet.models import Customer, Installation, UpdateReport
+from ..messages import M, Message, stored
 from ..models_common import utcnow
 from ..releases.models import Component, Release
 from ..rollouts.models import Rollout
-from . import mailout, services
+from . import group_states, mailout, services
 from .errors import UnknownFailureGroupError
 from .fingerprint import Fingerprint, fingerprint
 from .models import (OPEN_STATUSES, FailureGroup, FailureGroupInstallation, FailureGroupReport, Ticket,
@@ -167,17 +168,19 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
         out.append(RecordedFailure(gid, ticket.id, gid in new_groups and fp.value in first_of
                                    and first_of[fp.value][1] is r, new_ticket, reopened))
     _write(session, pending, events)
+    for gid in dict.fromkeys(groups[fp.value] for fp in fps):  # a resolved group regresses, an ignore may end
+        group_states.on_report(session, gid, now)
     for gid in sorted(new_groups):
         fp = next(f for f in fps if groups[f.value] == gid)
         _link_to_open_halt_tickets(session, gid, fp.component, fp.target_version)
     return out
 
 
-def _event(ticket: Ticket, kind: str, *, public: bool, body: str, data: dict[str, Any]) -> dict[str, Any]:
+def _event(ticket: Ticket, kind: str, *, public: bool, body: str | Message, data: dict[str, Any]) -> dict[str, Any]:
     """A system timeline entry, written with the others of the batch (``services.add_event`` flushes each)."""
     actor = services.SYSTEM
     return dict(ticket_id=ticket.id, kind=kind, public=public, author=actor.email or actor.name,
-                author_kind=actor.kind, body=body, data=data, mail_id=None, at=utcnow())
+                author_kind=actor.kind, data=data, mail_id=None, at=utcnow(), **stored(body, "body"))
 
 
 def _write(session: Session, memberships: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
@@ -237,19 +240,19 @@ def _escalate(session: Session, ticket: Ticket) -> None:
                               .execution_options(synchronize_session=False)).rowcount
     if changed:
         session.refresh(ticket)
-        services.add_event(session, ticket, "changed", services.SYSTEM, public=True,
+        services.add_event(session, ticket, "changed", services.SYSTEM, public=True, body=M("failure.escalated"),
                            data={"field": "kind", "from": "incident", "to": "problem",
                                  "reason": "an installation was left not working"})
 
 
-def _report_line(report: UpdateReport, inst: Installation) -> str:
-    what = "rolled back to the previous release" if report.outcome == "rolled_back" else "left not working"
-    line = (f"{report.component} {report.from_version or '?'} -> {report.to_version} on {inst.name} "
-            f"({inst.id}): {what}")
+def _report_line(report: UpdateReport, inst: Installation) -> Message:
+    code = "failure.report.rolled_back" if report.outcome == "rolled_back" else "failure.report.failed"
+    line = M(code, component=report.component, to=report.to_version, installation=inst.name,
+             **{"from": report.from_version or "?"})
     if report.stage or report.error_code:
-        line += f"; stage {report.stage or '?'}, error {report.error_code or '?'}"
+        line = M("failure.report.details", summary=line, stage=report.stage or "?", code=report.error_code or "?")
     if report.error_message:
-        line += f"\n{report.error_message[:2000]}"
+        line = M("failure.report.message", summary=line, message=report.error_message[:2000])
     return line
 
 
@@ -257,17 +260,17 @@ def _open_failure_ticket(session: Session, group_id: int, inst: Installation, re
                          pattern: str, now: datetime) -> tuple[int, bool]:
     customer = session.get(Customer, inst.customer_id)
     seq, number = services.next_number(session)
-    subject = f"Update of {report.component} to {report.to_version} failed"
-    if report.stage:
-        subject += f" at {report.stage}"
-    if report.error_code:
-        subject += f" ({report.error_code})"
-    description = (f"Failure reports of {report.component} {report.to_version} with the same cause "
-                   f"(failure group #{group_id}).\nStage: {report.stage or '-'}\nError code: "
-                   f"{report.error_code or '-'}\nMessage: {pattern or '-'}")
+    variant = {(True, True): ".stage_code", (True, False): ".stage", (False, True): ".code"}.get(
+        (bool(report.stage), bool(report.error_code)), "")
+    subject = M("failure.subject" + variant, component=report.component, version=report.to_version,
+                stage=report.stage, code=report.error_code)
+    description = M("failure.description", component=report.component, version=report.to_version, group=group_id,
+                    stage=report.stage, code=report.error_code, message=(report.error_message or pattern)[:2000])
+    texts = {**stored(subject, "subject"), **stored(description, "description")}
+    texts["subject"] = texts["subject"][:300]
     (ticket_id,), created = insert_or_get(session, Ticket.__table__,
                                           {"failure_group_id": group_id, "customer_id": customer.id}, dict(
-        seq=seq, number=number, kind=kind, subject=subject[:300], description=description, status="new",
+        seq=seq, number=number, kind=kind, **texts, status="new",
         priority="high" if kind == "problem" else "normal", requester_email=customer.contact_email,
         requester_name="", source="failure_report", internal=False, installation_id=inst.id,
         release_id=report.release_id, regression=False, created_by="system", created_at=now, updated_at=now))
@@ -276,7 +279,8 @@ def _open_failure_ticket(session: Session, group_id: int, inst: Installation, re
         services.add_event(session, ticket, "created", services.SYSTEM, public=True, body=description,
                            data={"source": "failure_report", "kind": kind, "failure_group": group_id})
         mailout.queue_mail(session, ticket, to=customer.contact_email, kind="failure_opened",
-                           text=f"Component: {report.component}\nTarget version: {report.to_version}", auto=True)
+                           text=M("failure.mail_details", component=report.component, version=report.to_version),
+                           auto=True)
     return ticket_id, created
 
 
@@ -295,7 +299,7 @@ def _maybe_reopen(session: Session, ticket: Ticket, group_id: int, report: Updat
     session.execute(update(FailureGroup).where(FailureGroup.id == group_id)
                     .values(regressions=FailureGroup.regressions + 1).execution_options(synchronize_session=False))
     services.add_event(session, ticket, "status", services.SYSTEM, public=True,
-                       body="Reopened: the failure happened again after the request was processed (regression).",
+                       body=M("failure.regression"),
                        data={"from": old, "to": target, "regression": True, "report_id": report.id})
     return True
 

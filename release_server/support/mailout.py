@@ -38,6 +38,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..messages import Message, render as render_message, text_of
 from ..models_common import utcnow
 from .errors import MailDeliveryError
 from .mailbackends import MailBackend, backend_from_config
@@ -72,60 +73,68 @@ def new_message_id(number: str) -> str:
     return f"{number.lower()}.{uuid.uuid4().hex}@{support_domain()}"
 
 
-def subject_for(ticket: Ticket) -> str:
-    return f"[{ticket.number}] {ticket.subject}"
+def subject_for(ticket: Ticket, locale: str | None = None) -> str:
+    return f"[{ticket.number}] {text_of(ticket, 'subject', locale)}"
 
 
 # ---------------------------------------------------------------- the texts
 
-def _signature() -> str:
-    return f"\n\n-- \nSupport desk <{parseaddr(str(_cfg('SUPPORT_ADDRESS', 'support@localhost')))[1]}>\n" \
-           "Please keep the request number in the subject when you reply.\n"
+def _signature(locale: str | None) -> str:
+    address = parseaddr(str(_cfg('SUPPORT_ADDRESS', 'support@localhost')))[1]
+    return "\n\n-- \n" + render_message(Message("mail.signature", {"address": address}), locale) + "\n"
 
 
-def render(kind: str, ticket: Ticket, text: str = "") -> str:
-    """The plain-text body of a notification of ``kind`` about ``ticket``."""
+def render(kind: str, ticket: Ticket, text: str | Message = "", locale: str | None = "en") -> str:
+    """The plain-text body of a notification of ``kind`` about ``ticket``, in ``locale``.
+
+    Mail is rendered when it is queued, in the recipient's language
+    (:func:`~release_server.support.customers.contact_locale`): the outbox row then holds
+    exactly what is sent, and a retry sends the same words.
+    """
+    def t(code: str, **params: object) -> str:
+        return render_message(Message(code, dict(params)), locale)
+
+    if isinstance(text, Message):
+        text = render_message(text, locale)
     n = ticket.number
     if kind == "registered":
-        body = (f"Your request has been registered under the number {n}.\n"
-                f"Please quote [{n}] in the subject of every message about it.\n\n"
-                f"Subject: {ticket.subject}\n")
+        body = t("mail.registered", number=n, subject=text_of(ticket, "subject", locale))
         if text:
             body += f"\n{text}\n"
     elif kind == "failure_opened":
-        body = (f"An update on one of your installations did not complete, and we have opened request {n} "
-                f"to follow it up; you do not need to do anything now.\n\n{text}\n")
+        body = t("mail.failure_opened", number=n) + f"\n\n{text}\n"
     elif kind == "request_info":
-        body = (f"To continue with request {n} we need more information from you:\n\n{text}\n\n"
-                "Please answer this message; you may attach screenshots, event logs of the components, "
-                "HTML packages and other details of your systems.\n")
+        body = t("mail.request_info", number=n) + f"\n\n{text}\n\n" + t("mail.request_info.hint") + "\n"
     elif kind == "processed":
-        body = f"Request {n} has been processed.\n"
+        body = t("mail.processed", number=n) + "\n"
         if text:
             body += f"\n{text}\n"
-        body += (f"\nIf something is still wrong, answer this message within {_cfg('REOPEN_DAYS', 14)} days "
-                 "and the request will be reopened.\n")
+        body += "\n" + t("mail.processed.reopen", days=_cfg("REOPEN_DAYS", 14)) + "\n"
     elif kind == "auto_closed":
-        body = (f"Request {n} was processed {_cfg('AUTO_CLOSE_DAYS', 7)} days ago without a further message, "
-                "and has now been closed. If you write to us about it again, we will open a new request "
-                "linked to this one.\n")
+        body = t("mail.auto_closed", number=n, days=_cfg("AUTO_CLOSE_DAYS", 7)) + "\n"
     else:  # reply
         body = f"{text}\n"
-    return body + _signature()
+    return body + _signature(locale)
 
 
 # ---------------------------------------------------------------- queueing
 
-def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, text: str = "",
+def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, text: str | Message = "",
                auto: bool) -> MailMessage | None:
-    """Write one notification to the outbox (or record why it is suppressed); None when there is no recipient."""
+    """Write one notification to the outbox (or record why it is suppressed); None when there is no recipient.
+
+    Subject and body are rendered now, in the recipient's language.
+    """
     to = parseaddr(to or "")[1].strip()
     if not to or ticket.internal:
         return None
+    from .customers import contact_locale
+
+    locale = contact_locale(session, to, ticket.customer_id)
     in_reply_to, references = _thread_headers(session, ticket)
     mail = MailMessage(direction="out", message_id=new_message_id(ticket.number), ticket_id=ticket.id,
-                       from_addr=_from_address()[1], to_addr=to, subject=subject_for(ticket), status="pending",
-                       kind=kind, body=render(kind, ticket, text), in_reply_to=in_reply_to,
+                       from_addr=_from_address()[1], to_addr=to, subject=subject_for(ticket, locale),
+                       status="pending", kind=kind, body=render(kind, ticket, text, locale), in_reply_to=in_reply_to,
                        references=references, auto_generated=auto, next_attempt_at=utcnow())
     if is_system_address(to):
         mail.status, mail.last_error = "suppressed", "recipient is a mail system address"

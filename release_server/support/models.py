@@ -75,6 +75,11 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # a subject/description the system wrote: message code and parameters (see release_server.messages)
+    subject_code: Mapped[str | None] = mapped_column(String(80))
+    subject_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description_code: Mapped[str | None] = mapped_column(String(80))
+    description_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     customer: Mapped[Customer | None] = relationship(lazy="joined")
     previous_ticket: Mapped[Ticket | None] = relationship(remote_side="Ticket.id",
@@ -97,6 +102,8 @@ class TicketEvent(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     mail_id: Mapped[int | None] = mapped_column(ForeignKey("mail_messages.id", ondelete="SET NULL"))
+    body_code: Mapped[str | None] = mapped_column(String(80))  # a body the system wrote (release_server.messages)
+    body_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TicketAttachment(Base):
@@ -132,6 +139,13 @@ class FailureGroup(Base):
     sample_message: Mapped[str] = mapped_column(Text, default="")
     regressions: Mapped[int] = mapped_column(Integer, default=0)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # unresolved | resolved (optionally "in version X") | ignored (until a time or N more reports)
+    state: Mapped[str] = mapped_column(String(12), default="unresolved", server_default="unresolved", index=True)
+    resolved_in_version: Mapped[str | None] = mapped_column(String(64))
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    state_changed_by: Mapped[str | None] = mapped_column(String(120))
+    ignored_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ignored_until_reports: Mapped[int | None] = mapped_column(Integer)  # total report count that ends the ignore
     # Counts and last seen are aggregates over failure_group_reports/_installations (see failures.stats):
     # no per-report update of this row, so concurrent reports of one cause never queue on it.
 
@@ -215,6 +229,7 @@ class CustomerUser(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str | None] = mapped_column(String(8))  # interface language chosen by the person
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA zone the person reads times in
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Raised by logout, a password change and disabling: every portal session of the user ends.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from ..accounts.models import User
 from ..accounts.services import audit
 from ..errors import ValidationError
+from ..messages import M, Message, pct, stored
 from ..fleet.models import Customer, Installation
 from ..models_common import utcnow
 from ..rollouts.models import Rollout
@@ -278,10 +279,13 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def add_event(session: Session, ticket: Ticket, kind: str, actor: Actor, *, public: bool, body: str = "",
-              data: dict[str, Any] | None = None, mail_id: int | None = None, touch: bool = True) -> TicketEvent:
+def add_event(session: Session, ticket: Ticket, kind: str, actor: Actor, *, public: bool,
+              body: str | Message = "", data: dict[str, Any] | None = None, mail_id: int | None = None,
+              touch: bool = True) -> TicketEvent:
+    """One timeline entry; a body the system writes is a :class:`~release_server.messages.Message`."""
     event = TicketEvent(ticket_id=ticket.id, kind=kind, public=public, author=actor.email or actor.name,
-                        author_kind=actor.kind, body=body, data=data or {}, mail_id=mail_id, at=utcnow())
+                        author_kind=actor.kind, data=data or {}, mail_id=mail_id, at=utcnow(),
+                        **stored(body, "body"))
     session.add(event)
     if touch:
         ticket.updated_at = event.at
@@ -289,7 +293,8 @@ def add_event(session: Session, ticket: Ticket, kind: str, actor: Actor, *, publ
     return event
 
 
-def create_ticket(session: Session, actor: Actor, *, subject: str, description: str = "", kind: str = "incident",
+def create_ticket(session: Session, actor: Actor, *, subject: str | Message, description: str | Message = "",
+                  kind: str = "incident",
                   priority: str = "normal", customer: Customer | None = None, requester_email: str | None = None,
                   requester_name: str = "", source: str = "api", installation_id: str | None = None,
                   release_id: int | None = None, rollout_id: int | None = None, failure_group_id: int | None = None,
@@ -299,7 +304,10 @@ def create_ticket(session: Session, actor: Actor, *, subject: str, description: 
     _check("kind", kind, KINDS)
     _check("priority", priority, PRIORITIES)
     _check("source", source, SOURCES)
-    subject = " ".join((subject or "").split())[:300] or "(no subject)"
+    texts = {**stored(subject if isinstance(subject, Message) else
+                      (" ".join((subject or "").split())[:300] or M("ticket.no_subject")), "subject"),
+             **stored(description, "description")}
+    texts["subject"] = texts["subject"][:300]
     if actor.kind in ("customer", "installation") and actor.customer_id is not None:
         if customer is None or customer.id != actor.customer_id:
             raise ValidationError("customers may only open tickets for themselves", field="customer")
@@ -310,8 +318,7 @@ def create_ticket(session: Session, actor: Actor, *, subject: str, description: 
                                   field="installation_id")
     seq, number = next_number(session)
     now = utcnow()
-    ticket = Ticket(seq=seq, number=number, kind=kind, subject=subject, description=description or "",
-                    status="new", priority=priority, customer_id=customer.id if customer else None,
+    ticket = Ticket(seq=seq, number=number, kind=kind, **texts, status="new", priority=priority, customer_id=customer.id if customer else None,
                     requester_email=(requester_email or None), requester_name=requester_name or "",
                     source=source, internal=internal, installation_id=installation_id, release_id=release_id,
                     rollout_id=rollout_id, failure_group_id=failure_group_id,
@@ -322,10 +329,10 @@ def create_ticket(session: Session, actor: Actor, *, subject: str, description: 
     data: dict[str, Any] = {"source": source, "kind": kind}
     if previous is not None:
         data["previous"] = previous.number
-    add_event(session, ticket, "created", actor, public=not internal, body=ticket.description, data=data,
+    add_event(session, ticket, "created", actor, public=not internal, body=description or "", data=data,
               mail_id=mail_id)
     if previous is not None:
-        add_event(session, previous, "follow_up", actor, public=True, body=f"Continued in {number}.",
+        add_event(session, previous, "follow_up", actor, public=True, body=M("ticket.continued_in", ticket=number),
                   data={"ticket": number})
     _audit(session, actor, "ticket.create", ticket, {"kind": kind, "source": source})
     if notify and not internal:
@@ -335,7 +342,7 @@ def create_ticket(session: Session, actor: Actor, *, subject: str, description: 
 
 # ---------------------------------------------------------------- messages
 
-def _status_change(session: Session, ticket: Ticket, new: str, actor: Actor, *, reason: str = "",
+def _status_change(session: Session, ticket: Ticket, new: str, actor: Actor, *, reason: str | Message = "",
                    public: bool = True) -> None:
     old = ticket.status
     if old == new:
@@ -359,17 +366,21 @@ def reopen_status(ticket: Ticket) -> str:
 def staff_reply(session: Session, ticket: Ticket, actor: Actor, body: str) -> TicketEvent:
     """A public answer from staff; mailed to the requester."""
     _require_text(body)
-    event = add_event(session, ticket, "reply", actor, public=True, body=body)
+    event = add_event(session, ticket, "reply", actor, public=not ticket.internal, body=body)
+    if ticket.assignee_id is None and actor.kind == "staff" and actor.user_id is not None:
+        ticket.assignee_id = actor.user_id  # whoever answers an unassigned ticket takes it
+        add_event(session, ticket, "changed", actor, public=False,
+                  data={"field": "assignee", "from": None, "to": actor.name})
     if ticket.status == "new":
         _status_change(session, ticket, "in_progress", actor)
     elif ticket.status == "closed":
-        _status_change(session, ticket, "in_progress", actor, reason="reopened by a reply")
+        _status_change(session, ticket, "in_progress", actor, reason=M("ticket.reason.reopened_by_reply"))
     _audit(session, actor, "ticket.reply", ticket)
     mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply", text=body, auto=False)
     return event
 
 
-def add_note(session: Session, ticket: Ticket, actor: Actor, body: str, *, kind: str = "note",
+def add_note(session: Session, ticket: Ticket, actor: Actor, body: str | Message, *, kind: str = "note",
              mail_id: int | None = None, data: dict[str, Any] | None = None) -> TicketEvent:
     """An internal note: staff only, never mailed, never shown to the customer."""
     _require_text(body)
@@ -403,10 +414,11 @@ def customer_message(session: Session, ticket: Ticket, actor: Actor, body: str, 
         since = ticket.processed_at or ticket.closed_at or ticket.updated_at
         if since is not None and now - since <= timedelta(days=int(_cfg("REOPEN_DAYS", 14))):
             event = add_event(session, ticket, "customer_message", actor, public=True, body=body, mail_id=mail_id)
-            _status_change(session, ticket, reopen_status(ticket), actor, reason="reopened by the customer's reply")
+            _status_change(session, ticket, reopen_status(ticket), actor, reason=M("ticket.reason.reopened_by_customer"))
             return ticket, event
         customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
-        new = create_ticket(session, actor, subject=ticket.subject, description=body, kind=ticket.kind,
+        subject = Message(ticket.subject_code, ticket.subject_params or {}) if ticket.subject_code else ticket.subject
+        new = create_ticket(session, actor, subject=subject, description=body, kind=ticket.kind,
                             priority=ticket.priority, customer=customer,
                             requester_email=actor.email or ticket.requester_email,
                             source=_source_of(actor, mail_id), installation_id=ticket.installation_id,
@@ -415,7 +427,7 @@ def customer_message(session: Session, ticket: Ticket, actor: Actor, body: str, 
                                    .order_by(TicketEvent.id).limit(1))
     event = add_event(session, ticket, "customer_message", actor, public=True, body=body, mail_id=mail_id)
     if ticket.status == "waiting_for_customer":
-        _status_change(session, ticket, "in_progress", actor, reason="the customer answered")
+        _status_change(session, ticket, "in_progress", actor, reason=M("ticket.reason.customer_answered"))
     return ticket, event
 
 
@@ -425,8 +437,8 @@ def _source_of(actor: Actor, mail_id: int | None) -> str:
     return {"installation": "agent", "customer": "api"}.get(actor.kind, "api")
 
 
-def _require_text(body: str) -> None:
-    if not (body or "").strip():
+def _require_text(body: str | Message) -> None:
+    if not isinstance(body, Message) and not (body or "").strip():
         raise ValidationError("the text is empty", field="body")
 
 
@@ -445,6 +457,7 @@ def update_ticket(session: Session, ticket: Ticket, actor: Actor, changes: dict[
     if changes.get("subject") is not None and changes["subject"].strip() != ticket.subject:
         old = ticket.subject
         ticket.subject = " ".join(changes["subject"].split())[:300]
+        ticket.subject_code = ticket.subject_params = None  # a person's words now, shown as written
         add_event(session, ticket, "changed", actor, public=True, data={"field": "subject", "from": old,
                                                                          "to": ticket.subject})
     if "assignee" in changes:
@@ -525,10 +538,10 @@ def merge(session: Session, source: Ticket, target: Ticket, actor: Actor) -> Tic
         if gid not in linked_groups(session, target):
             session.add(TicketFailureGroup(ticket_id=target.id, group_id=gid))
     source.merged_into_id = target.id
-    _status_change(session, source, "closed", actor, reason=f"merged into {target.number}")
-    add_event(session, source, "merged", actor, public=True, body=f"Merged into {target.number}.",
+    _status_change(session, source, "closed", actor, reason=M("ticket.reason.merged", ticket=target.number))
+    add_event(session, source, "merged", actor, public=True, body=M("ticket.merged_into", ticket=target.number),
               data={"into": target.number})
-    add_event(session, target, "merged", actor, public=True, body=f"{source.number} was merged into this request.",
+    add_event(session, target, "merged", actor, public=True, body=M("ticket.merged_from", ticket=source.number),
               data={"from": source.number})
     _audit(session, actor, "ticket.merge", source, {"into": target.number})
     session.flush()
@@ -542,7 +555,7 @@ def auto_close(session: Session, now: datetime | None = None) -> list[Ticket]:
     tickets = list(session.scalars(select(Ticket).where(Ticket.status == "processed", Ticket.processed_at <= cutoff)
                                    .order_by(Ticket.id).limit(500)))
     for ticket in tickets:
-        _status_change(session, ticket, "closed", SYSTEM, reason="closed automatically after processing")
+        _status_change(session, ticket, "closed", SYSTEM, reason=M("ticket.reason.auto_closed"))
         mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="auto_closed", auto=True)
     return tickets
 
@@ -622,21 +635,31 @@ def open_halt_ticket(session: Session, rollout: Rollout, group_ids: Iterable[int
     """
     release = rollout.release
     figures = dict(rollout.halt_figures or {})
-    summary = (f"Rollout of {release.component.name} {release.version} on channel {rollout.channel} halted: "
-               f"{rollout.halt_reason or 'failure threshold exceeded'}")
-    details = "\n".join(f"{k}: {v}" for k, v in sorted(figures.items()))
+    where = {"component": release.component.name, "version": release.version, "channel": rollout.channel}
+    description = M("halt.description", **where, reason=halt_reason(rollout), attempts=figures.get("attempts", 0),
+                    failures=figures.get("failures", 0), rate=pct(figures.get("failure_rate")),
+                    threshold=pct(figures.get("threshold")), min_attempts=figures.get("min_attempts", 0),
+                    percent=pct(figures.get("percent")))
     ticket = session.scalar(select(Ticket).where(Ticket.rollout_id == rollout.id, Ticket.internal.is_(True),
                                                  Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.id.desc()))
     if ticket is None:
-        ticket = create_ticket(session, SYSTEM, subject=f"Rollout halted: {release.component.name} "
-                                                        f"{release.version} on {rollout.channel}",
-                               description=f"{summary}\n\n{details}".strip(), kind="problem", priority="high",
+        ticket = create_ticket(session, SYSTEM, subject=M("halt.subject", **where), description=description,
+                               kind="problem", priority="high",
                                source="failure_report", release_id=release.id, rollout_id=rollout.id,
                                internal=True, notify=False)
     else:
-        add_note(session, ticket, SYSTEM, f"Halted again. {summary}\n\n{details}".strip())
+        add_note(session, ticket, SYSTEM, M("halt.again", description=description))
     link_groups(session, ticket, group_ids)
     return ticket
+
+
+def halt_reason(rollout: Rollout) -> Message | str:
+    """Why a rollout halted: the rule's own words for an automatic halt, the person's text for a manual one."""
+    figures = rollout.halt_figures or {}
+    if figures.get("automatic") and figures.get("attempts"):
+        return M("halt.reason.automatic", rate=pct(figures.get("failure_rate")), threshold=pct(figures.get("threshold")),
+                 attempts=figures.get("attempts"))
+    return rollout.halt_reason or M("halt.reason.default")
 
 
 def link_groups(session: Session, ticket: Ticket, group_ids: Iterable[int]) -> list[int]:
@@ -652,5 +675,17 @@ def link_groups(session: Session, ticket: Ticket, group_ids: Iterable[int]) -> l
     if added:
         session.flush()
         add_event(session, ticket, "linked", SYSTEM, public=False,
-                  body="Failure groups: " + ", ".join(f"#{g}" for g in added), data={"failure_groups": added})
+                  body=M("ticket.groups_linked", groups=", ".join(f"#{g}" for g in added)),
+                  data={"failure_groups": added})
     return added
+
+
+def close_by_customer(session: Session, ticket: Ticket, actor: Actor) -> Ticket:
+    """A customer closes their own request (nothing more to do); staff see it in the timeline."""
+    if actor.kind != "customer" or not actor.may_see(ticket):
+        raise UnknownTicketError(ticket.number)
+    if ticket.status == "closed":
+        raise StatusTransitionError(ticket.number, ticket.status, "closed")
+    _status_change(session, ticket, "closed", actor, reason=M("ticket.reason.closed_by_customer"))
+    session.flush()
+    return ticket

@@ -19,6 +19,7 @@ typed errors (``ReleaseServerError.field``) to messages next to the fields, comm
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Flask, redirect, render_template, url_for
 from werkzeug.wrappers import Response
@@ -26,7 +27,7 @@ from werkzeug.wrappers import Response
 
 def init_app(app: Flask) -> None:
     """Register the console, the portal, translations, CSRF and the security headers."""
-    from . import filters, i18n, security
+    from . import errors, filters, i18n, security
     from .console import bp as console_bp
     from .portal import bp as portal_bp
 
@@ -49,6 +50,7 @@ def init_app(app: Flask) -> None:
     i18n.init_app(app)
     security.init_app(app)
     filters.init_app(app)
+    errors.init_app(app)
     # templates and static files of both faces (no front-end build step: plain CSS, no script needed)
     app.register_blueprint(Blueprint("web", __name__, template_folder="templates", static_folder="static",
                                      static_url_path="/static/web"))
@@ -67,3 +69,7 @@ def init_app(app: Flask) -> None:
     @app.post("/language")
     def set_language() -> Response:
         return i18n.set_language_view()
+
+    @app.route("/preferences", methods=["GET", "POST"])
+    def preferences() -> Any:
+        return i18n.preferences_view()

@@ -4,7 +4,8 @@ Three shapes cover what the console shows:
 
 * :func:`stacked_area` - how many installations run each version, day by day;
 * :func:`bars_with_rate` - a rollout's attempts per day (failed part in red) with the
-  failure rate as a line on a right-hand axis and the halting threshold dashed;
+  cumulative failure rate (what the halt rule judges) as a line on a right-hand axis and
+  the halting threshold dashed;
 * :func:`stacked_bars` - counts per day split by a category (tickets opened by kind).
 
 Every function takes plain numbers and already-formatted labels (so the caller picks
@@ -23,10 +24,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-PALETTE = ("#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#ea580c", "#475569",
+PALETTE = ("#2563eb", "#16a34a", "#b45309", "#9333ea", "#0891b2", "#db2777", "#65a30d", "#ea580c", "#475569",
            "#0d9488", "#a16207", "#4f46e5")
 FAIL_COLOUR = "#dc2626"
-ATTEMPT_COLOUR = "#93c5fd"
+ATTEMPT_COLOUR = "#3b82f6"
 TEXT_COLOUR = "#334155"
 GRID_COLOUR = "#e2e8f0"
 
@@ -40,14 +41,17 @@ class Series:
     colour: str | None = None
 
 
-def nice_ticks(maximum: float, count: int = 4) -> list[float]:
-    """Round axis ticks from 0 covering ``maximum``: steps of 1, 2, 2.5 or 5 times a power of ten."""
+def nice_ticks(maximum: float, count: int = 4, *, integer: bool = False) -> list[float]:
+    """Round axis ticks from 0 covering ``maximum``: steps of 1, 2, 2.5 or 5 times a power of ten
+    (whole steps only with ``integer``, for counts: never "0.5 attempts")."""
     if not maximum or maximum <= 0 or math.isnan(maximum):
         return [0.0, 1.0]
     raw = maximum / count
+    if integer:
+        raw = max(raw, 1.0)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = magnitude
-    for m in (1, 2, 2.5, 5, 10):
+    for m in ((1, 2, 5, 10) if integer and magnitude < 10 else (1, 2, 2.5, 5, 10)):
         step = m * magnitude
         if step >= raw:
             break
@@ -248,20 +252,32 @@ def stacked_bars(labels: Sequence[str], series: Sequence[Series], *, title: str,
 def bars_with_rate(labels: Sequence[str], attempts: Sequence[int], failures: Sequence[int], *, title: str,
                    attempts_name: str = "Attempts", failures_name: str = "Failures", rate_name: str = "Failure rate",
                    threshold: float | None = None, threshold_name: str = "Threshold", empty_text: str = "No data",
+                   min_attempts: int = 0, not_judged_name: str = "not judged yet",
                    width: int = 720, height: int = 260) -> Markup:
-    """Attempts per label (failed part red) on the left axis, failure rate (0..1) on the right."""
+    """Attempts per label (failed part red) on the left axis, the failure rate (0..1) on the right.
+
+    The rate is cumulative (failures so far / attempts so far), the figure the halt rule
+    judges; while fewer than ``min_attempts`` attempts were made, its points are hollow and
+    grey (``not_judged_name``), since the rule does not halt on them yet.
+    """
     n = len(labels)
     if not n or max(attempts, default=0) <= 0:
         return _empty(title, empty_text, width, height)
-    rates = [(f / a) if a else None for a, f in zip(attempts, failures)]
+    rates: list[float | None] = []
+    judged: list[bool] = []
+    cum_a = cum_f = 0
+    for a, f in zip(attempts, failures):
+        cum_a, cum_f = cum_a + a, cum_f + f
+        rates.append(cum_f / cum_a if cum_a and a else None)
+        judged.append(cum_a >= min_attempts)
     legend = [(attempts_name, ATTEMPT_COLOUR), (failures_name, FAIL_COLOUR), (rate_name, "#7f1d1d")]
     if threshold is not None:
-        legend.append((threshold_name, "#f59e0b"))
+        legend.append((threshold_name, "#b45309"))
     total_a, total_f = sum(attempts), sum(failures)
     summary = f"{attempts_name}: {total_a}; {failures_name}: {total_f}; {rate_name}: " \
               f"{_fmt_tick(total_f / total_a if total_a else 0, True)}"
     c = _Canvas(title, summary, width, height, n, legend, right_axis=True)
-    ticks = nice_ticks(max(attempts))
+    ticks = nice_ticks(max(attempts), integer=True)
     top = ticks[-1]
     c.grid(ticks)
     rate_top_value = max([r for r in rates if r is not None] + [threshold or 0.0, 0.01])
@@ -285,7 +301,7 @@ def bars_with_rate(labels: Sequence[str], attempts: Sequence[int], failures: Seq
                   f'</rect>')
     if threshold is not None:
         yt = c.y(threshold, rate_top)
-        c.add(f'<line x1="{c.left}" x2="{c.left + c.plot_w}" y1="{yt:.1f}" y2="{yt:.1f}" stroke="#f59e0b" '
+        c.add(f'<line x1="{c.left}" x2="{c.left + c.plot_w}" y1="{yt:.1f}" y2="{yt:.1f}" stroke="#b45309" '
               f'stroke-width="2" stroke-dasharray="6 4"><title>{escape(threshold_name)}: '
               f'{escape(_fmt_tick(threshold, True))}</title></line>')
     points = []
@@ -293,14 +309,16 @@ def bars_with_rate(labels: Sequence[str], attempts: Sequence[int], failures: Seq
         if r is None:
             continue
         x0, band = c.x_band(i)
-        points.append((x0 + band / 2, c.y(r, rate_top), r, labels[i]))
+        points.append((x0 + band / 2, c.y(r, rate_top), r, labels[i], judged[i]))
     if points:
         if len(points) > 1:
-            d = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+            d = "M" + " L".join(f"{x:.1f},{y:.1f}" for x, y, _, _, _ in points)
             c.add(f'<path d="{d}" fill="none" stroke="#7f1d1d" stroke-width="2" class="rate"/>')
-        for x, y, r, lab in points:
-            c.add(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#7f1d1d"><title>{escape(lab)} · '
-                  f'{escape(rate_name)}: {escape(_fmt_tick(r, True))}</title></circle>')
+        for x, y, r, lab, ok in points:
+            note = "" if ok else f" ({escape(not_judged_name)})"
+            attrs = 'fill="#7f1d1d"' if ok else 'fill="#ffffff" stroke="#475569" stroke-width="1.5" class="not-judged"'
+            c.add(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" {attrs}><title>{escape(lab)} · '
+                  f'{escape(rate_name)}: {escape(_fmt_tick(r, True))}{note}</title></circle>')
     c.x_labels(labels, centred=True)
     c.legend()
     return c.render()

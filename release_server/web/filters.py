@@ -1,39 +1,39 @@
-"""Template filters and globals: dates, sizes, labels, the sanitised changelog."""
+"""Template filters and globals: dates, sizes, labels, system texts, audit details, the sanitised changelog.
+
+Dates have one format everywhere (:data:`release_server.messages.DATETIME_FORMAT`), in the
+reader's time zone with the zone named; a relative time ("2 days ago") carries the exact
+time on hover.
+"""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from flask import Flask, request, url_for
-from flask_babel import format_datetime, format_decimal, format_timedelta
-from markupsafe import Markup
+from flask_babel import format_decimal, format_timedelta, gettext as _
+from markupsafe import Markup, escape
 
+from .. import messages
 from ..models_common import utcnow
 from . import i18n
 
 
-def dt(value: datetime | None, fmt: str = "d MMM y, HH:mm") -> str:
-    """A date and time in UTC, with month names in the page's language."""
-    if value is None:
-        return "—"
-    return format_datetime(value, fmt)
+def dt(value: datetime | None, fmt: str | None = None) -> str:
+    """A date and time in the reader's time zone and language, with the zone named (one format everywhere)."""
+    return messages.format_moment(value)
 
 
-def ago(value: datetime | None) -> str:
+def ago(value: datetime | None) -> Markup:
+    """"2 days ago", with the exact time (and zone) on hover and in the ``datetime`` attribute."""
     if value is None:
-        return "—"
-    return format_timedelta(value - utcnow(), add_direction=True)
+        return Markup("—")
+    text = format_timedelta(value - utcnow(), add_direction=True)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), dt(value), text)
 
 
 def filesize(n: int | None) -> str:
-    if n is None:
-        return "—"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{format_decimal(round(size, 1))} {unit}"
-        size /= 1024
-    return str(n)  # pragma: no cover
+    return messages.format_size(n)
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -49,10 +49,65 @@ def changelog_html(text: str | None) -> Markup:
     return Markup(render(text or ""))  # noqa: S704 - nh3-sanitised HTML
 
 
-def label(value: Any, table: str) -> str:
+def label(value: Any, table: str | None) -> str:
+    if table is None:
+        return "—" if value in (None, "") else str(value)
     labels = getattr(i18n, f"{table.upper()}_LABELS")
     found = labels.get(value)
-    return str(found) if found is not None else str(value)
+    return str(found) if found is not None else ("—" if value in (None, "") else str(value))
+
+
+def systext(row: Any, column: str) -> str:
+    """A system-written text of a row in the reader's language (stored text for older rows)."""
+    return messages.text_of(row, column)
+
+
+def render_message(message: Any) -> str:
+    """A Message (or its JSON) in the reader's language; a plain string is a person's words, shown as written."""
+    if isinstance(message, str):
+        return message
+    return messages.render(message)
+
+
+GROUP_REF = re.compile(r"(?<![\w&])#(\d{1,9})\b")
+
+
+def group_links(text: str, staff: bool = False) -> Markup:
+    """Escape ``text`` and, for staff, turn ``#12`` references into links to failure group 12."""
+    escaped = str(escape(text))
+    if not staff:
+        return Markup(escaped)  # noqa: S704 - escaped above
+    return Markup(GROUP_REF.sub(  # noqa: S704 - escaped above; the link is built from digits only
+        lambda m: f'<a href="{url_for("console.failure_group_detail", group_id=int(m.group(1)))}">#{m.group(1)}</a>',
+        escaped))
+
+
+def audit_action(action: str) -> str:
+    code = f"audit.{action}"
+    return messages.render(messages.Message(code)) if code in messages.CATALOGUE else action
+
+
+def audit_value(key: str, value: Any) -> str:
+    """An audit detail's value in words: labels, shares, sizes and lists instead of Python reprs."""
+    if isinstance(value, bool):
+        return str(_("yes") if value else _("no"))
+    if value is None or value == "":
+        return "—"
+    if key in ("percent", "threshold", "failure_rate") and isinstance(value, (int, float)):
+        return messages.format_percent(value)
+    if key == "size" and isinstance(value, int):
+        return messages.format_size(value)
+    if key in ("kind", "status", "priority", "source") and isinstance(value, str):
+        return messages.label_text(key, value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(audit_value(key, v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{field_label(k)}: {audit_value(k, v)}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+def field_label(key: str) -> str:
+    return messages.label_text("field", key) if key in messages.FIELD_LABELS else key.replace("_", " ")
 
 
 def url_with(**changes: Any) -> str:
@@ -68,7 +123,10 @@ def url_with(**changes: Any) -> str:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(dt=dt, ago=ago, filesize=filesize, percent=percent, changelog=changelog_html,
-                                 label=label)
-    app.jinja_env.globals.update(url_with=url_with, i18n=i18n)
+                                 label=label, systext=systext, message=render_message, audit_action=audit_action,
+                                 field_label=field_label, group_links=group_links)
+    from ..support.services import halt_reason
+
+    app.jinja_env.globals.update(url_with=url_with, i18n=i18n, halt_reason=halt_reason, audit_value=audit_value)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

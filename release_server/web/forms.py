@@ -10,28 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
+from flask_babel import get_locale, gettext as _
 from werkzeug.datastructures import MultiDict
 
+from .. import messages
 from ..errors import ReleaseServerError
 
-#: Translated messages for the service errors people meet most; others show the service's own text.
-ERROR_MESSAGES: dict[str, Any] = {
-    "rollout_state": _l("This rollout cannot do that in its current state."),
-    "duplicate_rollout": _l("This release already has a rollout on that channel."),
-    "unknown_release": _l("There is no such release."),
-    "unknown_component": _l("There is no such component."),
-    "unknown_channel": _l("There is no such channel."),
-    "unknown_customer": _l("There is no such customer."),
-    "duplicate_customer": _l("A customer with this name already exists."),
-    "duplicate_customer_user": _l("A user with this e-mail address already exists."),
-    "unknown_assignee": _l("There is no active support user with this name."),
-    "invalid_status_transition": _l("The request cannot move to that status from its current one."),
-    "ticket_closed": _l("The request is closed."),
-    "attachment_too_large": _l("The file is larger than allowed."),
-    "too_many_attachments": _l("The request already has the maximum number of attachments."),
-}
+def service_error_text(e: ReleaseServerError) -> str:
+    """A service error in the reader's language: the catalogue's sentence for its code
+    (``error.<code>`` in :mod:`release_server.messages`); English readers also get the service's details."""
+    code = f"error.{e.code}"
+    if code not in messages.CATALOGUE:
+        code = f"error.{ {400: 'invalid', 403: 'forbidden', 404: 'not_found', 409: 'conflict'}.get(e.status, 'invalid') }"
+    text = messages.render(messages.Message(code))
+    if str(get_locale() or "en").startswith("en") and e.message and e.message != text:
+        text = f"{text} ({e.message})"
+    return text
 
 
 class Form:
@@ -41,6 +35,7 @@ class Form:
         self.data: MultiDict = data if isinstance(data, MultiDict) else MultiDict(data or {})
         self.errors: dict[str, str] = {}
         self.general: list[str] = []
+        self.ids: dict[str, str] = {}  # field name -> element id, where a template uses its own ids
 
     def __getitem__(self, name: str) -> str:
         return self.data.get(name, "")
@@ -101,8 +96,7 @@ class Form:
 
     def service_error(self, e: ReleaseServerError, fields: dict[str, str] | None = None) -> None:
         """Put a service error next to its field; ``fields`` maps service field names to form field names."""
-        message = ERROR_MESSAGES.get(e.code)
-        text = f"{message} ({e.message})" if message is not None else e.message
+        text = service_error_text(e)
         raw = e.field or ""
         fields = fields or {}
         name = fields.get(raw) or fields.get(raw.split(".", 1)[0]) or raw  # "schedule.1" -> the schedule field

@@ -2,9 +2,13 @@
 
 Shipped: English (the source language) and Russian (``translations/ru``). The language
 of a page is, in order: the logged-in person's setting (stored on their account by the
-``/language`` form, so it follows them to any browser); the choice made in this browser
+``/language`` form, so it follows them to any browser); for a customer's user, the
+customer's default language (set on the customer's console page); the choice made in this browser
 before logging in (session and a one-year ``lang`` cookie); the best match of the
 browser's ``Accept-Language``; English.
+
+Times are shown in the person's time zone (``timezone`` on their account, set on the
+preferences page), else their customer's, else UTC, and always with the zone named.
 
 Compiled catalogs (``.mo``) are committed beside their ``.po`` sources; a test checks
 that they match. ``scripts/i18n`` extracts every translatable string of the package (code
@@ -15,15 +19,18 @@ strings that have no translation, with where they are used.
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, redirect, request, session
+from flask import Flask, current_app, has_request_context, redirect, request, session
 from flask_babel import Babel, lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский"}
-DEFAULT = "en"
+from ..messages import DEFAULT_LANGUAGE as DEFAULT, LANGUAGES  # noqa: F401 - re-exported
+from ..messages import (FIELD_LABELS, GROUP_STATE_LABELS, KIND_LABELS, OUTCOME_LABELS, PRIORITY_LABELS,  # noqa: F401
+                        ROLLOUT_LABELS, SOURCE_LABELS, STATUS_LABELS, TUF_ROLE_LABELS)
+
 COOKIE = "lang"
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,19 +45,43 @@ def _account() -> object | None:
 
 
 def select_locale() -> str:
+    if not has_request_context():
+        return DEFAULT
     account = _account()
     if account is not None and getattr(account, "locale", None) in LANGUAGES:
         return account.locale  # type: ignore[attr-defined]
+    customer = getattr(account, "customer", None)  # a customer's user: the customer's default language
+    if customer is not None and customer.locale in LANGUAGES:
+        return customer.locale
     chosen = session.get("lang") or request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
     return request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT) or DEFAULT
 
 
+def select_timezone() -> str | None:
+    """The person's time zone, else their customer's (for a customer's users), else the server's (UTC)."""
+    if not has_request_context():
+        return None
+    account = _account()
+    zone = getattr(account, "timezone", None)
+    if not zone and account is not None and getattr(account, "customer", None) is not None:
+        zone = account.customer.timezone  # type: ignore[attr-defined]
+    return zone if zone in time_zones() else None
+
+
+@lru_cache(maxsize=1)
+def time_zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
+
+
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT)
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
-    Babel(app, locale_selector=select_locale)
+    Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
 
     @app.context_processor
     def _languages() -> dict:
@@ -88,30 +119,51 @@ def set_language_view() -> Response:
     return resp
 
 
-# Words used on many pages, translated once.
-KIND_LABELS = {"incident": _l("Incident"), "problem": _l("Problem"), "service": _l("Service request"),
-               "development": _l("Development request")}
+def preferences_view() -> Response | tuple[str, int] | str:
+    """``/preferences``: the logged-in person's language and time zone (redirect after a save)."""
+    from flask import abort, flash, render_template
+    from flask_babel import gettext
+
+    from ..db import db
+    from .forms import Form
+
+    account = _account()
+    if account is None:
+        abort(404)
+    staff = hasattr(account, "role")
+    form = Form(request.form if request.method == "POST" else
+                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or ""})
+    status = 200
+    if request.method == "POST":
+        lang = form.choice("lang", list(LANGUAGES), required=False)
+        zone = form.choice("timezone", time_zones(), required=False)
+        if form.ok:
+            account.locale = lang  # type: ignore[attr-defined]
+            account.timezone = zone  # type: ignore[attr-defined]
+            if lang:
+                session["lang"] = lang
+            db.commit()
+            flash(gettext("Preferences saved."))
+            return redirect("/preferences")
+        status = 400
+    return render_template("preferences.html", form=form, portal=not staff, zones=sorted(time_zones())), status
+
+
+# Words used on many pages, translated once (the shared tables live in release_server.messages).
 KIND_HELP = {"incident": _l("A failure that happened to one of your users"),
              "problem": _l("A failure that stopped the application or made it unusable"),
              "service": _l("A request for information"),
              "development": _l("A request to change or extend the application")}
-STATUS_LABELS = {"new": _l("New"), "in_progress": _l("In progress"), "waiting_for_customer": _l("Waiting for customer"),
-                 "processed": _l("Processed"), "closed": _l("Closed")}
-PRIORITY_LABELS = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High"), "urgent": _l("Urgent")}
 HEALTH_LABELS = {"up_to_date": _l("Up to date"), "updating": _l("Updating"), "failing": _l("Failing"),
-                 "stale": _l("Stale")}
-ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
-                  "completed": _l("Completed")}
-OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "failed": _l("Failed"),
-                  "refused": _l("Refused")}
+                 "stale": _l("Stale"), "updates_pending": _l("Updates pending")}
+MEMBER_LABELS = {"installed": _l("Installed"), "failed": _l("Failed, not working"), "rolled_back": _l("Rolled back"),
+                 "offered": _l("Offered, no attempt yet"), "not_in_share": _l("Not yet in the share")}
 ROLE_LABELS = {"admin": _l("Administrator"), "publisher": _l("Publisher"), "support": _l("Support")}
 EVENT_LABELS = {"created": _l("Request registered"), "reply": _l("Reply"), "note": _l("Internal note"),
                 "request_info": _l("Information requested"), "customer_message": _l("Message from the customer"),
                 "status": _l("Status changed"), "changed": _l("Changed"), "attachment": _l("Attachment"),
                 "linked": _l("Failure groups linked"), "merged": _l("Merged"), "follow_up": _l("Follow-up"),
                 "failure_report": _l("Failure report"), "mail_note": _l("Mail")}
-FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("Assignee"),
-                "customer": _l("Customer"), "subject": _l("Subject"), "status": _l("Status")}
 
 
 def compile_catalogs() -> list[Path]:

@@ -27,7 +27,7 @@ from ..support import customers as customer_users
 from ..support import services as support
 from ..support.models import KINDS, STATUSES
 from . import attachments, security
-from .forms import Form
+from .forms import Form, service_error_text
 from .i18n import _safe_next
 from .security import current_customer_user, customer_actor, customer_required
 
@@ -38,7 +38,7 @@ PER_PAGE = 30
 @bp.errorhandler(ReleaseServerError)
 def _domain_error(e: ReleaseServerError) -> Any:
     db.rollback()
-    return render_template("error.html", code=e.status, message=e.message, portal=True), e.status
+    return render_template("error.html", code=e.status, message=service_error_text(e), portal=True), e.status
 
 
 @bp.errorhandler(404)
@@ -146,6 +146,18 @@ def ticket_detail(number: str) -> Any:
     return _page(number)
 
 
+@bp.post("/tickets/<number>/close")
+@customer_required
+def ticket_close(number: str) -> Any:
+    session = db.session
+    actor = customer_actor()
+    ticket = support.get_ticket(session, number, actor)
+    support.close_by_customer(session, ticket, actor)
+    db.commit()
+    flash(_("Request %(number)s is closed. Write to us if you need anything more.", number=ticket.number))
+    return redirect(url_for("portal.ticket_detail", number=ticket.number))
+
+
 @bp.post("/tickets/<number>/reply")
 @customer_required
 def ticket_reply(number: str) -> Any:
@@ -166,7 +178,7 @@ def ticket_reply(number: str) -> Any:
                         old=ticket.number))
             else:
                 flash(_("Your message was added to %(number)s.", number=target.number))
-            return redirect(url_for("portal.ticket_detail", number=target.number) + "#timeline")
+            return redirect(url_for("portal.ticket_detail", number=target.number))  # the message shows on top
         except ReleaseServerError as e:
             db.rollback()
             form.service_error(e, {"file": "files", "body": "body"})

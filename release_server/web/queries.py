@@ -59,3 +59,99 @@ def group_installations(session: Session, group_id: int, limit: int = 50) -> lis
 def tickets_of_installation(session: Session, installation_id: str, limit: int = 20) -> list[Ticket]:
     return list(session.scalars(select(Ticket).where(Ticket.installation_id == installation_id)
                                 .order_by(Ticket.id.desc()).limit(limit)))
+
+
+def group_reports_per_day(session: Session, group_id: int, days: int = 30,
+                          today: date | None = None) -> tuple[list[date], dict[str, list[int]]]:
+    """A failure group's reports per day over the last ``days`` days, by outcome (rolled back / failed)."""
+    today = today or utcnow().date()
+    first = today - timedelta(days=days - 1)
+    since = utcnow() - timedelta(days=days + 1)
+    counts: dict[str, Counter[date]] = defaultdict(Counter)
+    for outcome, at in session.execute(select(FailureGroupReport.outcome, FailureGroupReport.received_at)
+                                       .where(FailureGroupReport.group_id == group_id,
+                                              FailureGroupReport.received_at >= since)):
+        counts[outcome][at.date()] += 1
+    axis = [first + timedelta(days=i) for i in range(days)]
+    return axis, {o: [counts[o][d] for d in axis] for o in ("rolled_back", "failed")}
+
+
+def group_customers(session: Session, group_id: int) -> list[tuple[Any, int]]:
+    """Customers affected by a group, with how many of their installations, most affected first."""
+    from ..fleet.models import Customer
+
+    return [(c, int(n)) for c, n in session.execute(
+        select(Customer, func.count()).join(FailureGroupInstallation, FailureGroupInstallation.customer_id == Customer.id)
+        .where(FailureGroupInstallation.group_id == group_id).group_by(Customer.id)
+        .order_by(func.count().desc(), Customer.name))]
+
+
+def group_release_and_rollouts(session: Session, group: Any) -> tuple[Any, list[Any]]:
+    """The release a group's reports were updating to, and that release's rollouts."""
+    from ..releases.models import Component, Release
+    from ..rollouts.models import Rollout
+
+    release = session.scalar(select(Release).join(Component, Component.id == Release.component_id)
+                             .where(func.lower(Component.name) == group.component,
+                                    Release.version == group.target_version))
+    rollouts = list(session.scalars(select(Rollout).where(Rollout.release_id == release.id)
+                                    .order_by(Rollout.id))) if release is not None else []
+    return release, rollouts
+
+
+ROLLOUT_INSTALLATION_STATES = ("installed", "failed", "rolled_back", "offered", "not_in_share")
+
+
+def rollout_installations(session: Session, ro: Any) -> list[dict[str, Any]]:
+    """Each installation on a rollout's channel with where it stands in the rollout (read-only).
+
+    ``installed`` (runs the release), ``failed`` / ``rolled_back`` (its latest attempt at the
+    release), ``offered`` (inside the share, no attempt reported yet), ``not_in_share`` (its
+    bucket is above the share; a critical release is offered to all). Linear in the channel's
+    installations; the attempts are read in one query.
+    """
+    from ..fleet.models import InstalledComponent
+    from ..rollouts.policy import bucket
+
+    release = ro.release
+    component = release.component.name.lower()
+    insts = list(session.scalars(select(Installation).where(Installation.channel == ro.channel,
+                                                            Installation.revoked_at.is_(None))
+                                 .order_by(Installation.name, Installation.id)))
+    versions = dict(session.execute(select(InstalledComponent.installation_id, InstalledComponent.version)
+                                    .where(func.lower(InstalledComponent.component) == component)).all())
+    latest: dict[str, Any] = {}
+    for r in session.scalars(select(UpdateReport).where(UpdateReport.release_id == release.id)
+                             .order_by(UpdateReport.received_at)):
+        latest[r.installation_id] = r
+    rows = []
+    for inst in insts:
+        b = bucket(inst.id, release.id)
+        report = latest.get(inst.id)
+        if versions.get(inst.id) == release.version or (report is not None and report.outcome == "success"):
+            state = "installed"
+        elif report is not None and report.outcome in ("failed", "rolled_back"):
+            state = report.outcome
+        elif release.critical or b < ro.share:
+            state = "offered"
+        else:
+            state = "not_in_share"
+        rows.append({"installation": inst, "bucket": b, "state": state, "report": report})
+    return rows
+
+
+def newly_admitted(session: Session, ro: Any, percent: float) -> int:
+    """How many installations on the channel widening ``ro`` to ``percent`` would add (≈, buckets move none out)."""
+    from ..rollouts.policy import BUCKETS, bucket
+
+    new_share = int(round(max(0.0, min(percent, 100.0)) * BUCKETS / 100))
+    ids = session.scalars(select(Installation.id).where(Installation.channel == ro.channel,
+                                                        Installation.revoked_at.is_(None)))
+    return sum(1 for i in ids if ro.share <= bucket(i, ro.release_id) < new_share)
+
+
+def component_names(session: Session) -> list[str]:
+    """The components installations report, for the filter lists."""
+    from ..fleet.models import InstalledComponent
+
+    return sorted(session.scalars(select(InstalledComponent.component).distinct()))

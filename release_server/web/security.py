@@ -29,7 +29,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Flask, abort, g, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+
 from ..db import db
 
 CSRF_KEY = "_csrf"
@@ -278,3 +279,33 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["current_staff"] = current_staff
     app.jinja_env.globals["current_customer_user"] = current_customer_user
+
+
+# ---------------------------------------------------------------- a secret shown once, after a redirect
+
+def _fernet() -> Any:
+    import base64
+    import hashlib
+
+    from cryptography.fernet import Fernet
+
+    key = hashlib.sha256(b"one-time-secret:" + str(current_app.secret_key).encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def stash_secret(secret: str) -> None:
+    """Carry a new secret to the next page (redirect after post) encrypted in the session; read once."""
+    session["_secret"] = _fernet().encrypt(secret.encode()).decode()
+
+
+def take_secret() -> str | None:
+    """The stashed secret, once (valid for 10 minutes); None if there is none."""
+    token = session.pop("_secret", None)
+    if not token:
+        return None
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet().decrypt(token.encode(), ttl=600).decode()
+    except (InvalidToken, ValueError):
+        return None

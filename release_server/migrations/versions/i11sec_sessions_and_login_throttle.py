@@ -1,7 +1,7 @@
 """session generations per user and login throttling per (account, address)
 
 Revision ID: i11sec01
-Revises: l001
+Revises: i1401
 """
 from alembic import op
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import release_server.models_common
 
 revision = 'i11sec01'
-down_revision = 'l001'
+down_revision = 'i1401'
 branch_labels = None
 depends_on = None
 

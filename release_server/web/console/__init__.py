@@ -13,6 +13,7 @@ from flask import Blueprint, render_template
 from flask_babel import lazy_gettext as _l
 
 from ...errors import ReleaseServerError
+from ..forms import service_error_text
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -28,6 +29,7 @@ NAV: list[tuple[str, Any, tuple[str, ...]]] = [
     ("console.rollouts", _l("Rollouts"), ALL),
     ("console.installations", _l("Installations"), ALL),
     ("console.tickets", _l("Tickets"), SUPPORT),
+    ("console.failure_groups", _l("Failure groups"), ALL),
     ("console.unreadable_mail", _l("Unreadable mail"), SUPPORT),
     ("console.customers", _l("Customers"), ALL),
     ("console.audit_log", _l("Audit log"), ADMIN),
@@ -44,7 +46,7 @@ def _domain_error(e: ReleaseServerError) -> Any:
     from ...db import db
 
     db.rollback()
-    return render_template("error.html", code=e.status, message=e.message), e.status
+    return render_template("error.html", code=e.status, message=service_error_text(e)), e.status
 
 
 @bp.errorhandler(403)
@@ -61,4 +63,4 @@ def _not_found(_e: Any) -> Any:
     return render_template("error.html", code=404, message=gettext("There is no such page.")), 404
 
 
-from . import admin, auth, dashboard, fleet, mail, releases, rollouts, tickets  # noqa: E402,F401
+from . import admin, auth, dashboard, failures, fleet, mail, releases, rollouts, tickets  # noqa: E402,F401

@@ -13,8 +13,8 @@ from ...errors import ReleaseServerError
 from ...fleet import services as fleet
 from ...models_common import utcnow
 from ...support import customers as customer_users
-from .. import queries
-from ..forms import Form
+from .. import i18n, queries, security
+from ..forms import Form, service_error_text
 from ..security import current_staff, staff_required
 from . import ALL, SUPPORT, bp
 
@@ -40,10 +40,11 @@ def installations() -> Any:
         rows, total = fleet.list_installations(session, customer=customer, health=health, component=component,
                                                version=version, page=page, per_page=PER_PAGE)
     except ReleaseServerError as e:
-        rows, total, error = [], 0, e.message
+        rows, total, error = [], 0, service_error_text(e)
     now = utcnow()
     return render_template("console/installations.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), health_of=lambda i: fleet.health_of(i, now),
+                           components=queries.component_names(session),
                            filters={"customer": customer or "", "health": health or "", "component": component or "",
                                     "version": version or ""}, health_values=HEALTH, error=error)
 
@@ -95,7 +96,7 @@ def customers() -> Any:
 
 
 def _customer_page(customer_id: int, *, user_form: Form | None = None, token_form: Form | None = None,
-                   new_secret: str | None = None, status: int = 200) -> Any:
+                   defaults_form: Form | None = None, new_secret: str | None = None, status: int = 200) -> Any:
     session = db.session
     cust = fleet.get_customer(session, customer_id)
     now = utcnow()
@@ -105,13 +106,32 @@ def _customer_page(customer_id: int, *, user_form: Form | None = None, token_for
                                                                                  key=lambda i: i.name),
         health_of=lambda i: fleet.health_of(i, now), user_form=user_form or Form(),
         token_form=token_form or Form({"max_uses": "", "expires_days": "30"}), new_secret=new_secret,
-        now=now), status
+        defaults_form=defaults_form or Form({"locale": cust.locale or "", "timezone": cust.timezone or ""}),
+        zones=sorted(i18n.time_zones()), now=now), status
 
 
 @bp.get("/customers/<int:customer_id>")
 @staff_required(*ALL)
 def customer_detail(customer_id: int) -> Any:
-    return _customer_page(customer_id)
+    return _customer_page(customer_id, new_secret=security.take_secret())
+
+
+@bp.post("/customers/<int:customer_id>/defaults")
+@staff_required(*SUPPORT)
+def customer_defaults(customer_id: int) -> Any:
+    session = db.session
+    cust = fleet.get_customer(session, customer_id)
+    form = Form(request.form)
+    lang = form.choice("locale", list(i18n.LANGUAGES), required=False)
+    zone = form.choice("timezone", i18n.time_zones(), required=False)
+    if form.ok:
+        fleet.set_customer_defaults(session, cust, locale=lang, timezone=zone)
+        audit(session, current_staff().username, "customer.update", f"customer:{cust.id}",
+              {"locale": lang, "timezone": zone})
+        db.commit()
+        flash(_("The customer's language and time zone are saved."))
+        return redirect(url_for("console.customer_detail", customer_id=cust.id))
+    return _customer_page(customer_id, defaults_form=form, status=400)
 
 
 @bp.post("/customers/<int:customer_id>/users")
@@ -153,8 +173,11 @@ def enrollment_token_create(customer_id: int) -> Any:
             audit(session, current_staff().username, "enrollment.create", f"enrollment:{token.prefix}",
                   {"customer": cust.name})
             db.commit()
-            # The secret is shown in this response only: never put in a redirect or the session cookie.
-            return _customer_page(customer_id, new_secret=secret, status=201)
+            # Redirect after post (a reload must not make another token): the secret rides to the next
+            # page encrypted with the app's key, read once and dropped (see security.stash_secret).
+            security.stash_secret(secret)
+            flash(_("Enrollment token created."))
+            return redirect(url_for("console.customer_detail", customer_id=cust.id))
         except ReleaseServerError as e:
             db.rollback()
             form.service_error(e, {"max_uses": "max_uses", "expires_at": "expires_days"})

@@ -20,7 +20,7 @@ from ...rollouts import figures as figures_mod
 from ...rollouts import services as rollouts
 from ...rollouts.models import Rollout
 from ...support.models import Ticket
-from .. import charts
+from .. import charts, queries
 from ..forms import Form
 from ..security import current_staff, staff_required
 from . import ALL, PUBLISHERS, bp
@@ -46,9 +46,11 @@ def rollout_chart(ro: Rollout) -> Any:
     days = figures_mod.rollout_days(db.session, ro)
     labels = [format_date(d, "d MMM") for d, _a, _f in days]
     return charts.bars_with_rate(
-        labels, [a for _d, a, _f in days], [f for _d, _a, f in days], title=_("Attempts and failure rate per day"),
-        attempts_name=_("Attempts"), failures_name=_("Failures"), rate_name=_("Failure rate"),
-        threshold=ro.failure_threshold, threshold_name=_("Halt threshold"), empty_text=_("No attempts yet"))
+        labels, [a for _d, a, _f in days], [f for _d, _a, f in days],
+        title=_("Attempts per day and the failure rate so far"),
+        attempts_name=_("Attempts"), failures_name=_("Failures"), rate_name=_("Failure rate so far"),
+        threshold=ro.failure_threshold, threshold_name=_("Halt threshold"), empty_text=_("No attempts yet"),
+        min_attempts=ro.min_attempts, not_judged_name=_("not judged before %(n)d attempts", n=ro.min_attempts))
 
 
 @bp.get("/rollouts", endpoint="rollouts")
@@ -124,8 +126,15 @@ def rollout_detail(rollout_id: int) -> Any:
     ro = rollouts.get_rollout(db.session, rollout_id)
     allowed = [a for a, spec in ACTIONS.items() if ro.state in spec["from"]]
     tickets = list(db.session.scalars(select(Ticket).where(Ticket.rollout_id == ro.id).order_by(Ticket.id)))
+    members = queries.rollout_installations(db.session, ro)
+    counts = {s: sum(1 for m in members if m["state"] == s) for s in queries.ROLLOUT_INSTALLATION_STATES}
+    shown = request.args.get("inst_state")
+    if shown in queries.ROLLOUT_INSTALLATION_STATES:
+        members = [m for m in members if m["state"] == shown]
     return render_template("console/rollout.html", ro=ro, f=rollouts.figures(ro), actions=ACTIONS, allowed=allowed,
-                           chart=rollout_chart(ro), tickets=tickets)
+                           chart=rollout_chart(ro), tickets=tickets, members=members[:200], member_total=len(members),
+                           member_counts=counts, member_state=shown if shown in counts else "",
+                           member_states=queries.ROLLOUT_INSTALLATION_STATES)
 
 
 @bp.route("/rollouts/<int:rollout_id>/<action>", methods=["GET", "POST"])
@@ -175,5 +184,11 @@ def rollout_action(rollout_id: int, action: str) -> Any:
                 db.rollback()
                 form.service_error(e, {"percent": "percent", "state": ""})
         status = 400
+    more = None
+    if action == "widen":
+        try:
+            more = queries.newly_admitted(session, ro, float((form.get("percent") or "0").replace(",", ".")))
+        except ValueError:
+            more = None
     return render_template("console/rollout_confirm.html", ro=ro, action=action, spec=spec, form=form,
-                           possible=ro.state in spec["from"]), status
+                           possible=ro.state in spec["from"], more=more), status

@@ -20,7 +20,7 @@ from ...fleet import services as fleet
 from ...support import failures, services as support
 from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
 from .. import attachments, queries
-from ..forms import Form
+from ..forms import Form, service_error_text
 from ..security import current_staff, staff_actor, staff_required
 from . import SUPPORT, bp
 
@@ -60,7 +60,7 @@ def tickets() -> Any:
     try:
         rows, total = support.list_tickets(session, actor, flt)
     except ReleaseServerError as e:
-        rows, total, error = [], 0, e.message
+        rows, total, error = [], 0, service_error_text(e)
     users = {u.id: u.username for u in _assignable()}
     return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), users=users, error=error,
@@ -117,7 +117,7 @@ def _act(number: str, form_name: str, do: Any, done: str) -> Any:
         if do(form, ticket, actor) is not False and form.ok:
             db.commit()
             flash(done)
-            return redirect(url_for("console.ticket_detail", number=ticket.number) + "#timeline")
+            return redirect(url_for("console.ticket_detail", number=ticket.number))  # the message shows on top
     except ReleaseServerError as e:
         db.rollback()
         form.service_error(e, {"body": "body", "file": "files", "assignee": "assignee", "kind": "kind",
@@ -126,10 +126,17 @@ def _act(number: str, form_name: str, do: Any, done: str) -> Any:
     return _page(number, {form_name: form}, 400)
 
 
+def _customer_facing(form: Form, ticket: Any) -> None:
+    """Internal tickets have notes and a status only: no reply, no request to a customer, no 'processed' mail."""
+    if ticket.internal:
+        form.general.append(_("An internal ticket has no customer to write to; add a note instead."))
+
+
 @bp.post("/tickets/<number>/reply")
 @staff_required(*SUPPORT)
 def ticket_reply(number: str) -> Any:
     def do(form: Form, ticket: Any, actor: Any) -> Any:
+        _customer_facing(form, ticket)
         body = form.text("body", required=True, max_length=100_000)
         files = attachments.uploaded_files()
         if not form.ok:
@@ -159,6 +166,7 @@ def ticket_note(number: str) -> Any:
 @staff_required(*SUPPORT)
 def ticket_request_info(number: str) -> Any:
     def do(form: Form, ticket: Any, actor: Any) -> Any:
+        _customer_facing(form, ticket)
         body = form.text("body", required=True, max_length=100_000)
         if not form.ok:
             return False
@@ -172,6 +180,7 @@ def ticket_request_info(number: str) -> Any:
 @staff_required(*SUPPORT)
 def ticket_process(number: str) -> Any:
     def do(form: Form, ticket: Any, actor: Any) -> Any:
+        _customer_facing(form, ticket)
         comment = form.text("body", max_length=100_000)
         if not form.ok:
             return False
