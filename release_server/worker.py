@@ -104,14 +104,15 @@ def run_job(job: WorkerJob) -> bool:
     """Run one job; log and swallow its failure. True on success."""
     started = time.monotonic()
     try:
-        job.run()
+        result = job.run()
     except Exception:  # noqa: BLE001 - one job's failure must not stop the others
         log.exception("worker job %s failed", job.name)
         db.rollback()
         return False
     finally:
         db.rollback()
-    log.info("worker job %s done in %.2fs", job.name, time.monotonic() - started)
+    log.info("worker job %s done in %.2fs%s", job.name, time.monotonic() - started,
+             "" if result is None else f": {result}")
     return True
 
 
