@@ -23,7 +23,7 @@ def release_out(r: Release) -> ReleaseOut:
     return ReleaseOut(
         component=r.component.name, version=r.version, channels=r.channel_names,
         artifact={"filename": r.artifact_filename, "sha256": r.artifact_sha256, "size": r.artifact_size},
-        changelog=r.changelog, changelog_html=services.render_changelog(r.changelog), critical=r.critical,
+        changelog=r.changelog, changelog_html=r.changelog_html, critical=r.critical,
         min_from_version=r.min_from_version, requires=r.requires or {}, created_by=r.created_by,
         created_at=r.created_at, yanked=r.yanked, yank_reason=r.yank_reason,
         download_url=url_for("api_v1.download_artifact", component=r.component.name, version=r.version))
@@ -184,8 +184,9 @@ def unyank(principal: Principal, component: str, version: str) -> ReleaseOut:
 def combined_changelog(principal: Principal, component: str, query: ChangelogQuery) -> CombinedChangelog:
     comp, rows = services.combined_changelog(db.session, component, query.from_version, query.to_version)
     entries = [ChangelogEntry(version=r.version, created_at=r.created_at, critical=r.critical, yanked=r.yanked,
-                              changelog=r.changelog, changelog_html=services.render_changelog(r.changelog))
+                              changelog=r.changelog, changelog_html=r.changelog_html)
                for r in rows]
     md = "\n\n".join(f"## {e.version}\n\n{e.changelog}".rstrip() for e in entries)
+    html = services.combined_changelog_html([(e.version, e.changelog_html) for e in entries])
     return CombinedChangelog(component=comp.name, from_version=query.from_version, to_version=query.to_version,
-                             entries=entries, markdown=md, html=services.render_changelog(md))
+                             entries=entries, markdown=md, html=html)

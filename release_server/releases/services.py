@@ -143,6 +143,7 @@ class PublishPlan:
     channels: list[Channel]
     restricted_customers: list[int]
     restricted_installations: list[str]
+    changelog_html: str = ""
 
 
 def plan_publish(session: Session, component_name: str, metadata: PublishMetadata) -> PublishPlan:
@@ -163,8 +164,9 @@ def plan_publish(session: Session, component_name: str, metadata: PublishMetadat
     max_chars = current_app.config["MAX_CHANGELOG_CHARS"] if has_app_context() else 200_000
     if len(metadata.changelog) > max_chars:
         raise ValidationError(f"changelog longer than {max_chars} characters", field="changelog")
+    changelog_html = changelog_mod.render(metadata.changelog)  # linear; refuses too deep nesting
     customers, installations = _check_restrictions(session, metadata)
-    return PublishPlan(comp, metadata, channels, customers, installations)
+    return PublishPlan(comp, metadata, channels, customers, installations, changelog_html)
 
 
 def _check_restrictions(session: Session, metadata: PublishMetadata) -> tuple[list[int], list[str]]:
@@ -190,6 +192,7 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
     release = Release(
         component=plan.component, version=meta.version, artifact_filename=filename,
         artifact_sha256=blob.sha256, artifact_size=blob.size, blob_key=blob.key, changelog=meta.changelog,
+        changelog_html=plan.changelog_html,
         critical=meta.critical, min_from_version=meta.min_from_version, requires=meta.requires,
         created_by=actor, channels=list(plan.channels))
     session.add(release)
@@ -298,4 +301,12 @@ def combined_changelog(session: Session, component_name: str, from_version: str 
 
 
 def render_changelog(text: str) -> str:
+    """Render Markdown that was not stored at publish (raises ``ChangelogTooDeepError``)."""
     return changelog_mod.render(text)
+
+
+def combined_changelog_html(entries: list[tuple[str, str]]) -> str:
+    """The stored HTML of several releases, each under a heading with its version (nothing is rendered)."""
+    from markupsafe import escape
+
+    return "\n".join(f"<h2>{escape(version)}</h2>\n{html}".rstrip() for version, html in entries)
