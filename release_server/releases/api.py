@@ -93,6 +93,7 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
     if spool.size == 0:
         raise services.EmptyArtifactError()
     spool.finish()
+    services.check_artifact(spool.name)
     storage = get_storage()
     blob = storage.put_file(spool.name, sha256=spool.sha256, size=spool.size, move=True)
     spool.claimed = True

@@ -208,6 +208,13 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
     return release
 
 
+def check_artifact(path: str) -> None:
+    """Refuse, before it is stored, an artifact no installation could install (``InvalidArtifactError``)."""
+    from .artifacts import check_artifact as check
+
+    check(path)
+
+
 def blob_in_use(session: Session, key: str) -> bool:
     return session.scalar(select(func.count(Release.id)).where(Release.blob_key == key)) > 0
 
