@@ -260,6 +260,8 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
     existing = set(session.scalars(select(UpdateReport.id).where(UpdateReport.id.in_(ids))))
     seen: set[str] = set()
     for rid, r in zip(ids, reports):
+        if r.outcome == "rolled_back" and r.details.get("kind") == "operator_rollback":
+            r = r.model_copy(update={"outcome": "operator_rollback"})  # as agents before the outcome existed said it
         if rid in existing or rid in seen:
             duplicates.append(rid)
             continue
@@ -287,7 +289,7 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             inst.state = "up_to_date"
         elif r.outcome == "failed":
             inst.state = "failing"
-        elif r.outcome == "rolled_back" and r.details.get("kind") == "operator_rollback":
+        elif r.outcome == "operator_rollback":
             # an operator went back on purpose: from = the release left, to = the one now running
             apply_inventory(session, inst, {r.component: r.to_version})
         elif r.outcome == "rolled_back" and r.from_version:

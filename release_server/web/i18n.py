@@ -94,7 +94,7 @@ HEALTH_LABELS = {"up_to_date": _l("Up to date"), "updating": _l("Updating"), "fa
 ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
                   "completed": _l("Completed")}
 OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "failed": _l("Failed"),
-                  "refused": _l("Refused")}
+                  "refused": _l("Refused"), "operator_rollback": _l("Rolled back by an operator")}
 ROLE_LABELS = {"admin": _l("Administrator"), "publisher": _l("Publisher"), "support": _l("Support")}
 EVENT_LABELS = {"created": _l("Request registered"), "reply": _l("Reply"), "note": _l("Internal note"),
                 "request_info": _l("Information requested"), "customer_message": _l("Message from the customer"),
