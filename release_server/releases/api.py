@@ -14,7 +14,8 @@ from ..storage import get_storage
 from ..uploads import HashingSpoolFile
 from . import services
 from .models import Release
-from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, CombinedChangelog,
+from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, ChannelSettings,
+                      CombinedChangelog,
                       ComponentList, ComponentOut, CreateChannel, CreateComponent, PromoteBody, PublishMetadata,
                       ReleaseOut, ReleasePage, ReleaseQuery, YankBody)
 
@@ -47,8 +48,20 @@ def list_components(principal: Principal) -> ComponentList:
 @endpoint("/channels", methods=["POST"], roles=PUBLISHERS, body=CreateChannel, response=ChannelOut, status=201,
           summary="Create a channel", tag="releases")
 def create_channel(principal: Principal, body: CreateChannel) -> ChannelOut:
-    ch = services.create_channel(db.session, body.name, body.description)
-    audit(db.session, principal.actor, "channel.create", f"channel:{ch.name}")
+    ch = services.create_channel(db.session, body.name, body.description,
+                                 require_staged_rollout=body.require_staged_rollout)
+    audit(db.session, principal.actor, "channel.create", f"channel:{ch.name}",
+          {"require_staged_rollout": ch.require_staged_rollout})
+    db.commit()
+    return ChannelOut.model_validate(ch, from_attributes=True)
+
+
+@endpoint("/channels/<channel>", methods=["PATCH"], roles=PUBLISHERS, body=ChannelSettings, response=ChannelOut,
+          summary="Change a channel's settings (e.g. require a staged rollout for every release)", tag="releases")
+def update_channel(principal: Principal, channel: str, body: ChannelSettings) -> ChannelOut:
+    ch = services.set_channel_settings(db.session, channel, require_staged_rollout=body.require_staged_rollout)
+    audit(db.session, principal.actor, "channel.update", f"channel:{ch.name}",
+          {"require_staged_rollout": ch.require_staged_rollout})
     db.commit()
     return ChannelOut.model_validate(ch, from_attributes=True)
 
@@ -100,7 +113,8 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
     try:
         release = services.create_release(db.session, plan, blob, filename, principal.actor)
         audit(db.session, principal.actor, "release.publish", f"release:{component}/{release.version}",
-              {"sha256": blob.sha256, "size": blob.size, "channels": metadata.channels})
+              {"sha256": blob.sha256, "size": blob.size, "channels": metadata.channels,
+               "rollout": metadata.rollout.model_dump() if metadata.rollout else None})
         db.commit()
     except BaseException:
         db.rollback()

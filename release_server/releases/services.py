@@ -72,6 +72,15 @@ class DuplicateReleaseError(ConflictError):
         self.component, self.version = component, version
 
 
+class StagedRolloutRequiredError(ValidationError):
+    code = "staged_rollout_required"
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"channel {channel!r} requires every release to start as a staged rollout: publish it "
+                         "with a rollout schedule", field="rollout")
+        self.channel = channel
+
+
 class EmptyArtifactError(ValidationError):
     code = "empty_artifact"
 
@@ -112,10 +121,11 @@ def list_components(session: Session) -> list[Component]:
     return list(session.scalars(select(Component).order_by(Component.name)))
 
 
-def create_channel(session: Session, name: str, description: str = "") -> Channel:
+def create_channel(session: Session, name: str, description: str = "", *,
+                   require_staged_rollout: bool = False) -> Channel:
     if session.scalar(select(Channel).where(Channel.name == name)) is not None:
         raise DuplicateChannelError(name)
-    ch = Channel(name=name, description=description)
+    ch = Channel(name=name, description=description, require_staged_rollout=require_staged_rollout)
     session.add(ch)
     session.flush()
     return ch
@@ -125,6 +135,13 @@ def get_channel(session: Session, name: str) -> Channel:
     ch = session.scalar(select(Channel).where(Channel.name == name))
     if ch is None:
         raise UnknownChannelError(name)
+    return ch
+
+
+def set_channel_settings(session: Session, name: str, *, require_staged_rollout: bool) -> Channel:
+    ch = get_channel(session, name)
+    ch.require_staged_rollout = require_staged_rollout
+    session.flush()
     return ch
 
 
@@ -164,6 +181,10 @@ def plan_publish(session: Session, component_name: str, metadata: PublishMetadat
     max_chars = current_app.config["MAX_CHANGELOG_CHARS"] if has_app_context() else 200_000
     if len(metadata.changelog) > max_chars:
         raise ValidationError(f"changelog longer than {max_chars} characters", field="changelog")
+    if metadata.rollout is None and not (metadata.restricted_customers or metadata.restricted_installations):
+        for ch in channels:
+            if ch.require_staged_rollout:
+                raise StagedRolloutRequiredError(ch.name)
     changelog_html = changelog_mod.render(metadata.changelog)  # linear; refuses too deep nesting
     customers, installations = _check_restrictions(session, metadata)
     return PublishPlan(comp, metadata, channels, customers, installations, changelog_html)
@@ -204,6 +225,12 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
                         + [ReleaseRestriction(release_id=release.id, installation_id=i)
                            for i in plan.restricted_installations])
         session.flush()
+    if meta.rollout is not None:
+        # the rollout exists in the same transaction as the release: no check ever sees one without the other
+        stage = current_app.extensions.get("publish_rollout") if has_app_context() else None
+        if stage is None:
+            raise ValidationError("staged rollouts are not available", field="rollout")
+        stage(session, release, meta.rollout, actor)
     _notify(session, release, "publish")
     return release
 
@@ -266,6 +293,15 @@ def list_releases(session: Session, component_name: str, *, channel: str | None,
 
 def promote(session: Session, release: Release, channel_name: str) -> Release:
     ch = get_channel(session, channel_name)
+    if ch not in release.channels and ch.require_staged_rollout:
+        from ..rollouts.models import ReleaseRestriction
+
+        restricted = session.scalar(select(func.count(ReleaseRestriction.id))
+                                    .where(ReleaseRestriction.release_id == release.id))
+        if not restricted:
+            raise ConflictError(f"channel {ch.name!r} requires every release to start as a staged rollout; "
+                                "publish the release there with a rollout schedule", field="channel",
+                                code="staged_rollout_required")
     if ch not in release.channels:
         release.channels.append(ch)
         session.flush()
