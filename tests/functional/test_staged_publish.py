@@ -1,9 +1,12 @@
 """Publishing with a staged rollout is one step; a channel can require it; nothing reaches the whole channel."""
 from __future__ import annotations
 
-import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -69,7 +72,7 @@ def test_demo_data_requires_staged_releases_on_stable(app, runner, client, auth)
 
 
 def test_polling_across_a_staged_publish_never_offers_it_outside_the_first_step(app, client, pub, auth,
-                                                                                live_server):
+                                                                                live_server, tmp_path):
     """Installations poll the check endpoint without pause from other threads while the release is published."""
     from release_server.rollouts.policy import bucket
 
@@ -108,11 +111,16 @@ def test_polling_across_a_staged_publish_never_offers_it_outside_the_first_step(
     while len(answered) < 16 and time.monotonic() < deadline:
         time.sleep(0.05)
     published_at = time.monotonic()
-    meta = {"version": "1.1", "channels": ["stable"], "rollout": ROLLOUT}
-    resp = requests.post(f"{live_server.url}/api/v1/components/server/releases", headers=pub, timeout=60,
-                         files={"metadata": (None, json.dumps(meta), "application/json"),
-                                "artifact": ("server-1.1.tar.gz", make_tarball({"VERSION": "1.1"}))})
-    assert resp.status_code == 201, resp.text
+    artifact = tmp_path / "server-1.1.tar.gz"
+    artifact.write_bytes(make_tarball({"VERSION": "1.1"}))
+    env = dict(os.environ, RELEASE_SERVER_URL=live_server.url, RELEASE_SERVER_TOKEN=auth.token("publisher"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", "release_server.cli", "publish", "--component", "server",
+                           "--version", "1.1", "--channel", "stable", "--rollout-schedule", "10:24,100:0",
+                           "--rollout-threshold", "0.2", "--quiet", str(artifact)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "as a staged rollout" in proc.stdout
     done_at = time.monotonic()
     time.sleep(2.5)  # the servers' catalogs recheck every CATALOG_RECHECK_SECONDS
     stop.set()
@@ -129,5 +137,7 @@ def test_polling_across_a_staged_publish_never_offers_it_outside_the_first_step(
     admitted = {i["installation_id"] for i in installations if bucket(i["installation_id"], rid) < 1000}
     got_new = {inst for inst, versions in offered.items() if "1.1" in versions}
     assert got_new <= admitted, f"offered outside the first step: {got_new - admitted}"
+    (ro,) = [r for r in client.get("/api/v1/rollouts", headers=pub).json["items"] if r["version"] == "1.1"]
+    assert (ro["state"], ro["percent"], ro["failure_threshold"]) == ("running", 10.0, 0.2)
     # the polls really ran before, during and after the publish
     assert any(t < published_at for t in answered) and any(t > done_at + 1.5 for t in answered)
