@@ -74,6 +74,8 @@ class SweepReport:
 
 def referenced_blob_keys(session: Session) -> set[str]:
     """Every key held in a ``blob_key`` column of any table."""
+    from .. import models_registry  # noqa: F401 - every table must be known, or its blobs would look unused
+
     keys: set[str] = set()
     for table in Base.metadata.sorted_tables:
         column = table.columns.get(REFERENCE_COLUMN)
