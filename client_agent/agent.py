@@ -55,6 +55,7 @@ from client_agent.trust import (DownloadInterruptedError, NoTrustedRootError, Re
 log = logging.getLogger(__name__)
 
 REPORT_TAIL_CHARS = 64 * 1024
+REPORT_BATCH_SIZE = 50  # reports per request (the server takes up to 100)
 AGENT_LOG_TAIL_CHARS = 16 * 1024
 ERROR_MESSAGE_CHARS = 4000
 DEFAULT_POLL_INTERVAL = 3600.0
@@ -410,10 +411,30 @@ class Agent:
         now = self.clock()
         if all_pending:
             now = max([now] + [p.next_try_at for p in self.outbox.pending()])
-        result = self.outbox.flush(self._send_report, now=now)
+        result = self.outbox.flush_batches(self._send_reports, now=now, batch_size=REPORT_BATCH_SIZE)
         if result.sent:
             log.info("delivered %d report(s)", len(result.sent))
         return result
+
+    def _send_reports(self, reports: list[dict[str, Any]]) -> bool | float | dict[str, bool | float]:
+        """Send one batch; a batch the server refuses as such is sent again report by report,
+        so that one report it will never accept is set aside without holding back the others."""
+        if len(reports) == 1:
+            return self._send_report(reports[0])
+        try:
+            self.api.send_reports(reports)
+        except ServerUnavailableError as exc:
+            log.info("%d reports not delivered: %s", len(reports), exc)
+            return exc.retry_after if exc.retry_after is not None else False
+        except AuthRejectedError as exc:
+            log.error("%d reports not delivered: %s", len(reports), exc)
+            return False
+        except ApiError:
+            return {str(r.get("id")): self._send_report(r) for r in reports}
+        except ServerError as exc:
+            log.info("%d reports not delivered: %s", len(reports), exc)
+            return False
+        return True
 
     def _send_report(self, report: dict[str, Any]) -> bool | float:
         try:

@@ -50,12 +50,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
 
     from .fleet import auth as fleet_auth
+    from .fleet import lastseen
     from .rollouts import catalog
 
     from .rollouts import cli as rollouts_cli
 
     catalog.init_app(app)
     fleet_auth.init_app(app)
+    lastseen.init_app(app)
     rollouts_cli.init_app(app)
 
     from . import signing, worker

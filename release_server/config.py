@@ -43,7 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # fleet and the check endpoint
     "POLL_INTERVAL_SECONDS": 3600,
     "STALE_AFTER_HOURS": 48,
-    "LAST_SEEN_WRITE_SECONDS": 300,
+    "LAST_SEEN_FLUSH_SECONDS": 10.0,  # checks' last-seen and inventory are written in batches this often
+    "LAST_SEEN_PROMPT_SECONDS": 0.05,  # a changed inventory is written this soon
+    "INSTALLATION_AUTH_CACHE_SIZE": 20_000,  # installation credentials cached per process
     "CATALOG_RECHECK_SECONDS": 1.0,
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling

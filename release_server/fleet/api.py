@@ -138,7 +138,7 @@ def update_installation(principal, installation_id: str, body: UpdateInstallatio
     for key, value in changes.items():
         if value is not None or key == "maintenance_window":
             setattr(inst, key, value)
-    bump_auth(db.session)
+    bump_auth(db.session, inst.id)
     audit(db.session, principal.actor, "installation.update", f"installation:{inst.id}", changes)
     db.commit()
     return installation_out(inst)
@@ -148,7 +148,7 @@ def update_installation(principal, installation_id: str, body: UpdateInstallatio
           response=InstallationOut, summary="Revoke an installation's token", tag="fleet")
 def revoke_installation(principal, installation_id: str) -> InstallationOut:  # noqa: ANN001
     inst = services.revoke_installation(db.session, installation_id)
-    bump_auth(db.session)
+    bump_auth(db.session, inst.id)
     audit(db.session, principal.actor, "installation.revoke", f"installation:{inst.id}")
     db.commit()
     return installation_out(inst)

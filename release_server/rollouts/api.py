@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-import time
-from datetime import timedelta
 
 from flask import Response, current_app
 
 from ..api import endpoint
 from ..db import db
-from ..fleet import services as fleet_services
 from ..fleet.auth import InstallationPrincipal
+from ..fleet.lastseen import note_check
 from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
-from ..models_common import utcnow
 from .catalog import offers_for
 
 
@@ -26,7 +23,7 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
                         customer_id=principal.customer_id, channel=principal.channel, tags=principal.tags,
                         installed=planned)
     config = current_app.config
-    _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
+    note_check(principal, body.installed, body.agent_version, body.state)
     if not offers:
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
     return CheckResponse(
@@ -39,7 +36,6 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
         maintenance_window=principal.maintenance_window)
 
 
-_seen: dict[str, tuple[frozenset, float]] = {}
 _nothing_new_bodies: dict[tuple[int, str | None], bytes] = {}
 
 
@@ -52,32 +48,6 @@ def _nothing_new(poll_interval: int, window: str | None) -> Response:
                           separators=(",", ":")).encode()
         _nothing_new_bodies[key] = body
     return Response(body, mimetype="application/json")
-
-
-def _note_seen(p: InstallationPrincipal, body: CheckRequest, interval: float) -> None:
-    """Coalesced inventory and last-seen write: only when the inventory changed or the
-    stored last-seen is older than ``LAST_SEEN_WRITE_SECONDS``; nothing otherwise."""
-    inventory = frozenset(body.installed.items())
-    now = time.monotonic()
-    prev = _seen.get(p.installation_id)
-    if prev is not None and prev[0] == inventory and now - prev[1] < interval:
-        return
-    if prev is None and inventory <= p.versions and p.last_seen_at is not None \
-            and utcnow() - p.last_seen_at < timedelta(seconds=interval):
-        # first sight in this process, and the stored inventory and last-seen are current
-        _seen[p.installation_id] = (inventory, now)
-        return
-    session = db.new_session(write=True)
-    try:
-        inst = fleet_services.get_installation(session, p.installation_id)
-        fleet_services.apply_inventory(session, inst, body.installed, body.agent_version)
-        inst.last_seen_at = utcnow()
-        if body.state == "updating":
-            inst.state = "updating"
-        session.commit()
-    finally:
-        session.close()
-    _seen[p.installation_id] = (inventory, now)
 
 
 # ---------------------------------------------------------------- rollouts, pins, restrictions, figures

@@ -242,24 +242,46 @@ def advance(session: Session, now: datetime | None = None) -> list[Rollout]:
     return moved
 
 
-def record_report(session: Session, report: UpdateReport) -> Rollout | None:
-    """Count an install attempt against its rollout and halt the rollout when it fails too often."""
-    column = COUNTED_OUTCOMES.get(report.outcome)
-    if column is None or report.release_id is None:
-        return None
-    channel = session.scalar(select(Installation.channel).where(Installation.id == report.installation_id))
-    rid = session.scalar(select(Rollout.id).where(Rollout.release_id == report.release_id, Rollout.channel == channel))
-    if rid is None:
-        return None
-    values = {"attempts": Rollout.attempts + 1, column: getattr(Rollout, column) + 1}
-    session.execute(update(Rollout).where(Rollout.id == rid).values(**values))
-    ro = get_rollout(session, rid, lock=True)
-    session.refresh(ro)
-    if ro.state in ("running", "paused") and not healthy(ro):
-        rate = ro.failures / ro.attempts
-        halt(session, ro, f"failure rate {rate:.1%} above {ro.failure_threshold:.1%} after {ro.attempts} attempts",
-             automatic=True)
-    return ro
+def record_reports(session: Session, inst: Installation, reports: list[UpdateReport]) -> list[Rollout]:
+    """Count a batch's install attempts against their rollouts; halt a rollout that fails too often.
+
+    One look-up of the rollouts concerned, then per rollout (not per report) one
+    increment of its counters, made under the row's lock so that concurrent batches add up.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    sequence: dict[int, list[str]] = {}
+    for report in reports:
+        column = COUNTED_OUTCOMES.get(report.outcome)
+        if column is None or report.release_id is None:
+            continue
+        c = counts.setdefault(report.release_id, {"attempts": 0, "successes": 0, "failures": 0})
+        c["attempts"] += 1
+        c[column] += 1
+        sequence.setdefault(report.release_id, []).append(column)
+    if not counts:
+        return []
+    rollout_ids = dict(session.execute(select(Rollout.release_id, Rollout.id).where(
+        Rollout.release_id.in_(counts), Rollout.channel == inst.channel)).all())
+    touched = []
+    for release_id, rid in sorted(rollout_ids.items(), key=lambda kv: kv[1]):  # one lock order for everyone
+        c = counts[release_id]
+        session.execute(update(Rollout).where(Rollout.id == rid).values(
+            attempts=Rollout.attempts + c["attempts"], successes=Rollout.successes + c["successes"],
+            failures=Rollout.failures + c["failures"]))
+        ro = get_rollout(session, rid, lock=True)
+        session.refresh(ro)
+        if ro.state in ("running", "paused"):
+            # as if the batch's reports had arrived one by one: halt at the first that makes it unhealthy
+            attempts, failures = ro.attempts - c["attempts"], ro.failures - c["failures"]
+            for column in sequence[release_id]:
+                attempts += 1
+                failures += column == "failures"
+                if attempts >= ro.min_attempts and failures / attempts > ro.failure_threshold:
+                    halt(session, ro, f"failure rate {failures / attempts:.1%} above {ro.failure_threshold:.1%} "
+                                      f"after {attempts} attempts", automatic=True)
+                    break
+        touched.append(ro)
+    return touched
 
 
 # pins and restrictions

@@ -38,8 +38,8 @@ def init_app(app: Flask) -> None:
         raise ConfigError("SMTP_STARTTLS and SMTP_TLS exclude each other", field="SMTP_TLS")
 
     report_hooks = app.extensions.setdefault("report_hooks", [])
-    if failures.on_report not in report_hooks:
-        report_hooks.append(failures.on_report)
+    if failures.on_reports not in report_hooks:
+        report_hooks.append(failures.on_reports)
     halt_hooks = app.extensions.setdefault("rollout_halt_hooks", [])
     if failures.on_rollout_halt not in halt_hooks:
         halt_hooks.append(failures.on_rollout_halt)
