@@ -53,6 +53,8 @@ from client_agent.trust import (DownloadInterruptedError, NoTrustedRootError, Re
                                 decide)
 
 log = logging.getLogger(__name__)
+#: One line per check and per install: shown by ``client-agent run`` at its default log level.
+activity = logging.getLogger("client_agent.activity")
 
 REPORT_TAIL_CHARS = 64 * 1024
 REPORT_BATCH_SIZE = 50  # reports per request (the server takes up to 100)
@@ -476,7 +478,13 @@ class Agent:
                                     agent_version=self.version, state="idle")
         except ServerError as exc:
             self.state.update_status(last_check_at=_iso(now), last_check_ok=False, last_error=str(exc))
+            activity.info("check failed: %s", exc)
             raise
+        if result.offers:
+            activity.info("check: %d offer(s): %s", len(result.offers),
+                          ", ".join(f"{o.component} {o.from_version or '-'} -> {o.version}" for o in result.offers))
+        else:
+            activity.info("check: nothing new (next check in %ss)", result.poll_interval)
         self.state.update_status(
             last_check_at=_iso(now), last_check_ok=True, last_error=None,
             offers=[{"component": o.component, "version": o.version, "from_version": o.from_version,
@@ -567,12 +575,15 @@ class Agent:
             self.state.record_release(component, version, info.path)
             planned[component] = version
             self._forget_failure(component)
+            self._drop_offer(component, version)
             if component in self.holds():  # a newer release than the one left went in
                 holds = self.holds()
                 holds.pop(component, None)
                 self.state.update_status(holds=holds)
         else:
             self._remember_failure(component, version)
+        activity.info("install %s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
+                      f" at {outcome.failed_stage} ({outcome.error_code})" if outcome.outcome != "success" else "")
         artifact.unlink(missing_ok=True)
         log.log(logging.INFO if outcome.outcome == "success" else logging.ERROR,
                 "%s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
@@ -580,6 +591,14 @@ class Agent:
                 if outcome.outcome != "success" else "")
         return Attempt(component, outcome.from_version, version, outcome.outcome, outcome.failed_stage,
                        outcome.error_code, outcome.error_message or "")
+
+    def _drop_offer(self, component: str, version: str) -> None:
+        """An offer just installed is no longer pending (``status`` stops showing it)."""
+        offers = self.state.load_status().get("offers") or []
+        kept = [o for o in offers if not (isinstance(o, dict) and o.get("component") == component
+                                          and o.get("version") == version)]
+        if len(kept) != len(offers):
+            self.state.update_status(offers=kept)
 
     def _remember_failure(self, component: str, version: str) -> None:
         failed = dict(self.state.load_status().get("failed_versions") or {})

@@ -3,11 +3,14 @@
 The instance file is ``<instance>/config.toml``; environment variables are
 ``RELEASE_SERVER_<KEY>`` (and the conventional ``DATABASE_URL``). Each value is
 parsed to the type of its default, so ``RELEASE_SERVER_MAX_ARTIFACT_SIZE=abc`` fails
-at start-up with a message naming the variable instead of failing later.
+at start-up with a message naming the variable instead of failing later. Sizes (the keys
+in :data:`SIZE_KEYS`) are bytes, written as an integer or with a unit: ``500MB``
+(powers of 1000), ``2GiB`` (powers of 1024), ``25 MiB``.
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -36,10 +39,19 @@ DEFAULTS: dict[str, Any] = {
     "S3_PRESIGNED_DOWNLOADS": False,
     "S3_PRESIGNED_TTL": 300,
     "S3_MULTIPART_CHUNK_SIZE": 8 * 1024 * 1024,
+    # behind nginx: local-disk downloads answer "X-Accel-Redirect: <prefix>/<storage key>" and the proxy
+    # sends the file from an internal location aliased to STORAGE_PATH (README, "Downloads")
+    "DOWNLOAD_ACCEL_REDIRECT": None,
     "MAX_ARTIFACT_SIZE": 2 * 1024 * 1024 * 1024,
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     "PAGE_SIZE_MAX": 200,
+    # operations: logs, metrics, readiness (see release_server/logs.py, metrics.py, health.py)
+    "LOG_FORMAT": "text",  # "text" or "json" (one object per line)
+    "LOG_LEVEL": "INFO",
+    "LOG_LIBRARIES": False,  # true: libraries (python-tuf, Alembic, ...) log below warning too
+    "METRICS_TOKEN": None,  # set: /metrics needs "Authorization: Bearer <token>"; unset: loopback only
+    "READY_TUF_MARGIN": 0.1,  # /readyz fails when a TUF role is within this share of its lifetime of expiry
     # fleet and the check endpoint
     "POLL_INTERVAL_SECONDS": 3600,
     "STALE_AFTER_HOURS": 48,
@@ -66,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "TUF_BIN_BITS": 8,
     "TUF_EXPORT_DEST": None,
     "TUF_EXPORT_INTERVAL": 60,
+    "TUF_METADATA_CACHE_BYTES": 32 * 1024 * 1024,  # per process: versioned metadata kept in memory
     # support desk: tickets, attachments, mail (see release_server/support/__init__.py)
     "TICKET_PREFIX": "OTK",
     "REOPEN_DAYS": 14,  # a reply within this many days of 'processed' reopens; later ones open a linked ticket
@@ -80,7 +93,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TLS": False,  # implicit TLS (SMTPS, usually port 465)
     "SMTP_USER": None,
     "SMTP_PASSWORD": None,
-    "SMTP_TIMEOUT": 30.0,
+    "SMTP_TIMEOUT": 30.0,  # each network operation
+    "SMTP_DEADLINE": 0.0,  # the whole SMTP conversation (0: four times SMTP_TIMEOUT, at least 60 s)
+    "SMTP_CA_FILE": None,  # certificates that verify the SMTP server (default: the system's)
     "MAIL_FROM": None,  # default: SUPPORT_ADDRESS
     "SUPPORT_ADDRESS": "support@localhost",
     "MAIL_OUTBOX_INTERVAL": 30.0,  # worker job period (seconds)
@@ -94,11 +109,45 @@ DEFAULTS: dict[str, Any] = {
     "IMAP_PASSWORD": None,
     "IMAP_FOLDER": "INBOX",
     "IMAP_BATCH": 50,
+    "IMAP_CA_FILE": None,  # certificates that verify the IMAP server (default: the system's)
+    "IMAP_DONE_FOLDER": None,  # processed mail moves here; unset: it gets IMAP_DONE_KEYWORD instead
+    "IMAP_DONE_KEYWORD": "$SupportIngested",
+    "IMAP_TIMEOUT": 60.0,
+    "IMAP_POLL_INTERVAL": 60.0,  # worker job period (seconds), when IMAP_HOST is set
 }
+
+
+#: Settings that are sizes in bytes and accept units.
+SIZE_KEYS = frozenset({"MAX_ARTIFACT_SIZE", "MAX_ATTACHMENT_SIZE", "MAX_MAIL_SIZE", "S3_MULTIPART_CHUNK_SIZE"})
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """``"2GiB"`` -> 2147483648, ``"500MB"`` -> 500000000, ``"1024"`` -> 1024; ValueError otherwise."""
+    m = _SIZE_RE.match(text.replace("_", ""))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def _size_error(key: str, raw: Any, source: str) -> ConfigError:
+    return ConfigError(f"{source}: expected a size in bytes such as 2GiB, 500MB or 1048576, got {raw!r}; "
+                       f"fix {key}", field=key)
 
 
 def parse_value(key: str, raw: str, default: Any) -> Any:
     """Parse an environment string to the type of ``default``; raise ConfigError if it won't."""
+    if key in SIZE_KEYS:
+        try:
+            return parse_size(raw)
+        except ValueError:
+            raise _size_error(key, raw, f"{ENV_PREFIX}{key}") from None
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
@@ -122,6 +171,11 @@ def parse_value(key: str, raw: str, default: Any) -> Any:
 def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     if default is None or value is None:
         return value
+    if key in SIZE_KEYS and isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise _size_error(key, value, f"{source}: {key}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key} must be true or false, got {value!r}", field=key)
@@ -169,6 +223,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     if config["STORAGE_BACKEND"] not in ("local", "s3"):
         raise ConfigError(
             f"STORAGE_BACKEND must be 'local' or 's3', got {config['STORAGE_BACKEND']!r}", field="STORAGE_BACKEND")
+    if str(config.get("LOG_FORMAT", "text")).lower() not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {config['LOG_FORMAT']!r}", field="LOG_FORMAT")
     if config["MAX_ARTIFACT_SIZE"] <= 0:
         raise ConfigError("MAX_ARTIFACT_SIZE must be positive", field="MAX_ARTIFACT_SIZE")
     if not config.get("SECRET_KEY"):

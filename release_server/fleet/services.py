@@ -174,6 +174,14 @@ def enroll(session: Session, req: EnrollRequest) -> tuple[Installation, str]:
 
 # installations
 
+def unknown_components(session: Session, names: list[str]) -> list[str]:
+    """The names among ``names`` that are not components of the application."""
+    if not names:
+        return []
+    known = set(session.scalars(select(Component.name).where(Component.name.in_(names))))
+    return sorted(n for n in names if n not in known)
+
+
 def installation_for_token(session: Session, secret: str) -> Installation | None:
     m = INSTALLATION_RE.match(secret or "")
     if not m:

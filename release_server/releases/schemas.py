@@ -119,6 +119,8 @@ class PublishMetadata(BaseModel):
     requires: dict[str, str] = Field(default_factory=dict,
                                      description="Component name -> PEP 440 version specifier, e.g. '>=2.0,<3'")
     filename: str | None = Field(default=None, description="Artifact file name; defaults to the uploaded name")
+    size: int | None = Field(default=None, ge=0, description="Artifact size in bytes, if known: a size over the "
+                                                             "limit is refused before the artifact is sent")
     restricted_customers: list[str] = Field(
         default_factory=list, description="Offer this release only to these customers (ids or names): a fix "
                                           "for one customer, never offered to anyone else")

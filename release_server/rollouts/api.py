@@ -5,6 +5,7 @@ import json
 
 from flask import Response, current_app
 
+from .. import metrics
 from ..api import endpoint
 from ..db import db
 from ..fleet.auth import InstallationPrincipal
@@ -25,7 +26,10 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
     config = current_app.config
     note_check(principal, body.installed, body.agent_version, body.state)
     if not offers:
+        metrics.count_check("nothing_new")
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
+    metrics.count_check("offers")
+    metrics.count_offers(o.release.component for o in offers)
     return CheckResponse(
         offers=[OfferOut(component=o.release.component, version=str(o.release.version),
                          from_version=str(o.from_version) if o.from_version else None,
@@ -58,9 +62,10 @@ from ..releases import services as release_services  # noqa: E402
 from . import figures as figures_mod  # noqa: E402
 from . import services  # noqa: E402
 from .models import Pin, Rollout  # noqa: E402
-from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, PercentBody,  # noqa
-                      PinList, PinOut, RestrictBody, RestrictionsOut, RolloutDay, RolloutFigures, RolloutList,
-                      RolloutOut, RolloutQuery, StartBody, VersionCount, VersionFigures)
+from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, NextStepOut,  # noqa
+                      PercentBody, PinList, PinOut, RestrictBody, RestrictionsOut, ResumeBody, RolloutDay,
+                      RolloutFigures, RolloutList, RolloutOut, RolloutQuery, StartBody, VersionCount,
+                      VersionFigures, YankBody)
 
 
 def rollout_out(ro: Rollout) -> RolloutOut:
@@ -70,8 +75,9 @@ def rollout_out(ro: Rollout) -> RolloutOut:
                       phase_started_at=ro.phase_started_at, failure_threshold=ro.failure_threshold,
                       min_attempts=ro.min_attempts, attempts=ro.attempts, successes=ro.successes,
                       failures=ro.failures, failure_rate=f["failure_rate"], halted_at=ro.halted_at,
-                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {}, created_by=ro.created_by,
-                      created_at=ro.created_at)
+                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {},
+                      next_steps=[NextStepOut(**vars(s)) for s in services.next_steps(ro)],
+                      created_by=ro.created_by, created_at=ro.created_at)
 
 
 def _audited(principal, ro: Rollout, action: str, details: dict | None = None) -> RolloutOut:  # noqa: ANN001
@@ -120,10 +126,30 @@ def pause_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
 
 
 @endpoint("/rollouts/<int:rollout_id>/resume", methods=["POST"], roles=PUBLISHERS, response=RolloutOut,
-          summary="Resume a paused rollout", tag="rollouts")
+          summary="Resume a paused rollout, or a halted one once the cause is fixed (JSON body "
+                  "{\"reason\": ...} required then)", tag="rollouts")
 def resume_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
-    return _audited(principal, services.resume(db.session, services.get_rollout(db.session, rollout_id,
-                                                                                 lock=True)), "resume")
+    from flask import request
+
+    from ..api import parse_json_body
+
+    body = parse_json_body(ResumeBody) if request.content_length or request.is_json else ResumeBody()
+    ro = services.get_rollout(db.session, rollout_id, lock=True)
+    was = ro.state
+    previous = services.figures(ro)
+    ro = services.resume(db.session, ro, body.reason)
+    details = {"reason": body.reason, "halted_figures": previous} if was == "halted" else {}
+    return _audited(principal, ro, "resume", details)
+
+
+@endpoint("/rollouts/<int:rollout_id>/yank", methods=["POST"], roles=PUBLISHERS, body=YankBody, response=RolloutOut,
+          summary="Yank the rollout's release: installations that took it go back to the newest good release",
+          tag="rollouts")
+def yank_rollout_release(principal, rollout_id: int, body: YankBody) -> RolloutOut:  # noqa: ANN001
+    ro = services.yank_release(db.session, services.get_rollout(db.session, rollout_id, lock=True), body.reason)
+    audit(db.session, principal.actor, "release.yank", f"release:{ro.release.component.name}/{ro.release.version}",
+          {"reason": body.reason, "rollout": ro.id})
+    return _audited(principal, ro, "yank", {"reason": body.reason})
 
 
 @endpoint("/rollouts/<int:rollout_id>/percentage", methods=["POST"], roles=PUBLISHERS, body=PercentBody,

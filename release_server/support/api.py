@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Response, current_app, jsonify, request, send_file
+from flask import Response, current_app, jsonify, request
 
+from .. import metrics
 from ..api import STAFF, SUPPORT, endpoint, error_response
 from ..accounts.models import User
 from ..db import db
+from ..downloads import blob_response
 from ..errors import NotFoundError, ReleaseServerError, ValidationError
 from ..fleet import services as fleet_services
 from ..storage import get_storage
@@ -208,19 +210,12 @@ def download_attachment(principal, number: str, attachment_id: int) -> Response:
 
 
 def blob_download(key: str, size: int, filename: str, mimetype: str, etag: str) -> Response:
-    storage = get_storage()
-    local = storage.local_path(key)
-    if local is not None:
-        resp = send_file(local, mimetype=mimetype, as_attachment=True, download_name=filename, conditional=True,
-                         etag=etag)
-    else:
-        resp = Response(storage.iter_chunks(key), mimetype=mimetype, direct_passthrough=True)
-        resp.headers["Content-Length"] = str(size)
-        resp.set_etag(etag)
+    resp = blob_response(key, size=size, etag=etag, mimetype=mimetype)
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     resp.headers["Content-Disposition"] = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    metrics.count_bytes("attachment", resp.content_length if resp.status_code in (200, 206) else 0)
     return resp
 
 

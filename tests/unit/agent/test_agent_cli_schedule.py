@@ -101,7 +101,7 @@ def test_a_busy_server_makes_the_daemon_wait_at_least_its_retry_after(tmp_path):
 
     state = StateDir(tmp_path / "state")
     cfg = config()
-    enrollment = Enrollment("inst", "rsi_x", "Acme", "stable", "http://x", "http://x/tuf/metadata/",
+    enrollment = Enrollment("inst", "rsi_x", "Acme", "stable", "http://x/tuf/metadata/",
                             "http://x/tuf/targets/", None)
     agent = Agent(state, cfg, enrollment, api=BusyApi())
     agent.outbox.add({"id": "5f0c4f4e-0d9e-4a4e-9d7e-3f1c2b8a9e01", "component": "app", "to_version": "1.0",
