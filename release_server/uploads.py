@@ -87,11 +87,18 @@ class HashingSpoolFile:
         self.size += len(view)
         if self.size > self.max_size:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
+        if self.out_of_space is not None:
+            return
         self._hash.update(view)
-        self._fh.flush()
-        fd = self._fh.fileno()
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            self._fh.flush()
+            fd = self._fh.fileno()
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._discard(e)
 
     @property
     def sha256(self) -> str:
