@@ -101,5 +101,5 @@ def test_worker_job_and_cli_report_what_they_removed(app, runner, caplog):
     caplog.set_level("INFO", logger="release_server.worker")
     with app.app_context():
         assert run_job(job)
-    assert any("storage-sweep done" in r.getMessage() and "removed 0 partial upload(s)" in r.getMessage()
+    assert any("storage-sweep: removed 0 partial upload(s)" in r.getMessage()
                for r in caplog.records)
