@@ -4,6 +4,7 @@ The installation machinery is split into small modules:
 
 * ``errors``    - the ``AgentError`` hierarchy shared by every module.
 * ``package``   - artifact format: manifest parsing and safe archive extraction.
+* ``package_rules`` - the format's rules without I/O (shared with the server's publish check).
 * ``hooks``     - running the lifecycle hook commands declared by a release.
 * ``fsutil``    - crash-safe file primitives (atomic writes, symlink switch, locking).
 * ``journal``   - the record of the update in progress, used for crash recovery.

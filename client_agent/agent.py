@@ -9,7 +9,9 @@ shape) are plain functions tested without sockets.
 
 Every attempt at an offer ends in a report queued in the outbox before anything
 is sent: ``success``, ``rolled_back`` and ``failed`` come from the installer;
-``refused`` (stage ``verify``) when TUF does not back the offer; ``failed``
+``operator_rollback`` when an operator ran ``client-agent rollback`` (not a failure:
+no ticket, not counted against the rollout); ``refused`` (stage ``verify``) when TUF
+does not back the offer; ``failed``
 (stage ``download``) when the transfer breaks off (the partial file is kept
 and resumed next time). Reports carry the last 64 KiB of hook output followed
 by the tail of the agent's own log.
@@ -17,6 +19,11 @@ by the tail of the agent's own log.
 Maintenance windows: downloads may happen at any time; installations only while
 the window is open (``run``). ``client-agent update`` is an operator's explicit
 request and installs at once.
+
+Holds: after an operator's rollback the component stays on the release it went back
+to; offers for it are set aside (:func:`split_held`) until an operator releases the
+hold (``client-agent release-hold``) or the server offers a release newer than the
+one left, or a replacement for a yanked release.
 """
 
 from __future__ import annotations
@@ -286,6 +293,26 @@ def _older(a: str, b: str | None) -> bool:
         return False
 
 
+# --------------------------------------------------------------------------- holds
+
+
+def split_held(offers: list[Offer], holds: Mapping[str, Mapping[str, Any]]) -> tuple[list[Offer], list[Offer]]:
+    """(offers to act on, offers held back by an operator's rollback).
+
+    A hold keeps the component off the release that was left and everything up to it;
+    a release newer than the one left, or the replacement of a yanked release, goes through.
+    """
+    kept: list[Offer] = []
+    held: list[Offer] = []
+    for offer in offers:
+        hold = holds.get(offer.component)
+        if hold is None or offer.downgrade or _older(str(hold.get("left")), offer.version):
+            kept.append(offer)
+        else:
+            held.append(offer)
+    return kept, held
+
+
 # --------------------------------------------------------------------------- the agent
 
 
@@ -338,18 +365,48 @@ class Agent:
         return outcome
 
     def rollback(self, component: str) -> InstallOutcome:
-        """Operator rollback to the previous release on disk; reported as kind "operator_rollback"."""
+        """Operator rollback to the previous release on disk, reported as ``operator_rollback``.
+
+        The component is then held on that release (see :func:`split_held`).
+        """
         self.outbox.details["kind"] = "operator_rollback"
         try:
             outcome = self.installer.rollback_to_previous(component)
         finally:
             self.outbox.details.pop("kind", None)
+        holds = self.holds()
+        holds[component] = {"version": outcome.to_version, "left": outcome.from_version, "since": _iso(self.clock())}
+        self.state.update_status(holds=holds)
         releases = self.state.load_releases()
         log.info("operator rollback of %s: %s -> %s: %s", component, outcome.from_version, outcome.to_version,
                  outcome.outcome)
         if outcome.to_version not in releases.get(component, {}):
             log.debug("no target path recorded for %s %s", component, outcome.to_version)
         return outcome
+
+    def holds(self) -> dict[str, dict[str, Any]]:
+        """Components held by an operator's rollback: {component: {"version", "left", "since"}}."""
+        data = self.state.load_status().get("holds") or {}
+        return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+    def release_hold(self, component: str) -> dict[str, Any] | None:
+        """Let offers for ``component`` through again; returns the hold that was lifted, if any."""
+        holds = self.holds()
+        lifted = holds.pop(component, None)
+        if lifted is not None:
+            self.state.update_status(holds=holds)
+            log.info("hold on %s %s released by an operator", component, lifted.get("version"))
+        return lifted
+
+    def without_held(self, offers: list[Offer]) -> list[Offer]:
+        """The offers not held back by an operator's rollback (the held ones are logged)."""
+        kept, held = split_held(offers, self.holds())
+        for o in held:
+            hold = self.holds()[o.component]
+            log.info("%s is held on %s after an operator's rollback from %s: not installing %s "
+                     "(client-agent release-hold %s)", o.component, hold.get("version"), hold.get("left"),
+                     o.version, o.component)
+        return kept
 
     def flush_reports(self, *, all_pending: bool = False) -> FlushResult:
         """Send due reports (``all_pending``: every report, due or not); each stays queued until acknowledged."""
@@ -519,6 +576,10 @@ class Agent:
             planned[component] = version
             self._forget_failure(component)
             self._drop_offer(component, version)
+            if component in self.holds():  # a newer release than the one left went in
+                holds = self.holds()
+                holds.pop(component, None)
+                self.state.update_status(holds=holds)
         else:
             self._remember_failure(component, version)
         activity.info("install %s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
@@ -589,7 +650,7 @@ class Agent:
             wait = window.seconds_until_open(local_now) if window is not None else 0.0
             install = wait == 0.0
             failed = self.failed_versions()
-            offers = [o for o in check.offers if failed.get(o.component) != o.version]
+            offers = [o for o in self.without_held(check.offers) if failed.get(o.component) != o.version]
             for o in check.offers:
                 if failed.get(o.component) == o.version:
                     log.info("not retrying %s %s, which failed here (use 'client-agent update' to retry)",

@@ -164,7 +164,7 @@ def _lock(state: Any) -> Any:
 def _print_recovered(outcome: Any) -> None:
     if outcome is None:
         return
-    what = {"success": "finished", "rolled_back": "undone", "failed": "could not be undone"}[outcome.outcome]
+    what = {"success": "finished", "operator_rollback": "finished", "rolled_back": "undone", "failed": "could not be undone"}[outcome.outcome]
     _say(f"An installation of {outcome.component} {outcome.to_version} was interrupted "
          f"(at step {outcome.failed_stage or 'committed'}); it was {what}; "
          f"{outcome.component} {outcome.to_version if outcome.outcome == 'success' else outcome.from_version or '(none)'}"
@@ -341,6 +341,14 @@ def cmd_update(args: argparse.Namespace) -> int:
             agent.flush_reports(all_pending=True)
             result = agent.check()
             offers = [o for o in result.offers if args.component is None or o.component == args.component]
+            kept = agent.without_held(offers)
+            for o in offers:
+                if o not in kept:
+                    hold = agent.holds()[o.component]
+                    _say(f"{o.component} is held on {hold.get('version')} after an operator's rollback from "
+                         f"{hold.get('left')}; not installing {o.version} "
+                         f"(client-agent release-hold {o.component} lets updates through).")
+            offers = kept
             if not offers:
                 _say(f"{args.component or 'Everything'} is up to date.")
                 return EXIT_OK
@@ -455,6 +463,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "next_check_at": status.get("next_check_at"),
         "maintenance_window": config.maintenance_window or status.get("maintenance_window"),
         "failed_versions": status.get("failed_versions") or {},
+        "holds": status.get("holds") or {},
         "pending_reports": [{"id": p.id, "component": p.report.get("component"),
                              "to_version": p.report.get("to_version"), "outcome": p.report.get("outcome"),
                              "attempts": p.attempts, "last_error": p.last_error} for p in pending],
@@ -479,6 +488,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         others = [v for v in c["releases_on_disk"] if v != c["current"]]
         _say(f"  {comp:<20} {c['installed'] or '(not installed)'}"
              + (f"  (other releases on disk: {', '.join(others)})" if others else ""))
+    for comp, hold in data["holds"].items():
+        _say(f"  {comp:<20} HELD on {hold.get('version')} after an operator's rollback from {hold.get('left')} "
+             f"(until a release newer than {hold.get('left')} is offered, or `client-agent release-hold {comp}`)")
     check = data["last_check_at"] or "never"
     if data["last_check_at"]:
         check += " (ok)" if data["last_check_ok"] else f" (failed: {data['last_error']})"
@@ -510,11 +522,28 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                      f"{outcome.error_message}")
                 _report_delivery(agent)
                 return EXIT_FAILED
-            _say(f"{args.component}: rolled back from {outcome.from_version} to {outcome.to_version}.")
+            _say(f"{args.component}: rolled back from {outcome.from_version} to {outcome.to_version}; held there "
+                 f"until a release newer than {outcome.from_version} is offered or "
+                 f"`client-agent release-hold {args.component}`.")
             _report_delivery(agent)
             return EXIT_OK
         finally:
             agent.close()
+
+
+def cmd_release_hold(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+    _setup_logging(agent.state.path, args.verbose)
+    with _lock(agent.state):
+        try:
+            lifted = agent.release_hold(args.component)
+        finally:
+            agent.close()
+    if lifted is None:
+        _say(f"{args.component} is not held.")
+        return EXIT_OK
+    _say(f"{args.component}: hold on {lifted.get('version')} released; updates are installed again.")
+    return EXIT_OK
 
 
 def cmd_self_check(args: argparse.Namespace) -> int:
@@ -660,6 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", parents=[common], help="switch a component back to its previous release")
     p.add_argument("--component", required=True, metavar="NAME")
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("release-hold", parents=[common],
+                       help="let updates of a component through again after an operator's rollback")
+    p.add_argument("component", metavar="COMPONENT")
+    p.set_defaults(func=cmd_release_hold)
 
     p = sub.add_parser("self-check", parents=[common], help="check that this agent's code can run")
     p.set_defaults(func=cmd_self_check)

@@ -81,7 +81,7 @@ INSTALLED_NAME = "installed.json"
 HISTORY_NAME = "history.json"
 INTERRUPTED = "interrupted"
 
-Outcome = Literal["success", "rolled_back", "failed"]
+Outcome = Literal["success", "rolled_back", "failed", "operator_rollback"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
@@ -486,7 +486,7 @@ class Installer:
         _write_history(state_dir, component, history)
         left_dir = layout.release_dir(current)
         ctx = HookContext(component, previous, current, left_dir, self.config.install_dir)
-        outcome: Outcome = "rolled_back"
+        outcome: Outcome = "operator_rollback"  # on purpose: not a failed update
         stage = code = message = None
         try:
             run.hook(load_manifest(left_dir), "rollback", ctx)

@@ -16,7 +16,9 @@ resolved against the links already extracted (so ``l -> ..`` followed by
 tree. Extended tar headers (pax, GNU long names) are bounded before ``tarfile``
 reads them into memory, so a small archive cannot declare a huge header. Files are written
 into a hidden temporary directory beside the destination, which is renamed
-into place only once everything has been written and fsync'ed.
+into place only once everything has been written and fsync'ed. The rules that
+need no I/O (manifest, member names) live in ``client_agent.package_rules``, where
+the server's publish check reads them too.
 """
 
 from __future__ import annotations
@@ -24,74 +26,27 @@ from __future__ import annotations
 import gzip
 import os
 import posixpath
-import shlex
 import shutil
 import stat
 import tarfile
 import tempfile
-import tomllib
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO
 
-from client_agent.errors import ArchiveError, ManifestError, UnsafeArchiveError
+from client_agent.errors import ArchiveError, UnsafeArchiveError
 from client_agent.fsutil import fsync_dir
+from client_agent.package_rules import (  # noqa: F401 - the format's rules, re-exported
+    DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, HOOK_NAMES, MANIFEST_NAME, ArchiveFormat,
+    HookSpec, Manifest, normalize_member_name, parse_manifest, parse_manifest_bytes)
 
-MANIFEST_NAME = "update.toml"
-HOOK_NAMES = ("pre_install", "post_install", "health_check", "rollback")
-DEFAULT_HOOK_TIMEOUT = 60.0
-DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
-DEFAULT_MAX_MEMBERS = 100_000
 _MAX_SYMLINK_TARGET = 4096
 #: Largest pax or GNU long-name header accepted; ``tarfile`` reads such a header whole into memory.
 MAX_EXTENDED_HEADER = 64 * 1024
 _MAX_LINK_HOPS = 40
 _CHUNK = 1024 * 1024
-
-ArchiveFormat = Literal["tar.gz", "zip"]
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    """One hook declared in the manifest: its name, argv and timeout in seconds."""
-
-    name: str
-    command: tuple[str, ...]
-    timeout: float = DEFAULT_HOOK_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """Parsed ``update.toml``; ``hooks`` maps hook names to their specs."""
-
-    hooks: dict[str, HookSpec] = field(default_factory=dict)
-
-    def hook(self, name: str) -> HookSpec | None:
-        return self.hooks.get(name)
-
-
-def parse_manifest(text: str) -> Manifest:
-    """Parse and validate manifest text; raise ``ManifestError`` naming the offending field."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(MANIFEST_NAME, f"not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"hooks"})
-    if unknown:
-        raise ManifestError(unknown[0], "unknown top-level key")
-    hooks_table = data.get("hooks", {})
-    if not isinstance(hooks_table, dict):
-        raise ManifestError("hooks", "must be a table")
-    hooks: dict[str, HookSpec] = {}
-    for name, table in hooks_table.items():
-        hooks[name] = _parse_hook(name, table)
-    return Manifest(hooks=hooks)
-
 
 def load_manifest(release_dir: Path | str) -> Manifest:
     """Read ``update.toml`` from an extracted release; a missing manifest means no hooks."""
@@ -100,40 +55,7 @@ def load_manifest(release_dir: Path | str) -> Manifest:
         raw = path.read_bytes()
     except FileNotFoundError:
         return Manifest()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(MANIFEST_NAME, "not valid UTF-8") from exc
-    return parse_manifest(text)
-
-
-def _parse_hook(name: str, table: Any) -> HookSpec:
-    prefix = f"hooks.{name}"
-    if name not in HOOK_NAMES:
-        raise ManifestError(prefix, f"unknown hook (expected one of {', '.join(HOOK_NAMES)})")
-    if not isinstance(table, dict):
-        raise ManifestError(prefix, "must be a table")
-    unknown = sorted(set(table) - {"command", "timeout"})
-    if unknown:
-        raise ManifestError(f"{prefix}.{unknown[0]}", "unknown key")
-    if "command" not in table:
-        raise ManifestError(f"{prefix}.command", "is required")
-    raw_command = table["command"]
-    if isinstance(raw_command, str):
-        try:
-            command = shlex.split(raw_command)
-        except ValueError as exc:
-            raise ManifestError(f"{prefix}.command", f"cannot be split: {exc}") from exc
-    elif isinstance(raw_command, list) and all(isinstance(a, str) for a in raw_command):
-        command = list(raw_command)
-    else:
-        raise ManifestError(f"{prefix}.command", "must be a string or a list of strings")
-    if not command or not command[0]:
-        raise ManifestError(f"{prefix}.command", "must not be empty")
-    timeout = table.get("timeout", DEFAULT_HOOK_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ManifestError(f"{prefix}.timeout", "must be a positive number of seconds")
-    return HookSpec(name=name, command=tuple(command), timeout=float(timeout))
+    return parse_manifest_bytes(raw)
 
 
 # --------------------------------------------------------------------------- extraction
@@ -156,24 +78,6 @@ def detect_format(path: Path | str) -> ArchiveFormat:
     if head in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     raise ArchiveError(path, "unrecognised format (expected a gzip-compressed tar or a zip)")
-
-
-def normalize_member_name(name: str) -> str | None:
-    """Return the clean relative path of an archive member, or None for the root entry.
-
-    Raises ``UnsafeArchiveError`` for absolute paths, ``..`` components,
-    backslashes and NUL bytes.
-    """
-    if "\x00" in name:
-        raise UnsafeArchiveError(name, "NUL byte in member name")
-    if "\\" in name:
-        raise UnsafeArchiveError(name, "backslash in member name")
-    if name.startswith("/"):
-        raise UnsafeArchiveError(name, "absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UnsafeArchiveError(name, "'..' path component")
-    return "/".join(parts) if parts else None
 
 
 def check_symlink_target(member: str, target: str) -> None:

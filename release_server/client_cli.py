@@ -34,12 +34,20 @@ EXIT_UNREACHABLE = 3
 @click.option("--min-from-version", default=None)
 @click.option("--requires", "requires", multiple=True, metavar="COMPONENT=SPEC",
               help="Dependency, e.g. db-schema='>=5,<6' (repeatable).")
+@click.option("--rollout-schedule", default=None, metavar="PERCENT:HOURS,...",
+              help="Publish as a staged rollout, started at its first phase in the same step, e.g. 5:24,25:24,100:0.")
+@click.option("--rollout-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Failure rate that halts the rollout.")
+@click.option("--rollout-min-attempts", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Attempts before the failure rate counts.")
+@click.option("--rollout-draft", is_flag=True, help="Create the rollout as a draft (offered to nobody yet).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def publish(server: str, token: str, component: str, version: str, channels: tuple[str, ...],
             changelog: Path | None, critical: bool, min_from_version: str | None, requires: tuple[str, ...],
+            rollout_schedule: str | None, rollout_threshold: float, rollout_min_attempts: int, rollout_draft: bool,
             quiet: bool, artifact: Path) -> None:
-    """Publish ARTIFACT as a new release of a component."""
+    """Publish ARTIFACT as a new release of a component (optionally as a staged rollout, in one step)."""
     reqs = {}
     for item in requires:
         name, sep, spec = item.partition("=")
@@ -52,6 +60,19 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
         metadata["changelog"] = changelog.read_text(encoding="utf-8")
     if min_from_version:
         metadata["min_from_version"] = min_from_version
+    if rollout_schedule is not None:
+        steps = []
+        for part in filter(None, (p.strip() for p in rollout_schedule.split(","))):
+            pct, sep, hours = part.partition(":")
+            try:
+                steps.append({"percent": float(pct), "min_hours": float(hours) if sep else 0.0})
+            except ValueError:
+                raise click.BadParameter(f"{part!r}: expected PERCENT:HOURS", param_hint="--rollout-schedule") \
+                    from None
+        if not steps:
+            raise click.BadParameter("give at least one PERCENT:HOURS phase", param_hint="--rollout-schedule")
+        metadata["rollout"] = {"schedule": steps, "failure_threshold": rollout_threshold,
+                               "min_attempts": rollout_min_attempts, "start": not rollout_draft}
 
     size = artifact.stat().st_size
     metadata["size"] = size
@@ -67,7 +88,7 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
         sys.exit(EXIT_REFUSED)
     rel = json.loads(body)
     click.echo(f"published {rel['component']} {rel['version']} ({size} bytes, sha256 {rel['artifact']['sha256']}) "
-               f"on {', '.join(rel['channels'])}")
+               f"on {', '.join(rel['channels'])}" + (" as a staged rollout" if rollout_schedule is not None else ""))
 
 
 BLOCK = 4 * 1024 * 1024

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_BACKEND": "local",  # "local" or "s3"
     "STORAGE_PATH": None,  # default: <instance>/blobs
     "UPLOAD_TMP_DIR": None,  # default: <instance>/uploads (same filesystem as blobs)
+    "STORAGE_SWEEP_GRACE_SECONDS": 86400,  # partial uploads and unreferenced blobs older than this are removed
+    "STORAGE_SWEEP_INTERVAL": 3600,  # seconds between the worker's sweeps
     "S3_BUCKET": "release-server",
     "S3_ENDPOINT_URL": None,
     "S3_REGION": "us-east-1",

@@ -495,6 +495,11 @@ def load(session: Session, *, staff_password: str | None = None, customer_passwo
     for step in (b.staff, b.releases, b.fleet, b.rollouts, b.tickets):
         step()
         session.commit()  # each step as its own requests would have committed it
+    # from now on nothing reaches every stable installation at once: releases start staged
+    from .releases import services as release_services
+
+    release_services.set_channel_settings(session, "stable", require_staged_rollout=True)
+    session.commit()
     return b.summary
 
 

@@ -89,7 +89,7 @@ PRIORITY_LABELS = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High"),
 SOURCE_LABELS = {"mail": _l("E-mail"), "portal": _l("Customer portal"), "agent": _l("Installation agent"),
                  "api": _l("API"), "failure_report": _l("Failure report")}
 OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "failed": _l("Failed"),
-                  "refused": _l("Refused")}
+                  "refused": _l("Refused"), "operator_rollback": _l("Rolled back by an operator")}
 ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
                   "completed": _l("Completed")}
 GROUP_STATE_LABELS = {"unresolved": _l("Unresolved"), "resolved": _l("Resolved"), "ignored": _l("Ignored")}

@@ -12,6 +12,11 @@ the upload folder (on the same filesystem as local blob storage) that updates a
 SHA-256 and a byte count on every write and refuses to grow past the artifact limit.
 Once parsed, the file's hash and size are known without reading it again, and local
 storage can adopt it with a rename. Files not adopted are removed when the request ends.
+
+When the disk fills up while a part is being received, the spool file is removed at
+once and the rest of the part is read and discarded, so the client gets its answer
+(507, from :meth:`HashingSpoolFile.finish`) instead of a dropped connection, and
+nothing is left behind.
 """
 from __future__ import annotations
 
@@ -27,60 +32,116 @@ from werkzeug.http import parse_options_header
 
 from .errors import ValidationError
 
+from .storage import InsufficientStorageError, is_no_space
+
 
 class HashingSpoolFile:
     """A temporary file that hashes what is written to it."""
 
     def __init__(self, directory: str, max_size: int) -> None:
-        if not os.path.isdir(directory):
-            from .private_files import private_dirs
-
-            private_dirs(directory)
-        fd, self.name = tempfile.mkstemp(dir=directory, prefix="upload-")
-        self._fh: IO[bytes] = os.fdopen(fd, "w+b")
         self._hash = hashlib.sha256()
         self.size = 0
         self.max_size = max_size
         self.claimed = False
+        #: set when the file system filled up: the part is being discarded
+        self.out_of_space: OSError | None = None
+        try:
+            if not os.path.isdir(directory):
+                from .private_files import private_dirs
+
+                private_dirs(directory)
+            fd, self.name = tempfile.mkstemp(dir=directory, prefix="upload-")
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self.name = ""
+            self._fh: IO[bytes] = open(os.devnull, "w+b")
+            self.out_of_space = e
+            return
+        self._fh = os.fdopen(fd, "w+b")
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self.size > self.max_size:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
+        if self.out_of_space is not None:
+            return len(data)
         self._hash.update(data)
-        return self._fh.write(data)
+        try:
+            return self._fh.write(data)
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._discard(e)
+            return len(data)
+
+    def _discard(self, error: OSError) -> None:
+        """The disk is full: free what was written and swallow the rest of the part."""
+        self.out_of_space = error
+        try:
+            self._fh.close()
+        except OSError:
+            pass  # the buffered bytes that did not fit cannot be flushed either
+        self._unlink()
+        self._fh = open(os.devnull, "w+b")
 
     def write_view(self, view: memoryview) -> None:
         """Hash and write a block straight from the caller's buffer (unbuffered: no copy)."""
         self.size += len(view)
         if self.size > self.max_size:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
+        if self.out_of_space is not None:
+            return
         self._hash.update(view)
-        self._fh.flush()
-        fd = self._fh.fileno()
-        while view:
-            view = view[os.write(fd, view):]
+        try:
+            self._fh.flush()
+            fd = self._fh.fileno()
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._discard(e)
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
     def finish(self) -> None:
-        """Flush to disk before the file is adopted by storage."""
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Flush to disk before the file is adopted by storage; 507 when the disk filled up."""
+        if self.out_of_space is None:
+            try:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+            except OSError as e:
+                if not is_no_space(e):
+                    raise
+                self._discard(e)
+        if self.out_of_space is not None:
+            raise InsufficientStorageError("the uploaded file") from self.out_of_space
 
     def read(self, n: int = -1) -> bytes:
         return self._fh.read(n)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._fh.seek(offset, whence)
+        try:
+            return self._fh.seek(offset, whence)  # flushes what is buffered
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._discard(e)
+            return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
         return self._fh.tell()
 
     def flush(self) -> None:
-        self._fh.flush()
+        try:
+            self._fh.flush()
+        except OSError as e:
+            if not is_no_space(e):
+                raise
+            self._discard(e)
 
     def fileno(self) -> int:
         return self._fh.fileno()
@@ -96,8 +157,15 @@ class HashingSpoolFile:
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # a full disk refusing the last buffered bytes; the file goes anyway
         if not self.claimed:
+            self._unlink()
+
+    def _unlink(self) -> None:
+        if self.name:
             try:
                 os.unlink(self.name)
             except FileNotFoundError:

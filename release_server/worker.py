@@ -124,8 +124,10 @@ def run_job(job: WorkerJob) -> bool:
     error = ""
     with job_context(job.name) as job_log:
         try:
-            job.run()
+            result = job.run()
             ok = True
+            if result is not None:  # what the job did, e.g. the storage sweep's report
+                log.info("worker job %s: %s", job.name, result)
         except Exception as e:  # noqa: BLE001 - one job's failure must not stop the others
             ok = False
             error = f"{e.__class__.__name__}: {e}"[:2000]

@@ -102,7 +102,7 @@ class UpdateReport(Base):
     from_version: Mapped[str | None] = mapped_column(String(64))
     to_version: Mapped[str] = mapped_column(String(64))
     release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="SET NULL"), index=True)
-    outcome: Mapped[str] = mapped_column(String(20), index=True)  # success | rolled_back | failed | refused
+    outcome: Mapped[str] = mapped_column(String(20), index=True)  # success | rolled_back | failed | refused | operator_rollback
     stage: Mapped[str | None] = mapped_column(String(40))
     error_code: Mapped[str | None] = mapped_column(String(80))
     error_message: Mapped[str | None] = mapped_column(Text)

@@ -157,7 +157,9 @@ class ReportIn(BaseModel):
     component: str
     from_version: str | None = None
     to_version: str
-    outcome: Literal["success", "rolled_back", "failed", "refused"]
+    outcome: Literal["success", "rolled_back", "failed", "refused", "operator_rollback"] = Field(
+        description="operator_rollback: an operator went back to the previous release on purpose (from = the "
+                    "release left, to = the one now running); not a failed update")
     stage: str | None = Field(default=None, max_length=40)
     error_code: str | None = Field(default=None, max_length=80)
     error_message: str | None = Field(default=None, max_length=4000)

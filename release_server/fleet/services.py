@@ -279,6 +279,8 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
     ids = [str(uuid.UUID(r.id)) for r in reports]
     unique: dict[str, ReportIn] = {}
     for rid, r in zip(ids, reports):
+        if r.outcome == "rolled_back" and r.details.get("kind") == "operator_rollback":
+            r = r.model_copy(update={"outcome": "operator_rollback"})  # as agents before the outcome existed said it
         unique.setdefault(rid, r)
     release_ids: dict[tuple[str, str], int] = {}
     wanted = {(r.component, r.to_version) for r in unique.values()}
@@ -348,7 +350,7 @@ def apply_report(session: Session, inst: Installation, r: StoredReport) -> None:
         inst.state = "up_to_date"
     elif r.outcome == "failed":
         inst.state = "failing"
-    elif r.outcome == "rolled_back" and (r.details or {}).get("kind") == "operator_rollback":
+    elif r.outcome == "operator_rollback":
         # an operator went back on purpose: from = the release left, to = the one now running
         apply_inventory(session, inst, {r.component: r.to_version})
     elif r.outcome == "rolled_back" and r.from_version:

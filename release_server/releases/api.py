@@ -18,7 +18,8 @@ from ..signing import services as tuf
 from ..uploads import HashingSpoolFile, multipart_reader
 from . import services
 from .models import Release
-from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, CombinedChangelog,
+from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, ChannelSettings,
+                      CombinedChangelog,
                       ComponentList, ComponentOut, CreateChannel, CreateComponent, PromoteBody, PublishMetadata,
                       ReleaseOut, ReleasePage, ReleaseQuery, YankBody)
 
@@ -27,7 +28,7 @@ def release_out(r: Release) -> ReleaseOut:
     return ReleaseOut(
         component=r.component.name, version=r.version, channels=r.channel_names,
         artifact={"filename": r.artifact_filename, "sha256": r.artifact_sha256, "size": r.artifact_size},
-        changelog=r.changelog, changelog_html=services.render_changelog(r.changelog), critical=r.critical,
+        changelog=r.changelog, changelog_html=r.changelog_html, critical=r.critical,
         min_from_version=r.min_from_version, requires=r.requires or {}, created_by=r.created_by,
         created_at=r.created_at, yanked=r.yanked, yank_reason=r.yank_reason,
         download_url=url_for("api_v1.download_artifact", component=r.component.name, version=r.version))
@@ -51,8 +52,20 @@ def list_components(principal: Principal) -> ComponentList:
 @endpoint("/channels", methods=["POST"], roles=PUBLISHERS, body=CreateChannel, response=ChannelOut, status=201,
           summary="Create a channel", tag="releases")
 def create_channel(principal: Principal, body: CreateChannel) -> ChannelOut:
-    ch = services.create_channel(db.session, body.name, body.description)
-    audit(db.session, principal.actor, "channel.create", f"channel:{ch.name}")
+    ch = services.create_channel(db.session, body.name, body.description,
+                                 require_staged_rollout=body.require_staged_rollout)
+    audit(db.session, principal.actor, "channel.create", f"channel:{ch.name}",
+          {"require_staged_rollout": ch.require_staged_rollout})
+    db.commit()
+    return ChannelOut.model_validate(ch, from_attributes=True)
+
+
+@endpoint("/channels/<channel>", methods=["PATCH"], roles=PUBLISHERS, body=ChannelSettings, response=ChannelOut,
+          summary="Change a channel's settings (e.g. require a staged rollout for every release)", tag="releases")
+def update_channel(principal: Principal, channel: str, body: ChannelSettings) -> ChannelOut:
+    ch = services.set_channel_settings(db.session, channel, require_staged_rollout=body.require_staged_rollout)
+    audit(db.session, principal.actor, "channel.update", f"channel:{ch.name}",
+          {"require_staged_rollout": ch.require_staged_rollout})
     db.commit()
     return ChannelOut.model_validate(ch, from_attributes=True)
 
@@ -116,13 +129,15 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
     if spool.size == 0:
         raise services.EmptyArtifactError()
     spool.finish()
+    services.check_artifact(spool.name)
     storage = get_storage()
     blob = storage.put_file(spool.name, sha256=spool.sha256, size=spool.size, move=True)
     spool.claimed = True
     try:
         release = services.create_release(db.session, plan, blob, filename, principal.actor)
         audit(db.session, principal.actor, "release.publish", f"release:{component}/{release.version}",
-              {"sha256": blob.sha256, "size": blob.size, "channels": metadata.channels})
+              {"sha256": blob.sha256, "size": blob.size, "channels": metadata.channels,
+               "rollout": metadata.rollout.model_dump() if metadata.rollout else None})
         db.commit()
     except BaseException:
         db.rollback()
@@ -226,8 +241,9 @@ def unyank(principal: Principal, component: str, version: str) -> ReleaseOut:
 def combined_changelog(principal: Principal, component: str, query: ChangelogQuery) -> CombinedChangelog:
     comp, rows = services.combined_changelog(db.session, component, query.from_version, query.to_version)
     entries = [ChangelogEntry(version=r.version, created_at=r.created_at, critical=r.critical, yanked=r.yanked,
-                              changelog=r.changelog, changelog_html=services.render_changelog(r.changelog))
+                              changelog=r.changelog, changelog_html=r.changelog_html)
                for r in rows]
     md = "\n\n".join(f"## {e.version}\n\n{e.changelog}".rstrip() for e in entries)
+    html = services.combined_changelog_html([(e.version, e.changelog_html) for e in entries])
     return CombinedChangelog(component=comp.name, from_version=query.from_version, to_version=query.to_version,
-                             entries=entries, markdown=md, html=services.render_changelog(md))
+                             entries=entries, markdown=md, html=html)

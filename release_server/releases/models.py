@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base
@@ -35,6 +35,8 @@ class Channel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    #: every release published on this channel must start as a staged rollout
+    require_staged_rollout: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Release(Base):
@@ -49,6 +51,8 @@ class Release(Base):
     artifact_size: Mapped[int] = mapped_column(BigInteger)
     blob_key: Mapped[str] = mapped_column(String(255), index=True)
     changelog: Mapped[str] = mapped_column(Text, default="")
+    #: the changelog rendered and sanitised once, at publish
+    changelog_html: Mapped[str] = mapped_column(Text, default="", server_default="")
     critical: Mapped[bool] = mapped_column(default=False)
     min_from_version: Mapped[str | None] = mapped_column(String(64))
     requires: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -66,6 +66,8 @@ class CreateChannel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = Field(default="", max_length=10_000)
+    require_staged_rollout: bool = Field(default=False, description="Every release published on this channel "
+                                                                   "must start as a staged rollout")
 
     @field_validator("name")
     @classmethod
@@ -76,6 +78,29 @@ class CreateChannel(BaseModel):
 class ChannelOut(BaseModel):
     name: str
     description: str
+    require_staged_rollout: bool = False
+
+
+class ChannelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    require_staged_rollout: bool
+
+
+class PublishRolloutStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    percent: float = Field(gt=0, le=100)
+    min_hours: float = Field(default=0, ge=0)
+
+
+class PublishRollout(BaseModel):
+    """A staged rollout created with the release, in the same transaction, on each of its channels."""
+
+    model_config = ConfigDict(extra="forbid")
+    schedule: list[PublishRolloutStep] = Field(min_length=1, max_length=20,
+                                               description="Phases; the first one's share is offered at once")
+    failure_threshold: float = Field(default=0.05, gt=0, lt=1)
+    min_attempts: int = Field(default=20, ge=1, le=1_000_000)
+    start: bool = Field(default=True, description="Start at the first phase at once (else a draft: offers nothing)")
 
 
 class ChannelList(BaseModel):
@@ -102,6 +127,8 @@ class PublishMetadata(BaseModel):
                                           "for one customer, never offered to anyone else")
     restricted_installations: list[str] = Field(default_factory=list,
                                                 description="Offer this release only to these installations")
+    rollout: PublishRollout | None = Field(default=None, description="Publish as a staged rollout: the release "
+                                                                     "is never offered outside its first phase")
 
     @field_validator("version")
     @classmethod

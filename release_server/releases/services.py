@@ -72,6 +72,15 @@ class DuplicateReleaseError(ConflictError):
         self.component, self.version = component, version
 
 
+class StagedRolloutRequiredError(ValidationError):
+    code = "staged_rollout_required"
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"channel {channel!r} requires every release to start as a staged rollout: publish it "
+                         "with a rollout schedule", field="rollout")
+        self.channel = channel
+
+
 class EmptyArtifactError(ValidationError):
     code = "empty_artifact"
 
@@ -112,10 +121,11 @@ def list_components(session: Session) -> list[Component]:
     return list(session.scalars(select(Component).order_by(Component.name)))
 
 
-def create_channel(session: Session, name: str, description: str = "") -> Channel:
+def create_channel(session: Session, name: str, description: str = "", *,
+                   require_staged_rollout: bool = False) -> Channel:
     if session.scalar(select(Channel).where(Channel.name == name)) is not None:
         raise DuplicateChannelError(name)
-    ch = Channel(name=name, description=description)
+    ch = Channel(name=name, description=description, require_staged_rollout=require_staged_rollout)
     session.add(ch)
     session.flush()
     return ch
@@ -125,6 +135,13 @@ def get_channel(session: Session, name: str) -> Channel:
     ch = session.scalar(select(Channel).where(Channel.name == name))
     if ch is None:
         raise UnknownChannelError(name)
+    return ch
+
+
+def set_channel_settings(session: Session, name: str, *, require_staged_rollout: bool) -> Channel:
+    ch = get_channel(session, name)
+    ch.require_staged_rollout = require_staged_rollout
+    session.flush()
     return ch
 
 
@@ -143,6 +160,7 @@ class PublishPlan:
     channels: list[Channel]
     restricted_customers: list[int]
     restricted_installations: list[str]
+    changelog_html: str = ""
 
 
 def plan_publish(session: Session, component_name: str, metadata: PublishMetadata) -> PublishPlan:
@@ -163,8 +181,13 @@ def plan_publish(session: Session, component_name: str, metadata: PublishMetadat
     max_chars = current_app.config["MAX_CHANGELOG_CHARS"] if has_app_context() else 200_000
     if len(metadata.changelog) > max_chars:
         raise ValidationError(f"changelog longer than {max_chars} characters", field="changelog")
+    if metadata.rollout is None and not (metadata.restricted_customers or metadata.restricted_installations):
+        for ch in channels:
+            if ch.require_staged_rollout:
+                raise StagedRolloutRequiredError(ch.name)
+    changelog_html = changelog_mod.render(metadata.changelog)  # linear; refuses too deep nesting
     customers, installations = _check_restrictions(session, metadata)
-    return PublishPlan(comp, metadata, channels, customers, installations)
+    return PublishPlan(comp, metadata, channels, customers, installations, changelog_html)
 
 
 def _check_restrictions(session: Session, metadata: PublishMetadata) -> tuple[list[int], list[str]]:
@@ -190,6 +213,7 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
     release = Release(
         component=plan.component, version=meta.version, artifact_filename=filename,
         artifact_sha256=blob.sha256, artifact_size=blob.size, blob_key=blob.key, changelog=meta.changelog,
+        changelog_html=plan.changelog_html,
         critical=meta.critical, min_from_version=meta.min_from_version, requires=meta.requires,
         created_by=actor, channels=list(plan.channels))
     session.add(release)
@@ -201,8 +225,21 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
                         + [ReleaseRestriction(release_id=release.id, installation_id=i)
                            for i in plan.restricted_installations])
         session.flush()
+    if meta.rollout is not None:
+        # the rollout exists in the same transaction as the release: no check ever sees one without the other
+        stage = current_app.extensions.get("publish_rollout") if has_app_context() else None
+        if stage is None:
+            raise ValidationError("staged rollouts are not available", field="rollout")
+        stage(session, release, meta.rollout, actor)
     _notify(session, release, "publish")
     return release
+
+
+def check_artifact(path: str) -> None:
+    """Refuse, before it is stored, an artifact no installation could install (``InvalidArtifactError``)."""
+    from .artifacts import check_artifact as check
+
+    check(path)
 
 
 def blob_in_use(session: Session, key: str) -> bool:
@@ -256,6 +293,15 @@ def list_releases(session: Session, component_name: str, *, channel: str | None,
 
 def promote(session: Session, release: Release, channel_name: str) -> Release:
     ch = get_channel(session, channel_name)
+    if ch not in release.channels and ch.require_staged_rollout:
+        from ..rollouts.models import ReleaseRestriction
+
+        restricted = session.scalar(select(func.count(ReleaseRestriction.id))
+                                    .where(ReleaseRestriction.release_id == release.id))
+        if not restricted:
+            raise ConflictError(f"channel {ch.name!r} requires every release to start as a staged rollout; "
+                                "publish the release there with a rollout schedule", field="channel",
+                                code="staged_rollout_required")
     if ch not in release.channels:
         release.channels.append(ch)
         session.flush()
@@ -298,4 +344,12 @@ def combined_changelog(session: Session, component_name: str, from_version: str 
 
 
 def render_changelog(text: str) -> str:
+    """Render Markdown that was not stored at publish (raises ``ChangelogTooDeepError``)."""
     return changelog_mod.render(text)
+
+
+def combined_changelog_html(entries: list[tuple[str, str]]) -> str:
+    """The stored HTML of several releases, each under a heading with its version (nothing is rendered)."""
+    from markupsafe import escape
+
+    return "\n".join(f"<h2>{escape(version)}</h2>\n{html}".rstrip() for version, html in entries)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, current_app
 from packaging.specifiers import SpecifierSet
@@ -59,6 +60,10 @@ def target_path(release: Release) -> str:
 
 
 def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[str, str], dict[str, PinRule]]]:
+    # Releases are read first, then what gates them (restrictions, rollouts): a release committed
+    # together with its rollout or restrictions is never seen without them, even when each
+    # statement reads the latest committed data (PostgreSQL's READ COMMITTED).
+    releases = list(session.scalars(select(Release)))
     restrictions: dict[int, tuple[set[int], set[str]]] = {}
     for r in session.scalars(select(ReleaseRestriction)):
         custs, insts = restrictions.setdefault(r.release_id, (set(), set()))
@@ -70,7 +75,7 @@ def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[st
     for ro in session.scalars(select(Rollout)):
         gates.setdefault(ro.release_id, {})[ro.channel] = RolloutGate(ro.state, ro.share)
     infos = []
-    for rel in session.scalars(select(Release)):
+    for rel in releases:
         custs, insts = restrictions.get(rel.id, (set(), set()))
         infos.append(ReleaseInfo(
             id=rel.id, component=rel.component.name, version=Version(rel.version),
@@ -184,6 +189,13 @@ def init_app(app: Flask) -> None:
         record_reports(session, inst, reports)
 
     app.extensions.setdefault("report_hooks", []).append(on_reports)
+
+    def publish_rollout(session: Session, release: Release, spec: Any, actor: str) -> None:
+        from .services import stage_published_release
+
+        stage_published_release(session, release, spec, actor)
+
+    app.extensions["publish_rollout"] = publish_rollout
 
     def advance_rollouts() -> None:
         from ..db import db

@@ -180,6 +180,22 @@ def create_rollout(session: Session, component: str, version: str, channel: str,
     return ro
 
 
+def stage_published_release(session: Session, release: Release, spec: Any, actor: str) -> list[Rollout]:
+    """At publish, in the publish's transaction: a rollout of the new release on each of its channels.
+
+    ``spec`` is the publish's ``rollout`` (schedule, failure_threshold, min_attempts, start).
+    """
+    steps = [{"percent": s.percent, "min_hours": s.min_hours} for s in spec.schedule]
+    made = []
+    for channel in release.channel_names:
+        ro = create_rollout(session, release.component.name, release.version, channel, actor=actor, schedule=steps,
+                            failure_threshold=spec.failure_threshold, min_attempts=spec.min_attempts)
+        if spec.start:
+            start(session, ro)
+        made.append(ro)
+    return made
+
+
 def _touch(session: Session, ro: Rollout) -> Rollout:
     ro.updated_at = utcnow()
     session.flush()

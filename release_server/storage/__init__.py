@@ -3,14 +3,18 @@
 Artifacts and attachments are stored content-addressed (``sha256/ab/cd/<hex>``);
 TUF metadata and other named objects are written under their own keys. The backend is
 chosen by ``STORAGE_BACKEND``; :func:`get_storage` returns the application's one.
+:mod:`.sweep` removes what crashed writes leave behind (a worker job and
+``release-server storage sweep``).
 """
 from __future__ import annotations
 
 from flask import Flask, current_app
 
-from .base import BlobNotFoundError, BlobStorage, StoredBlob, blob_key_for
+from .base import (BlobNotFoundError, BlobStorage, InsufficientStorageError, PartialWrite, StoredBlob, StoredObject,
+                   blob_key_for, is_no_space)
 
-__all__ = ["BlobStorage", "StoredBlob", "BlobNotFoundError", "blob_key_for", "init_app", "get_storage",
+__all__ = ["BlobStorage", "StoredBlob", "StoredObject", "PartialWrite", "BlobNotFoundError",
+           "InsufficientStorageError", "is_no_space", "blob_key_for", "init_app", "get_storage",
            "storage_from_config"]
 
 
@@ -33,7 +37,20 @@ def storage_from_config(config: dict) -> BlobStorage:
 
 
 def init_app(app: Flask) -> None:
+    from ..worker import register_job
+    from .cli import storage_group
+
     app.extensions["storage"] = storage_from_config(app.config)
+    app.cli.add_command(storage_group)
+
+    def sweep_job() -> object:
+        from ..db import db
+        from .sweep import sweep
+
+        return sweep(db.session, get_storage(), app.config.get("UPLOAD_TMP_DIR"),
+                     grace_seconds=app.config["STORAGE_SWEEP_GRACE_SECONDS"])
+
+    register_job(app, "storage-sweep", app.config["STORAGE_SWEEP_INTERVAL"], sweep_job)
 
 
 def get_storage() -> BlobStorage:

@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import abc
+import errno
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import NotFoundError, PayloadTooLargeError, ValidationError
+from ..errors import NotFoundError, PayloadTooLargeError, StorageError, ValidationError
 
 CHUNK = 1024 * 1024
+
+#: Errors that mean "the disk (or the user's quota) is full".
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class BlobNotFoundError(NotFoundError):
@@ -19,6 +24,42 @@ class BlobNotFoundError(NotFoundError):
     def __init__(self, key: str) -> None:
         super().__init__(f"no stored object {key!r}")
         self.key = key
+
+
+class InsufficientStorageError(StorageError):
+    """No space left for the object: the client may retry once space has been freed."""
+
+    status = 507
+    code = "insufficient_storage"
+
+    def __init__(self, what: str = "the upload", *, field: str | None = None) -> None:
+        super().__init__(f"not enough storage space for {what}; nothing was kept, try again later", field=field)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """True for an OSError that says the file system is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One named object as listed by :meth:`BlobStorage.scan`."""
+
+    key: str
+    size: int
+    modified: datetime  # UTC
+
+
+@dataclass(frozen=True)
+class PartialWrite:
+    """Bytes left by a write that never finished (a crash mid-upload), found by :meth:`BlobStorage.partial_writes`.
+
+    ``ref`` identifies it to :meth:`BlobStorage.remove_partial`; ``size`` is what it occupies (0 when unknown).
+    """
+
+    ref: str
+    size: int
+    modified: datetime  # UTC
 
 
 @dataclass(frozen=True)
@@ -99,6 +140,21 @@ class BlobStorage(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys that start with ``prefix``, in lexical order."""
+
+    @abc.abstractmethod
+    def scan(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Objects whose key starts with ``prefix``, with size and last-modified time, streamed (any order).
+
+        Writes in progress are not listed (see :meth:`partial_writes`).
+        """
+
+    @abc.abstractmethod
+    def partial_writes(self, older_than: datetime) -> Iterator[PartialWrite]:
+        """Leftovers of writes that started before ``older_than`` and never finished."""
+
+    @abc.abstractmethod
+    def remove_partial(self, ref: str) -> None:
+        """Remove one leftover found by :meth:`partial_writes`; a missing one is not an error."""
 
     def presigned_url(self, key: str, *, ttl: int, filename: str | None = None) -> str | None:
         """A time-limited URL a client may download from directly, if the backend has one."""

@@ -11,12 +11,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StorageError
 from ..private_files import private_dirs
-from .base import CHUNK, BlobNotFoundError, BlobStorage, HashingReader, StoredBlob, blob_key_for, check_key
+from .base import (CHUNK, BlobNotFoundError, BlobStorage, HashingReader, InsufficientStorageError, PartialWrite,
+                   StoredBlob, StoredObject, blob_key_for, check_key, is_no_space)
 
 
 class LocalStorage(BlobStorage):
@@ -49,17 +51,23 @@ class LocalStorage(BlobStorage):
             digest = reader.hash.hexdigest()
             key = blob_key_for(digest)
             self._install(tmp_path, key)
-        except BaseException:
+        except BaseException as e:
             _unlink_quietly(tmp_path)
+            if is_no_space(e):
+                raise InsufficientStorageError("the object") from e
             raise
         return StoredBlob(key, digest, reader.size)
 
     def put_file(self, path: Path, *, sha256: str, size: int, move: bool = False) -> StoredBlob:
         key = blob_key_for(sha256)
-        if self._path(key).exists():
+        existing = self._path(key)
+        if existing.exists():
+            # fresh again: the sweep of unreferenced blobs keeps it through its grace period
+            os.utime(existing)
             if move:
                 _unlink_quietly(str(path))
             return StoredBlob(key, sha256, size)
+        tmp_path = None
         try:
             if move and os.stat(path).st_dev == os.stat(self.tmp).st_dev:
                 self._install(str(path), key)
@@ -70,9 +78,14 @@ class LocalStorage(BlobStorage):
                     out.flush()
                     os.fsync(out.fileno())
                 self._install(tmp_path, key)
+                tmp_path = None
                 if move:
                     _unlink_quietly(str(path))
         except OSError as e:
+            if tmp_path is not None:
+                _unlink_quietly(tmp_path)
+            if is_no_space(e):
+                raise InsufficientStorageError("the object") from e
             raise StorageError(f"cannot store blob: {e}") from e
         return StoredBlob(key, sha256, size)
 
@@ -84,8 +97,10 @@ class LocalStorage(BlobStorage):
                 out.flush()
                 os.fsync(out.fileno())
             self._install(tmp_path, key)
-        except BaseException:
+        except BaseException as e:
             _unlink_quietly(tmp_path)
+            if is_no_space(e):
+                raise InsufficientStorageError(f"object {key!r}") from e
             raise
 
     def read(self, key: str) -> bytes:
@@ -133,6 +148,41 @@ class LocalStorage(BlobStorage):
                     keys.append(key)
         return iter(sorted(keys))
 
+    def scan(self, prefix: str = "") -> Iterator[StoredObject]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            if rel == ".tmp" or rel.startswith(".tmp" + os.sep):
+                dirnames[:] = []
+                continue
+            for name in filenames:
+                key = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield StoredObject(key, st.st_size, _utc(st.st_mtime))
+
+    def partial_writes(self, older_than: datetime) -> Iterator[PartialWrite]:
+        cutoff = older_than.timestamp()
+        try:
+            entries = list(os.scandir(self.tmp))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if entry.is_file(follow_symlinks=False) and st.st_mtime < cutoff:
+                yield PartialWrite(entry.name, st.st_size, _utc(st.st_mtime))
+
+    def remove_partial(self, ref: str) -> None:
+        if "/" in ref or ref in ("", ".", ".."):
+            raise StorageError(f"not a partial write: {ref!r}")
+        _unlink_quietly(str(self.tmp / ref))
+
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
@@ -144,6 +194,10 @@ def sha256_file(path: str | os.PathLike) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +19,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import StorageError
-from .base import BlobNotFoundError, BlobStorage, HashingReader, StoredBlob, blob_key_for, check_key
+from .base import (BlobNotFoundError, BlobStorage, HashingReader, PartialWrite, StoredBlob, StoredObject,
+                   blob_key_for, check_key)
 
 MIN_PART = 5 * 1024 * 1024
 
@@ -190,8 +192,71 @@ class S3Storage(BlobStorage):
                     keys.append(k)
         return iter(sorted(keys))
 
+    def scan(self, prefix: str = "") -> Iterator[StoredObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Contents", []):
+                    k = obj["Key"][len(self.prefix):]
+                    if not k.startswith(".tmp/"):
+                        yield StoredObject(k, int(obj["Size"]), _utc(obj["LastModified"]))
+        except (BotoCoreError, ClientError) as e:
+            raise StorageError(f"S3 listing failed: {e}") from e
+
+    def partial_writes(self, older_than: datetime) -> Iterator[PartialWrite]:
+        """Temporary ``.tmp/`` objects and multipart uploads never completed or aborted."""
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + ".tmp/"):
+                for obj in page.get("Contents", []):
+                    modified = _utc(obj["LastModified"])
+                    if modified < older_than:
+                        yield PartialWrite(f"object {obj['Key']}", int(obj["Size"]), modified)
+            uploads = self.client.get_paginator("list_multipart_uploads")
+            for page in uploads.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for up in page.get("Uploads", []):
+                    size, last = self._parts(up["Key"], up["UploadId"])
+                    # an upload still receiving parts is alive, however long ago it began
+                    modified = max(_utc(up["Initiated"]), last) if last else _utc(up["Initiated"])
+                    if modified < older_than:
+                        yield PartialWrite(f"multipart {up['UploadId']} {up['Key']}", size, modified)
+        except (BotoCoreError, ClientError) as e:
+            raise StorageError(f"S3 listing failed: {e}") from e
+
+    def _parts(self, key: str, upload_id: str) -> tuple[int, datetime | None]:
+        """Bytes uploaded so far and the time of the newest part."""
+        total, last = 0, None
+        for page in self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key,
+                                                                     UploadId=upload_id):
+            for part in page.get("Parts", []):
+                total += int(part["Size"])
+                modified = _utc(part["LastModified"])
+                last = modified if last is None or modified > last else last
+        return total, last
+
+    def remove_partial(self, ref: str) -> None:
+        kind, _, rest = ref.partition(" ")
+        try:
+            if kind == "object" and rest.startswith(self.prefix + ".tmp/"):
+                self.client.delete_object(Bucket=self.bucket, Key=rest)
+            elif kind == "multipart" and " " in rest:
+                upload_id, key = rest.split(" ", 1)
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                except ClientError as e:
+                    if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise
+            else:
+                raise StorageError(f"not a partial write: {ref!r}")
+        except (BotoCoreError, ClientError) as e:
+            raise StorageError(f"S3 delete failed: {e}") from e
+
     def presigned_url(self, key: str, *, ttl: int, filename: str | None = None) -> str | None:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._k(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

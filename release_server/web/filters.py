@@ -43,10 +43,18 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 
 def changelog_html(text: str | None) -> Markup:
-    """Markdown rendered and sanitised by the releases package (never raw)."""
-    from ..releases.changelog import render
+    """Markdown rendered and sanitised by the releases package (never raw); too deep nesting shown as text."""
+    from ..releases.changelog import ChangelogTooDeepError, ChangelogTooLargeError, render
 
-    return Markup(render(text or ""))  # noqa: S704 - nh3-sanitised HTML
+    try:
+        return Markup(render(text or ""))  # noqa: S704 - nh3-sanitised HTML
+    except (ChangelogTooDeepError, ChangelogTooLargeError):
+        return Markup("<pre>%s</pre>") % (text or "")
+
+
+def stored_changelog(release: Any) -> Markup:
+    """A release's changelog as rendered and sanitised when it was published."""
+    return Markup(release.changelog_html or "")  # noqa: S704 - sanitised at publish
 
 
 def label(value: Any, table: str | None) -> str:
@@ -123,7 +131,7 @@ def url_with(**changes: Any) -> str:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(dt=dt, ago=ago, filesize=filesize, percent=percent, changelog=changelog_html,
-                                 label=label, systext=systext, message=render_message, audit_action=audit_action,
+                                 stored_changelog=stored_changelog, label=label, systext=systext, message=render_message, audit_action=audit_action,
                                  field_label=field_label, group_links=group_links)
     from ..support.services import halt_reason
 

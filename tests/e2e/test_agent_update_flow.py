@@ -94,7 +94,7 @@ def test_operator_rollback_and_status(e2e):
     out = e2e.agent("rollback", "--component", "app", check=0).stdout
     assert "rolled back from 1.1 to 1.0" in out
     assert e2e.running_version() == "1.0"
-    back = [r for r in e2e.reports() if r["outcome"] == "rolled_back"]
+    back = [r for r in e2e.reports() if r["outcome"] == "operator_rollback"]
     assert back and back[0]["from_version"] == "1.1" and back[0]["to_version"] == "1.0"
     assert e2e.installation()["versions"]["app"] == "1.0"
 

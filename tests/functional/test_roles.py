@@ -19,6 +19,7 @@ GROUPS = {
     "releases-write": [
         ("POST", "/api/v1/components", {"name": "web"}),
         ("POST", "/api/v1/channels", {"name": "lts"}),
+        ("PATCH", "/api/v1/channels/beta", {"require_staged_rollout": False}),
         ("POST", "/api/v1/components/server/releases/1.0/promote", {"channel": "stable"}),
         ("POST", "/api/v1/components/server/releases/1.0/yank", {"reason": "bad"}),
         ("POST", "/api/v1/components/server/releases/1.0/unyank", None),

@@ -214,7 +214,7 @@ def test_operator_rollback_walks_back_history(installer: Installer, marks: Path,
                           APP, previous, version)
         previous = version
     result = installer.rollback_to_previous(APP)
-    assert (result.outcome, result.from_version, result.to_version) == ("rolled_back", "3.0", "2.0")
+    assert (result.outcome, result.from_version, result.to_version) == ("operator_rollback", "3.0", "2.0")
     check_release(install_dir / APP / "current", "2.0")
     assert read_installed(state_dir) == {APP: "2.0"}
     assert installer.rollback_to_previous(APP).to_version == "1.0"

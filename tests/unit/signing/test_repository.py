@@ -104,7 +104,7 @@ def test_same_target_path_for_two_releases_is_refused(app, client, pub, tuf_repo
     create_component(client, pub, "server")
     assert publish(client, pub, "server", "1.0", filename="server.tar.gz").status_code == 201
     before = versions(app)
-    resp = publish(client, pub, "server", "1.1", filename="server.tar.gz", artifact=b"other")
+    resp = publish(client, pub, "server", "1.1", filename="server.tar.gz", artifact=make_tarball({"other": "x"}))
     assert resp.status_code == 409 and resp.json["error"]["code"] == "duplicate_target_path"
     assert versions(app) == before
     assert client.get("/api/v1/components/server/releases/1.1", headers=pub).status_code == 404
@@ -122,7 +122,7 @@ def test_caching_headers_etags_and_missing_root(app, client, pub, tuf_repo):
     assert client.get("/tuf/metadata/../secret_key").status_code == 404
     assert client.get("/tuf/metadata/1.other.json").status_code == 404
     create_component(client, pub, "web")
-    body = b"artifact bytes"
+    body = make_tarball({"artifact": "bytes"})
     publish(client, pub, "web", "1.0", artifact=body)
     sha = hashlib.sha256(body).hexdigest()
     got = client.get(f"/tuf/targets/web/{sha}.web-1.0.tar.gz")
@@ -253,7 +253,7 @@ def test_export_is_a_complete_static_tree(app, client, pub, tuf_repo, tmp_path, 
     from release_server.signing import services
 
     create_component(client, pub, "server")
-    body = b"the artifact"
+    body = make_tarball({"the": "artifact"})
     publish(client, pub, "server", "1.0", artifact=body, changelog="notes")
     dest = tmp_path / "export"
     with app.app_context():

@@ -124,3 +124,48 @@ def test_presigned_url_on_s3_downloads_the_object(storage: BlobStorage):
         return
     resp = requests.get(url, timeout=10)
     assert resp.status_code == 200 and resp.content == b"signed download"
+
+
+def _crash_mid_write(storage: BlobStorage) -> None:
+    """Leave behind what a process killed in the middle of a large write leaves."""
+    if storage.name == "local":
+        (storage.tmp / "tmpcrashed").write_bytes(b"x" * 4096)  # type: ignore[attr-defined]
+        return
+    client, bucket = storage.client, storage.bucket  # type: ignore[attr-defined]
+    client.put_object(Bucket=bucket, Key=".tmp/crashed", Body=b"y" * 100)
+    up = client.create_multipart_upload(Bucket=bucket, Key="sha256/00/00/crashed")
+    client.upload_part(Bucket=bucket, Key="sha256/00/00/crashed", PartNumber=1, UploadId=up["UploadId"],
+                       Body=b"z" * (5 * 1024 * 1024))
+
+
+def test_scan_lists_objects_with_size_and_modification_time(storage: BlobStorage):
+    from datetime import datetime, timedelta, timezone
+
+    before = datetime.now(timezone.utc) - timedelta(seconds=2)
+    blob = storage.put_stream(io.BytesIO(b"scan me" * 10))
+    storage.write("tuf/metadata/1.root.json", b"{}")
+    _crash_mid_write(storage)
+    found = {o.key: o for o in storage.scan("sha256/")}
+    assert list(found) == [blob.key]  # temporaries and writes in progress are not objects
+    assert found[blob.key].size == 70
+    assert before <= found[blob.key].modified <= datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert {o.key for o in storage.scan()} == {blob.key, "tuf/metadata/1.root.json"}
+
+
+def test_partial_writes_are_found_after_their_grace_and_removed(storage: BlobStorage):
+    from datetime import datetime, timedelta, timezone
+
+    blob = storage.put_stream(io.BytesIO(b"a finished object"))
+    _crash_mid_write(storage)
+    now = datetime.now(timezone.utc)
+    assert list(storage.partial_writes(now - timedelta(hours=1))) == []  # still young: kept
+    partials = list(storage.partial_writes(now + timedelta(seconds=5)))
+    assert len(partials) == (1 if storage.name == "local" else 2)
+    assert sum(p.size for p in partials) == (4096 if storage.name == "local" else 100 + 5 * 1024 * 1024)
+    for p in partials:
+        storage.remove_partial(p.ref)
+        storage.remove_partial(p.ref)  # removing twice is fine
+    assert list(storage.partial_writes(now + timedelta(seconds=5))) == []
+    assert storage.read(blob.key) == b"a finished object"
+    if storage.name == "s3":
+        assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
