@@ -273,7 +273,8 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
             id=rid, installation_id=inst.id, component=r.component, from_version=r.from_version,
             to_version=r.to_version, release_id=release_id, outcome=r.outcome, stage=r.stage,
             error_code=r.error_code, error_message=r.error_message, duration_seconds=r.duration_seconds,
-            log_tail=r.log_tail[-65536:], details=r.details, started_at=r.started_at)
+            log_tail=r.log_tail[-65536:], details=r.details, started_at=r.started_at,
+            bytes_downloaded=r.bytes_downloaded, bytes_full=r.bytes_full)
         try:
             with session.begin_nested():
                 session.add(report)
