@@ -80,6 +80,7 @@ def generate_deltas(principal: Principal, component: str, version: str, body: Ge
         ws.commit()
     finally:
         ws.close()
+    db.rollback()  # end the request's read transaction, so the list sees what was just committed
     return _list(component, version)
 
 
