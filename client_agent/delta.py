@@ -10,16 +10,17 @@ installed release's artifact (or its tar stream), and it is smaller than the ful
 artifact. Otherwise the full artifact is downloaded.
 
 Applying happens in the downloads folder: the kept base is unpacked to its tar stream
-and checked against the signed ``base_tar`` hash, the patch is applied, and the result
-is installed only if it matches the signed ``tar`` hash and length. Any failure (a
+(a kept ``.tar.gz`` is unpacked and checked against the signed ``base_tar`` hash; a
+kept tar stream is used as it is), the patch is applied, and the result is installed
+only if it matches the signed ``tar`` hash and length, whatever the base was. Any failure (a
 patch whose bytes TUF refuses, an output that does not match, a missing or damaged
 base, a disk error) falls back to the full download; the reason goes into the log and
 the report (``details.delta_fallback``). An interrupted patch download is resumed on
 the next cycle like any target.
 
-After a successful installation the artifact that was installed (the full ``.tar.gz``,
-or the rebuilt tar) is kept in ``<state>/artifacts/<component>/``, one per component,
-to be the base of the next patch.
+After a successful installation the release's tar stream (unpacked from the full
+``.tar.gz``, or the rebuilt tar) is kept in ``<state>/artifacts/<component>/``, one per
+component, to be the base of the next patch.
 """
 from __future__ import annotations
 
@@ -158,10 +159,27 @@ class ArtifactStore:
         return KeptArtifact(index["version"], path)
 
     def keep(self, component: str, version: str, artifact: Path) -> None:
-        """Move ``artifact`` in as the kept artifact of ``component`` ``version``; drop the older one."""
+        """Keep ``artifact`` (moved in) as the base of ``component`` ``version``; drop the older one.
+
+        A gzip-compressed tar is kept as its tar stream, so that applying the next patch
+        needs no decompression while the update waits (this costs the decompression now,
+        after the installation succeeded, and disk space for the uncompressed stream).
+        """
         folder = make_private_dir(self._dir(component))
         name = f"{version}.{artifact.name}"
-        os.replace(artifact, folder / name)
+        if deltapatch.is_gzip(artifact):
+            name = f"{version}.tar"
+            try:
+                deltapatch.to_tar(artifact, folder / f".{name}.tmp")
+                os.replace(folder / f".{name}.tmp", folder / name)
+            except deltapatch.PatchFormatError:
+                (folder / f".{name}.tmp").unlink(missing_ok=True)
+                name = f"{version}.{artifact.name}"
+                os.replace(artifact, folder / name)
+            else:
+                artifact.unlink(missing_ok=True)
+        else:
+            os.replace(artifact, folder / name)
         atomic_write_json(folder / KEPT_INDEX, {"version": version, "file": name})
         for entry in folder.iterdir():
             if entry.name not in (name, KEPT_INDEX) and entry.is_file():
@@ -219,10 +237,17 @@ def _apply(session: TufSession, info: TargetFile, delta: SignedDelta, patch_info
     base = downloads / f".{delta.sha256}.base.tar"
     out = downloads / f".{delta.sha256}.out.tar"
     try:
-        digest = deltapatch.to_tar(kept.path, base, max_bytes=delta.base_tar.length)
-        if (digest.sha256, digest.length) != (delta.base_tar.sha256, delta.base_tar.length):
-            raise deltapatch.PatchFormatError("the kept artifact of the installed release does not match "
-                                              "the patch's signed base")
+        if deltapatch.is_gzip(kept.path):
+            digest = deltapatch.to_tar(kept.path, base, max_bytes=delta.base_tar.length)
+            if (digest.sha256, digest.length) != (delta.base_tar.sha256, delta.base_tar.length):
+                raise deltapatch.PatchFormatError("the kept artifact of the installed release does not match "
+                                                  "the patch's signed base")
+        else:
+            # the kept tar stream is used as it is: a damaged base cannot give the signed output below
+            base = kept.path
+            if base.stat().st_size != delta.base_tar.length:
+                raise deltapatch.PatchFormatError("the kept tar of the installed release does not have the "
+                                                  "patch's signed base length")
         result = deltapatch.apply_patch(base, patch, out, max_output=delta.tar.length)
         if (result.sha256, result.length) != (delta.tar.sha256, delta.tar.length):
             raise deltapatch.PatchFormatError("the patched release does not match its signed hash and length")
@@ -230,7 +255,8 @@ def _apply(session: TufSession, info: TargetFile, delta: SignedDelta, patch_info
         os.replace(out, final)
         return final
     finally:
-        base.unlink(missing_ok=True)
+        if base != kept.path:
+            base.unlink(missing_ok=True)
         out.unlink(missing_ok=True)
         patch.unlink(missing_ok=True)
 

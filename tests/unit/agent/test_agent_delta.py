@@ -80,6 +80,17 @@ def test_the_store_keeps_one_artifact_per_component(tmp_path):
     assert kept.version == "1.1" and kept.path.read_bytes() == b"1.1"
     assert sorted(p.name for p in (tmp_path / "artifacts" / "app").iterdir()) == ["1.1.dl-1.1.tar.gz", "kept.json"]
 
+    # a .tar.gz is kept as its tar stream (no decompression while the next update waits)
+    gz = tmp_path / "app-1.2.tar.gz"
+    with tarfile.open(gz, "w:gz") as tar:
+        info = tarfile.TarInfo("VERSION")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"1.2"))
+    store.keep("app", "1.2", gz)
+    kept = store.kept("app")
+    assert kept.path.name == "1.2.tar" and not deltapatch.is_gzip(kept.path) and tarfile.is_tarfile(kept.path)
+    assert not gz.exists()
+
 
 # --------------------------------------------------------------------------- the format
 
