@@ -104,3 +104,29 @@ def test_a_zip_artifact_gets_no_patch(app, client, pub, tuf_repo):
         publish(client, pub, "server", v, artifact=buf.getvalue(), filename=f"server-{v}.zip")
     [result] = generate(app, "1.1")
     assert result.status == "unsupported"
+
+
+def test_the_worker_makes_patches_to_the_newest_release_once(app, client, pub, runner, tuf_repo):
+    create_component(client, pub, "server")
+    for v in ("1.0", "1.1"):
+        publish(client, pub, "server", v, artifact=make_tarball({"lib.so": LIB, "v": v}))
+    res = runner.invoke(args=["worker", "--once"])
+    assert res.exit_code == 0, res.output
+    listed = runner.invoke(args=["deltas", "list", "--component", "server", "--version", "1.1"])
+    assert listed.exit_code == 0 and "1.0 -> 1.1: ready" in listed.output
+    assert "server/deltas/1.0-1.1.rsdpatch" in listed.output
+    again = runner.invoke(args=["deltas", "generate", "--component", "server", "--version", "1.1"])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+def test_cli_generate_and_its_errors(app, client, pub, runner, tuf_repo):
+    create_component(client, pub, "server")
+    for v in ("1.0", "1.1"):
+        publish(client, pub, "server", v, artifact=make_tarball({"lib.so": LIB, "v": v}))
+    res = runner.invoke(args=["deltas", "generate", "--component", "server", "--version", "1.1", "--from", "1.0"])
+    assert res.exit_code == 0, res.output
+    assert "server 1.0 -> 1.1: ready" in res.output
+    bad = runner.invoke(args=["deltas", "generate", "--component", "server", "--version", "1.1", "--from", "3.0"])
+    assert bad.exit_code == 1 and "no earlier release '3.0'" in bad.output
+    missing = runner.invoke(args=["deltas", "list", "--component", "server", "--version", "9.9"])
+    assert missing.exit_code == 1 and "error:" in missing.output
