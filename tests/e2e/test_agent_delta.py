@@ -169,3 +169,29 @@ def test_a_patch_from_a_release_the_agent_does_not_have_is_not_chosen(e2e):
     assert "delta_fallback" not in report["details"]
     assert report["bytes_downloaded"] == full["artifact"]["size"]
     assert "the artifact of 1.0 is not kept here" in e2e.agent_log()
+
+
+def test_an_interrupted_patch_download_is_resumed(e2e, backend):
+    from release_server.storage import get_storage
+    from release_server.storage.base import blob_key_for
+
+    install_first(e2e)
+    e2e.publish("app", "1.1", release("1.1"))
+    generate(e2e, "1.1")
+    delta = delta_row(e2e, "1.0", "1.1")
+    with e2e.app.app_context():
+        patch = get_storage().read(blob_key_for(delta["sha256"]))
+    half = len(patch) // 2
+    (e2e.state_dir / "downloads").mkdir(mode=0o700, exist_ok=True)
+    (e2e.state_dir / "downloads" / f"{delta['sha256']}.1.0-1.1.rsdpatch.part").write_bytes(patch[:half])
+
+    e2e.agent("update", "--yes", "-v", check=0)
+    assert e2e.running_version() == "1.1"
+    log = e2e.agent_log()
+    assert f"at byte {half}" in log
+    report = stored_report(e2e, "1.1")
+    assert report["details"]["transfer"] == "delta"
+    if backend == "sqlite-local":  # HTTP Range honoured: only the missing half travels
+        assert report["bytes_downloaded"] == len(patch) - half
+    else:
+        assert report["bytes_downloaded"] == len(patch)
