@@ -154,3 +154,102 @@ def test_to_tar_refuses_what_is_not_a_tar(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"PK\x03\x04" + b"\0" * 600)
     with pytest.raises(deltapatch.PatchFormatError):
         deltapatch.to_tar(tmp_path / "x.zip", tmp_path / "x.tar")
+
+
+# --------------------------------------------------------------------------- fetching, with an in-memory repository
+
+
+class FakeSession:
+    """Stands in for a TufSession: signed entries by path, downloads from memory."""
+
+    def __init__(self, files: dict[str, tuple[bytes, dict]]) -> None:
+        from tuf.api.metadata import TargetFile
+
+        self.infos = {p: TargetFile.from_data(p, data) for p, (data, _) in files.items()}
+        for p, (_, custom) in files.items():
+            self.infos[p].unrecognized_fields["custom"] = custom
+        self.data = {p: data for p, (data, _) in files.items()}
+        self.downloads: list[str] = []
+        self.corrupt: set[str] = set()
+
+    def target(self, path):
+        info = self.infos.get(path)
+        return None if info is None else (info, None)
+
+    def download(self, info, dest_dir, progress=None):
+        from client_agent.trust import VerificationError
+
+        self.downloads.append(info.path)
+        if info.path in self.corrupt:
+            raise VerificationError("verification_failed", "does not match the signed hashes", info.path)
+        data = self.data[info.path]
+        if progress:
+            progress(0, len(data), 0)
+            progress(len(data), len(data), 0)
+        out = Path(dest_dir) / f"{info.hashes['sha256']}.{info.path.rpartition('/')[2]}"
+        out.write_bytes(data)
+        return out
+
+
+def gz_of(tar: Path) -> bytes:
+    import gzip
+
+    return gzip.compress(tar.read_bytes(), mtime=0)
+
+
+def repository(tmp_path: Path) -> tuple[FakeSession, Path, Path]:
+    old = tar_of({"lib/big.so": BIG, "app/code.py": TEXT}, tmp_path / "old.tar")
+    new = tar_of({"lib/big.so": BIG, "app/code.py": TEXT + b"# 1.1\n"}, tmp_path / "new.tar")
+    deltapatch.build_patch(old, new, tmp_path / "patch")
+    old_gz, new_gz, patch = gz_of(old), gz_of(new), (tmp_path / "patch").read_bytes()
+    import hashlib
+
+    def ref(path, data):
+        return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "length": len(data)}
+
+    custom = {"kind": "delta", "format": deltapatch.FORMAT, "from": ref("app/app-1.0.tar.gz", old_gz),
+              "to": ref("app/app-1.1.tar.gz", new_gz), "base_tar": deltapatch.file_digest(old).to_json(),
+              "tar": deltapatch.file_digest(new).to_json()}
+    session = FakeSession({"app/app-1.0.tar.gz": (old_gz, {"version": "1.0"}),
+                           "app/app-1.1.tar.gz": (new_gz, {"version": "1.1"}),
+                           "app/deltas/1.0-1.1.rsdpatch": (patch, custom)})
+    return session, old, new
+
+
+def fetch(session: FakeSession, tmp_path: Path, store: ArtifactStore):
+    from client_agent.delta import fetch_release
+
+    return fetch_release(session, session.infos["app/app-1.1.tar.gz"], component="app", installed_version="1.0",
+                         installed_path="app/app-1.0.tar.gz", store=store, downloads=tmp_path / "dl")
+
+
+def test_fetch_applies_the_patch_to_the_kept_tar_and_reuses_the_result(tmp_path):
+    session, old, new = repository(tmp_path)
+    store = ArtifactStore(tmp_path / "artifacts")
+    (tmp_path / "kept.tar.gz").write_bytes(gz_of(old))
+    store.keep("app", "1.0", tmp_path / "kept.tar.gz")
+    got = fetch(session, tmp_path, store)
+    assert got.method == "delta" and got.fallback is None
+    assert got.path.read_bytes() == new.read_bytes()
+    assert got.bytes_downloaded == len(session.data["app/deltas/1.0-1.1.rsdpatch"])
+    assert got.bytes_full == len(session.data["app/app-1.1.tar.gz"])
+    again = fetch(session, tmp_path, store)  # e.g. waiting for the maintenance window
+    assert again.path == got.path and again.bytes_downloaded == 0
+    assert session.downloads == ["app/deltas/1.0-1.1.rsdpatch"]
+
+
+def test_fetch_falls_back_to_the_full_artifact_and_says_why(tmp_path):
+    session, old, new = repository(tmp_path)
+    store = ArtifactStore(tmp_path / "artifacts")
+    damaged = bytearray(old.read_bytes())
+    damaged[1000] ^= 0xFF  # same length, other bytes: the output cannot match its signed hash
+    (tmp_path / "kept.tar").write_bytes(bytes(damaged))
+    store.keep("app", "1.0", tmp_path / "kept.tar")
+    got = fetch(session, tmp_path, store)
+    assert got.method == "full" and "does not match its signed hash" in got.fallback
+    assert got.path.read_bytes() == session.data["app/app-1.1.tar.gz"]
+    assert got.report_details() == {"transfer": "full", "delta_fallback": got.fallback}
+
+    session.corrupt.add("app/deltas/1.0-1.1.rsdpatch")  # TUF refuses the patch's bytes
+    got = fetch(session, tmp_path, store)
+    assert got.method == "full" and got.fallback.startswith("patch refused")
