@@ -141,6 +141,18 @@ def _members(tar_path: Path) -> list[_Member]:
     return out
 
 
+def _range_sha256(f: BinaryIO, offset: int, length: int) -> str:
+    f.seek(offset)
+    h = hashlib.sha256()
+    while length:
+        chunk = f.read(min(CHUNK, length))
+        if not chunk:
+            raise PatchFormatError("tar is truncated")
+        h.update(chunk)
+        length -= len(chunk)
+    return h.hexdigest()
+
+
 def _read_range(f: BinaryIO, offset: int, length: int) -> bytes:
     f.seek(offset)
     data = f.read(length)
@@ -168,16 +180,7 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
     by_hash: dict[tuple[str, int], _Member] = {}
     with open(base_tar, "rb") as bf:
         for m in base_members:
-            bf.seek(m.data_offset)
-            h = hashlib.sha256()
-            left = m.size
-            while left:
-                chunk = bf.read(min(CHUNK, left))
-                if not chunk:
-                    raise PatchFormatError("base tar is truncated")
-                h.update(chunk)
-                left -= len(chunk)
-            by_hash.setdefault((h.hexdigest(), m.size), m)
+            by_hash.setdefault((_range_sha256(bf, m.data_offset, m.size), m.size), m)
     new_members = _members(new_tar)
     new_size = new_tar.stat().st_size
     params = zstandard.ZstdCompressionParameters.from_level(outer_level, enable_ldm=True, window_log=27,
@@ -210,7 +213,14 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
                 if not m.regular or m.size == 0:
                     continue
                 end = m.data_offset + m.size
-                if m.size <= member_limit:
+                if m.size > member_limit:  # too large to diff in bounded memory: a copy, or a literal
+                    same = by_hash.get((_range_sha256(nf, m.data_offset, m.size), m.size))
+                    if same is not None:
+                        out.write(b"C" + _U64.pack(same.data_offset) + _U64.pack(m.size))
+                        stats.copied += m.size
+                        pos = end
+                        continue
+                else:
                     data = _read_range(nf, m.data_offset, m.size)
                     same = by_hash.get((hashlib.sha256(data).hexdigest(), m.size))
                     if same is not None:

@@ -122,11 +122,12 @@ def test_a_patch_copies_unchanged_members_diffs_changed_ones_and_rebuilds_the_ta
     assert got == want and (tmp_path / "out.tar").read_bytes() == new.read_bytes()
 
 
-def test_members_over_the_limit_go_as_literals(tmp_path):
-    old = tar_of({"a": TEXT}, tmp_path / "old.tar")
-    new = tar_of({"a": TEXT + b"more"}, tmp_path / "new.tar")
+def test_changed_members_over_the_limit_go_as_literals_unchanged_ones_as_copies(tmp_path):
+    old = tar_of({"a": TEXT, "b": BIG}, tmp_path / "old.tar")
+    new = tar_of({"a": TEXT + b"more", "b": BIG}, tmp_path / "new.tar")
     stats = deltapatch.build_patch(old, new, tmp_path / "p", member_limit=1000)
-    assert stats.diffed == 0 and stats.literal == new.stat().st_size
+    assert stats.diffed == 0 and stats.copied == len(BIG)
+    assert stats.literal == new.stat().st_size - len(BIG)
     want = deltapatch.file_digest(new)
     assert deltapatch.apply_patch(old, tmp_path / "p", tmp_path / "o", max_output=want.length) == want
 
