@@ -40,6 +40,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
 
 from ..db import lock_row
+from ..deltas.models import ReleaseDelta
 from ..releases.models import Release
 from ..storage import BlobNotFoundError, BlobStorage, get_storage
 from ..storage.base import blob_key_for
@@ -383,8 +384,6 @@ def target_file_for(row: TufTarget) -> TargetFile:
 
 
 def _delta_target_file(row: TufTarget) -> TargetFile:
-    from ..deltas.models import ReleaseDelta
-
     session = Session.object_session(row)
     delta = session.scalar(select(ReleaseDelta).where(ReleaseDelta.target_path == row.path)) if session else None
     if delta is None:
