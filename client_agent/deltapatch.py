@@ -5,7 +5,8 @@ changes everything after it), so a patch works on the *uncompressed* tar streams
 per member, as Velopack does per file:
 
 * a member whose content also exists in the base tar (same bytes, under any name) is a
-  ``COPY`` of that byte range of the base;
+  ``COPY`` of that byte range of the base, and so is a tar header that is the same as
+  the base's header of the same name;
 * a changed member that has a same-named predecessor is a Zstandard frame compressed
   with the predecessor's bytes as a raw-content dictionary (what ``zstd --patch-from``
   does for a whole file), so only the changed parts cost bytes;
@@ -175,7 +176,9 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
                 level: int = 19, outer_level: int = 12) -> BuildStats:
     """Write a patch that turns ``base_tar`` into ``new_tar``; returns what it consists of."""
     stats = BuildStats()
-    base_members = [m for m in _members(base_tar) if m.regular and m.size > 0]
+    all_base = _members(base_tar)
+    headers: dict[str, _Member] = {m.name: m for m in all_base}
+    base_members = [m for m in all_base if m.regular and m.size > 0]
     by_name: dict[str, _Member] = {m.name: m for m in base_members}
     by_hash: dict[tuple[str, int], _Member] = {}
     with open(base_tar, "rb") as bf:
@@ -209,7 +212,16 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
 
             for m in new_members:
                 stats.members += 1
-                literal(m.data_offset)  # padding of the previous member and this header
+                literal(m.offset)  # padding of the previous member
+                same_header = headers.get(m.name)
+                header_len = m.data_offset - m.offset
+                if same_header is not None and same_header.data_offset - same_header.offset == header_len and \
+                        _read_range(bf, same_header.offset, header_len) == _read_range(nf, m.offset, header_len):
+                    out.write(b"C" + _U64.pack(same_header.offset) + _U64.pack(header_len))
+                    stats.copied += header_len
+                    pos = m.data_offset
+                else:
+                    literal(m.data_offset)  # this member's header
                 if not m.regular or m.size == 0:
                     continue
                 end = m.data_offset + m.size

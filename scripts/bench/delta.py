@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 MB = 1024 * 1024
-SKIP = {"playwright", "pip", "setuptools", "_distutils_hack", "__pycache__", "release_server", "client_agent"}
+SKIP = {"pip", "setuptools", "_distutils_hack", "__pycache__", "release_server", "client_agent"}
 
 
 # --------------------------------------------------------------------------- building releases
