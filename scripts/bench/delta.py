@@ -190,6 +190,13 @@ def pack(tree: Path, dest: Path) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
