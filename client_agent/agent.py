@@ -47,8 +47,11 @@ from client_agent.trust import (DownloadInterruptedError, NoTrustedRootError, Re
                                 decide)
 
 log = logging.getLogger(__name__)
+#: One line per check and per install: shown by ``client-agent run`` at its default log level.
+activity = logging.getLogger("client_agent.activity")
 
 REPORT_TAIL_CHARS = 64 * 1024
+REPORT_BATCH_SIZE = 50  # reports per request (the server takes up to 100)
 AGENT_LOG_TAIL_CHARS = 16 * 1024
 ERROR_MESSAGE_CHARS = 4000
 DEFAULT_POLL_INTERVAL = 3600.0
@@ -356,10 +359,30 @@ class Agent:
         now = self.clock()
         if all_pending:
             now = max([now] + [p.next_try_at for p in self.outbox.pending()])
-        result = self.outbox.flush(self._send_report, now=now)
+        result = self.outbox.flush_batches(self._send_reports, now=now, batch_size=REPORT_BATCH_SIZE)
         if result.sent:
             log.info("delivered %d report(s)", len(result.sent))
         return result
+
+    def _send_reports(self, reports: list[dict[str, Any]]) -> bool | float | dict[str, bool | float]:
+        """Send one batch; a batch the server refuses as such is sent again report by report,
+        so that one report it will never accept is set aside without holding back the others."""
+        if len(reports) == 1:
+            return self._send_report(reports[0])
+        try:
+            self.api.send_reports(reports)
+        except ServerUnavailableError as exc:
+            log.info("%d reports not delivered: %s", len(reports), exc)
+            return exc.retry_after if exc.retry_after is not None else False
+        except AuthRejectedError as exc:
+            log.error("%d reports not delivered: %s", len(reports), exc)
+            return False
+        except ApiError:
+            return {str(r.get("id")): self._send_report(r) for r in reports}
+        except ServerError as exc:
+            log.info("%d reports not delivered: %s", len(reports), exc)
+            return False
+        return True
 
     def _send_report(self, report: dict[str, Any]) -> bool | float:
         try:
@@ -401,7 +424,13 @@ class Agent:
                                     agent_version=self.version, state="idle")
         except ServerError as exc:
             self.state.update_status(last_check_at=_iso(now), last_check_ok=False, last_error=str(exc))
+            activity.info("check failed: %s", exc)
             raise
+        if result.offers:
+            activity.info("check: %d offer(s): %s", len(result.offers),
+                          ", ".join(f"{o.component} {o.from_version or '-'} -> {o.version}" for o in result.offers))
+        else:
+            activity.info("check: nothing new (next check in %ss)", result.poll_interval)
         self.state.update_status(
             last_check_at=_iso(now), last_check_ok=True, last_error=None,
             offers=[{"component": o.component, "version": o.version, "from_version": o.from_version,
@@ -502,8 +531,11 @@ class Agent:
             self.state.record_release(component, version, info.path)
             planned[component] = version
             self._forget_failure(component)
+            self._drop_offer(component, version)
         else:
             self._remember_failure(component, version)
+        activity.info("install %s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
+                      f" at {outcome.failed_stage} ({outcome.error_code})" if outcome.outcome != "success" else "")
         self._keep_artifact(component, version, artifact, outcome.outcome == "success")
         log.log(logging.INFO if outcome.outcome == "success" else logging.ERROR,
                 "%s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
@@ -521,6 +553,14 @@ class Agent:
             except OSError as exc:
                 log.warning("cannot keep the artifact of %s %s for delta updates: %s", component, version, exc)
         artifact.unlink(missing_ok=True)
+
+    def _drop_offer(self, component: str, version: str) -> None:
+        """An offer just installed is no longer pending (``status`` stops showing it)."""
+        offers = self.state.load_status().get("offers") or []
+        kept = [o for o in offers if not (isinstance(o, dict) and o.get("component") == component
+                                          and o.get("version") == version)]
+        if len(kept) != len(offers):
+            self.state.update_status(offers=kept)
 
     def _remember_failure(self, component: str, version: str) -> None:
         failed = dict(self.state.load_status().get("failed_versions") or {})

@@ -70,13 +70,28 @@ class EnrollmentRefusedError(AgentError):
 # --------------------------------------------------------------------------- plumbing
 
 
-def _setup_logging(state_dir: Path | None, verbose: int) -> None:
+class _ConsoleFilter(logging.Filter):
+    """Warnings and errors, plus (for ``run``) the one-line-per-check-and-install activity log."""
+
+    def __init__(self, level: int, activity: bool) -> None:
+        super().__init__()
+        self.level, self.activity = level, activity
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        return self.activity and record.name == "client_agent.activity" and record.levelno >= logging.INFO
+
+
+def _setup_logging(state_dir: Path | None, verbose: int, *, activity: bool = False) -> None:
     root = logging.getLogger("client_agent")
     root.setLevel(logging.DEBUG)
     root.propagate = False
     _close_logging()
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    console.setLevel(logging.DEBUG)
+    console.addFilter(_ConsoleFilter(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+                                     activity))
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root.addHandler(console)
     if state_dir is not None and state_dir.is_dir():
@@ -229,7 +244,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         body = {"enrollment_token": token, "name": args.name or socket.gethostname(),
                 "hostname": socket.getfqdn(), "platform": f"{platform.system()} {platform.machine()}".strip(),
                 "agent_version": agent_version(), "channel": args.channel, "tags": sorted(set(args.tag or [])),
-                "installed": installed}
+                "installed": installed, "components": list(config.components)}
         if args.maintenance_window:
             body["maintenance_window"] = args.maintenance_window
         api = ApiClient(config.server_url, timeout=config.request_timeout, user_agent=f"client-agent/{agent_version()}")
@@ -252,7 +267,6 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         enrollment = Enrollment(
             installation_id=answer["installation_id"], token=answer["token"],
             customer=str(answer.get("customer", "")), channel=str(answer.get("channel", args.channel)),
-            server_url=config.server_url,
             tuf_metadata_url=str(answer.get("tuf_metadata_url") or f"{config.server_url}/tuf/metadata/"),
             tuf_targets_url=str(answer.get("tuf_targets_url") or f"{config.server_url}/tuf/targets/"),
             root_json=root)
@@ -265,6 +279,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     _say(f"Enrolled as installation {enrollment.installation_id} "
          f"(customer {enrollment.customer}, channel {enrollment.channel}).")
     _say(f"State: {state.path}  Install dir: {config.install_dir}")
+    unknown = [str(c) for c in answer.get("unknown_components") or []]
+    if unknown:
+        print(f"client-agent: warning: the server knows no component named {', '.join(unknown)}; "
+              "nothing will be offered for it (check the name with the vendor, then "
+              "'client-agent enroll --force ...')", file=sys.stderr)
     if root is None:
         print("client-agent: error: the server has no TUF repository yet, so updates cannot be verified; "
               "enroll again with --force (or --root FILE) once it is set up", file=sys.stderr)
@@ -350,7 +369,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from client_agent.trust import RepositoryUnavailableError
 
     agent = _agent(args)
-    _setup_logging(agent.state.path, args.verbose)
+    _setup_logging(agent.state.path, args.verbose, activity=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -537,7 +556,7 @@ def cmd_collect_logs(args: argparse.Namespace) -> int:
     _say(f"Diagnostic bundle: {bundle.path} ({bundle.size} bytes, {len(bundle.members)} files)")
     if args.no_upload:
         return EXIT_OK
-    client = ApiClient(enrollment.server_url, enrollment.token)
+    client = ApiClient(config.server_url, enrollment.token)
     try:
         with bundle.path.open("rb") as fh:
             client.upload_attachments(args.ticket, [(bundle.path.name, fh, "application/gzip")])
@@ -557,7 +576,7 @@ def cmd_report_issue(args: argparse.Namespace) -> int:
     description = args.description
     if description == "-":
         description = sys.stdin.read()
-    client = ApiClient(enrollment.server_url, enrollment.token)
+    client = ApiClient(config.server_url, enrollment.token)
     try:
         ticket = client.create_ticket({"kind": args.kind, "subject": args.subject, "description": description,
                                        "priority": args.priority})

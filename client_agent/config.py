@@ -3,8 +3,9 @@
 Everything the agent knows lives in one private (0700) state directory, each
 file written atomically (temporary file, ``os.replace``)::
 
-    config.json       AgentConfig: server, install dir, polling, window, log files
-    enrollment.json   installation id, its own token, the trusted TUF root (0600)
+    config.json       AgentConfig: the server URL (its only home), install dir, polling, window, log files
+    enrollment.json   installation id, its own token, the TUF URLs and trusted root (0600); a
+                      ``server_url`` left in it by an older agent is ignored
     status.json       last check: when, result, offers, next check
     releases.json     TUF target path of each installed release (for the yanked check)
     tuf/              TUF metadata cache of the Updater
@@ -154,7 +155,6 @@ class Enrollment:
     token: str
     customer: str
     channel: str
-    server_url: str
     tuf_metadata_url: str
     tuf_targets_url: str
     root_json: dict[str, Any] | None

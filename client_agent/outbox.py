@@ -3,14 +3,16 @@
 Each report is a JSON object with a UUID ``id``. It is written to its own file
 in the outbox directory (atomically) before any attempt to send it, so reports
 survive crashes and restarts. Delivery is done by a callable supplied by the
-caller, which keeps this module free of network code; failed deliveries are
-retried later with capped exponential backoff. The server is expected to treat
+caller, which keeps this module free of network code (one report at a time with
+:meth:`Outbox.flush`, or in batches with :meth:`Outbox.flush_batches`, which is how the
+agent sends them); failed deliveries are retried later with capped exponential backoff. The server is expected to treat
 the report ``id`` as an idempotency key, since a report may be sent more than
 once (for instance when the agent dies between sending and acknowledging).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 # (e.g. from Retry-After) which also counts as a failure.
 SendResult = bool | float
 SendFn = Callable[[dict[str, Any]], SendResult]
+# Sending a batch: one result for the whole batch, or one per report id.
+SendManyFn = Callable[[list[dict[str, Any]]], "SendResult | Mapping[str, SendResult]"]
+DEFAULT_BATCH_SIZE = 50
+DEFAULT_BATCH_BYTES = 768 * 1024  # the server takes JSON bodies up to 1 MiB
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,36 @@ class Outbox:
             result.failed.append(entry.id)
         return result
 
+    def flush_batches(self, send_many: SendManyFn, now: float | None = None,
+                      batch_size: int = DEFAULT_BATCH_SIZE, batch_bytes: int = DEFAULT_BATCH_BYTES) -> FlushResult:
+        """Deliver every due report in batches of up to ``batch_size`` reports and about
+        ``batch_bytes`` of JSON (a larger report goes alone), oldest first.
+
+        ``send_many`` gets a list of report dicts and returns one result for the
+        batch (as for :meth:`flush`) or a mapping of report id to result, when the
+        reports of one batch fared differently. An exception counts as a failure of
+        the whole batch. Each report is acknowledged or rescheduled on its own.
+        """
+        now = time.time() if now is None else now
+        result = FlushResult()
+        for batch in _batches(self.due(now), max(1, batch_size), batch_bytes):
+            error: str | None = None
+            try:
+                outcome: Any = send_many([dict(e.report) for e in batch])
+            except Exception as exc:  # a failing transport must not lose the queue
+                log.warning("sending %d report(s) failed: %r", len(batch), exc)
+                outcome, error = False, repr(exc)
+            for entry in batch:
+                each = outcome.get(entry.id, False) if isinstance(outcome, Mapping) else outcome
+                if each is True:
+                    self.ack(entry.id)
+                    result.sent.append(entry.id)
+                    continue
+                requested = None if isinstance(each, bool) else float(each)
+                self.mark_attempt(entry.id, now + self.next_delay(entry.attempts + 1, requested), error)
+                result.failed.append(entry.id)
+        return result
+
     # ---------------------------------------------------------------- storage
 
     def _path(self, report_id: str) -> Path:
@@ -173,6 +209,22 @@ class Outbox:
             log.error("setting aside corrupt outbox entry %s: %s", path, exc)
             os.replace(path, path.with_suffix(".corrupt"))
             return None
+
+
+def _batches(entries: list[PendingReport], size: int, max_bytes: int) -> list[list[PendingReport]]:
+    out: list[list[PendingReport]] = []
+    current: list[PendingReport] = []
+    used = 0
+    for entry in entries:
+        n = len(json.dumps(entry.report, separators=(",", ":"), default=str))
+        if current and (len(current) >= size or used + n > max_bytes):
+            out.append(current)
+            current, used = [], 0
+        current.append(entry)
+        used += n
+    if current:
+        out.append(current)
+    return out
 
 
 def _check_id(report_id: Any) -> str:

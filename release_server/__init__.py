@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 
 def instance_path_default() -> str:
+    """Where the instance is: ``RELEASE_SERVER_INSTANCE_PATH``, else ``./instance`` (absolute)."""
     return os.path.abspath(os.environ.get("RELEASE_SERVER_INSTANCE_PATH") or "instance")
 
 
@@ -30,9 +31,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .uploads import UploadRequest
     from .web_session import ApiAwareSessionInterface
 
+    from .errors import InstanceNotFoundError
+
     test_config = dict(test_config or {})
-    instance = test_config.pop("INSTANCE_PATH", None) or instance_path_default()
-    os.makedirs(instance, exist_ok=True)
+    instance = test_config.pop("INSTANCE_PATH", None)
+    if instance:  # named by the caller (a test, a script): created if need be
+        os.makedirs(instance, exist_ok=True)
+    else:  # found as documented; only `release-server init` creates it
+        instance = instance_path_default()
+        if not os.path.isdir(instance):
+            raise InstanceNotFoundError(instance)
     app = Flask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
     app.url_map.converters["int"] = DatabaseIdConverter
@@ -41,6 +49,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = load_config(instance)
     config.update(test_config)
     finalise(config, instance)
+    # Before anything imports prometheus-client: under gunicorn, counters go to files shared by the workers.
+    from .metrics_dir import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(instance)
     app.config.update(config)
     app.config.setdefault("MAX_FORM_MEMORY_SIZE", 2 * 1024 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -50,12 +62,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
 
     from .fleet import auth as fleet_auth
+    from .fleet import lastseen
     from .rollouts import catalog
 
     from .rollouts import cli as rollouts_cli
 
     catalog.init_app(app)
     fleet_auth.init_app(app)
+    lastseen.init_app(app)
     rollouts_cli.init_app(app)
 
     from . import signing, worker
@@ -80,11 +94,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     demo.init_app(app)
 
-    if not app.debug and not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import doctor, health, logs, metrics
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
-
+    logs.configure(fmt=str(app.config.get("LOG_FORMAT", "text")).lower(), level=str(app.config.get("LOG_LEVEL", "INFO")),
+                   verbose=bool(app.config.get("LOG_LIBRARIES", False)))
+    logs.init_app(app)
+    metrics.init_app(app)
+    health.init_app(app)
+    doctor.init_app(app)
     return app

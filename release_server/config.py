@@ -3,11 +3,14 @@
 The instance file is ``<instance>/config.toml``; environment variables are
 ``RELEASE_SERVER_<KEY>`` (and the conventional ``DATABASE_URL``). Each value is
 parsed to the type of its default, so ``RELEASE_SERVER_MAX_ARTIFACT_SIZE=abc`` fails
-at start-up with a message naming the variable instead of failing later.
+at start-up with a message naming the variable instead of failing later. Sizes (the keys
+in :data:`SIZE_KEYS`) are bytes, written as an integer or with a unit: ``500MB``
+(powers of 1000), ``2GiB`` (powers of 1024), ``25 MiB``.
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
@@ -38,10 +41,18 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
     "PAGE_SIZE_MAX": 200,
+    # operations: logs, metrics, readiness (see release_server/logs.py, metrics.py, health.py)
+    "LOG_FORMAT": "text",  # "text" or "json" (one object per line)
+    "LOG_LEVEL": "INFO",
+    "LOG_LIBRARIES": False,  # true: libraries (python-tuf, Alembic, ...) log below warning too
+    "METRICS_TOKEN": None,  # set: /metrics needs "Authorization: Bearer <token>"; unset: loopback only
+    "READY_TUF_MARGIN": 0.1,  # /readyz fails when a TUF role is within this share of its lifetime of expiry
     # fleet and the check endpoint
     "POLL_INTERVAL_SECONDS": 3600,
     "STALE_AFTER_HOURS": 48,
-    "LAST_SEEN_WRITE_SECONDS": 300,
+    "LAST_SEEN_FLUSH_SECONDS": 10.0,  # checks' last-seen and inventory are written in batches this often
+    "LAST_SEEN_PROMPT_SECONDS": 0.05,  # a changed inventory is written this soon
+    "INSTALLATION_AUTH_CACHE_SIZE": 20_000,  # installation credentials cached per process
     "CATALOG_RECHECK_SECONDS": 1.0,
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling
@@ -76,7 +87,9 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_TLS": False,  # implicit TLS (SMTPS, usually port 465)
     "SMTP_USER": None,
     "SMTP_PASSWORD": None,
-    "SMTP_TIMEOUT": 30.0,
+    "SMTP_TIMEOUT": 30.0,  # each network operation
+    "SMTP_DEADLINE": 0.0,  # the whole SMTP conversation (0: four times SMTP_TIMEOUT, at least 60 s)
+    "SMTP_CA_FILE": None,  # certificates that verify the SMTP server (default: the system's)
     "MAIL_FROM": None,  # default: SUPPORT_ADDRESS
     "SUPPORT_ADDRESS": "support@localhost",
     "MAIL_OUTBOX_INTERVAL": 30.0,  # worker job period (seconds)
@@ -90,11 +103,45 @@ DEFAULTS: dict[str, Any] = {
     "IMAP_PASSWORD": None,
     "IMAP_FOLDER": "INBOX",
     "IMAP_BATCH": 50,
+    "IMAP_CA_FILE": None,  # certificates that verify the IMAP server (default: the system's)
+    "IMAP_DONE_FOLDER": None,  # processed mail moves here; unset: it gets IMAP_DONE_KEYWORD instead
+    "IMAP_DONE_KEYWORD": "$SupportIngested",
+    "IMAP_TIMEOUT": 60.0,
+    "IMAP_POLL_INTERVAL": 60.0,  # worker job period (seconds), when IMAP_HOST is set
 }
+
+
+#: Settings that are sizes in bytes and accept units.
+SIZE_KEYS = frozenset({"MAX_ARTIFACT_SIZE", "MAX_ATTACHMENT_SIZE", "MAX_MAIL_SIZE", "S3_MULTIPART_CHUNK_SIZE"})
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """``"2GiB"`` -> 2147483648, ``"500MB"`` -> 500000000, ``"1024"`` -> 1024; ValueError otherwise."""
+    m = _SIZE_RE.match(text.replace("_", ""))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def _size_error(key: str, raw: Any, source: str) -> ConfigError:
+    return ConfigError(f"{source}: expected a size in bytes such as 2GiB, 500MB or 1048576, got {raw!r}; "
+                       f"fix {key}", field=key)
 
 
 def parse_value(key: str, raw: str, default: Any) -> Any:
     """Parse an environment string to the type of ``default``; raise ConfigError if it won't."""
+    if key in SIZE_KEYS:
+        try:
+            return parse_size(raw)
+        except ValueError:
+            raise _size_error(key, raw, f"{ENV_PREFIX}{key}") from None
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
@@ -118,6 +165,11 @@ def parse_value(key: str, raw: str, default: Any) -> Any:
 def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     if default is None or value is None:
         return value
+    if key in SIZE_KEYS and isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise _size_error(key, value, f"{source}: {key}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {key} must be true or false, got {value!r}", field=key)
@@ -165,6 +217,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     if config["STORAGE_BACKEND"] not in ("local", "s3"):
         raise ConfigError(
             f"STORAGE_BACKEND must be 'local' or 's3', got {config['STORAGE_BACKEND']!r}", field="STORAGE_BACKEND")
+    if str(config.get("LOG_FORMAT", "text")).lower() not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', got {config['LOG_FORMAT']!r}", field="LOG_FORMAT")
     if config["MAX_ARTIFACT_SIZE"] <= 0:
         raise ConfigError("MAX_ARTIFACT_SIZE must be positive", field="MAX_ARTIFACT_SIZE")
     if not config.get("SECRET_KEY"):

@@ -35,6 +35,17 @@ class ConfigError(ReleaseServerError):
     code = "bad_config"
 
 
+class InstanceNotFoundError(ConfigError):
+    """No instance folder where the settings say it is."""
+
+    code = "no_instance"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"no instance at {path}; run `release-server init` or set RELEASE_SERVER_INSTANCE_PATH",
+                         field="RELEASE_SERVER_INSTANCE_PATH")
+        self.path = path
+
+
 class ValidationError(ReleaseServerError):
     status = 400
     code = "invalid"

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import String, or_, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, or_, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, db
@@ -44,6 +44,21 @@ class WorkerLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(255))
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WorkerJobRun(Base):
+    """Per job: how often it ran and failed, and its last run (for metrics and ``doctor``)."""
+
+    __tablename__ = "worker_job_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    last_ok: Mapped[bool | None] = mapped_column(Boolean)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +116,47 @@ def release_lease(holder: str) -> None:
 
 
 def run_job(job: WorkerJob) -> bool:
-    """Run one job; log and swallow its failure. True on success."""
+    """Run one job; log and swallow its failure, record the run. True on success."""
+    from .logs import job_context
+
+    started_at = utcnow()
     started = time.monotonic()
+    error = ""
+    with job_context(job.name) as job_log:
+        try:
+            job.run()
+            ok = True
+        except Exception as e:  # noqa: BLE001 - one job's failure must not stop the others
+            ok = False
+            error = f"{e.__class__.__name__}: {e}"[:2000]
+            log.exception("worker job %s failed", job.name)
+        finally:
+            db.rollback()
+        duration = time.monotonic() - started
+        job_log(ok, duration)
+    _record_run(job.name, started_at, duration, ok, error)
+    return ok
+
+
+def _record_run(name: str, started_at: datetime, duration: float, ok: bool, error: str) -> None:
+    session = db.new_session(write=True)
     try:
-        job.run()
-    except Exception:  # noqa: BLE001 - one job's failure must not stop the others
-        log.exception("worker job %s failed", job.name)
-        db.rollback()
-        return False
+        row = session.get(WorkerJobRun, name)
+        if row is None:
+            row = WorkerJobRun(name=name, runs=0, failures=0, last_error="")
+            session.add(row)
+        row.runs += 1
+        row.failures += 0 if ok else 1
+        row.last_started_at = started_at
+        row.last_duration_seconds = duration
+        row.last_ok = ok
+        row.last_error = error
+        session.commit()
+    except Exception:  # noqa: BLE001 - bookkeeping must not stop the worker
+        session.rollback()
+        log.warning("could not record the run of worker job %s", name, exc_info=True)
     finally:
-        db.rollback()
-    log.info("worker job %s done in %.2fs", job.name, time.monotonic() - started)
-    return True
+        session.close()
 
 
 def run_once(holder: str, ttl_seconds: float = 300) -> tuple[bool, int]:

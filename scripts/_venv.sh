@@ -1,5 +1,9 @@
-# Shared by scripts/run and scripts/test: create .venv if missing and install the
+# Shared by scripts/run, scripts/test and scripts/i18n: create .venv if missing and install the
 # project with the given extras, skipping pip when nothing changed since last time.
+#
+# Each install leaves a stamp `.venv/.installed-<hash of pyproject.toml>-<extras>`. Stamps of
+# other extras with the same hash are kept, so scripts/run and scripts/test do not undo each
+# other; a stamp for the `dev` extra (which includes server and agent) satisfies any request.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,11 +19,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 ensure_installed() {
   local extras="$1"
-  local stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/-}"
-  if [ ! -f "$stamp" ]; then
-    echo "installing release-server[$extras] into .venv" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
-    rm -f .venv/.installed-* && touch "$stamp"
+  local hash
+  hash="$(sha256sum pyproject.toml | cut -c1-16)"
+  local stamp=".venv/.installed-${hash}-${extras//,/-}"
+  if [ -f "$stamp" ] || [ -f ".venv/.installed-${hash}-dev" ]; then
+    return 0
   fi
+  echo "installing release-server[$extras] into .venv" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+  # Stamps of an older pyproject.toml are stale; those of the same one (other extras) stay.
+  local old
+  for old in .venv/.installed-*; do
+    case "$old" in
+      ".venv/.installed-${hash}-"*) ;;
+      *) rm -f "$old" ;;
+    esac
+  done
+  touch "$stamp"
 }

@@ -93,6 +93,26 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def set_active(session: Session, user: User, active: bool) -> User:
+    """Disable (or enable again) a staff user: a disabled user cannot log in and their tokens stop working."""
+    user.active = active
+    session.flush()
+    return user
+
+
+def set_password(session: Session, user: User, password: str) -> User:
+    """Set a new password (the old one, and console sessions opened with it, stop working)."""
+    if len(password or "") < 10:
+        raise ValidationError("password must have at least 10 characters", field="password")
+    user.password_hash = hash_password(password)
+    session.flush()
+    return user
+
+
 def token_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

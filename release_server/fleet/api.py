@@ -1,8 +1,11 @@
 """Fleet API: customers, enrollment, installations and update reports."""
 from __future__ import annotations
 
+import uuid
+
 from flask import current_app, request
 
+from .. import metrics
 from ..accounts.services import audit
 from ..api import STAFF, SUPPORT, endpoint
 from ..db import db
@@ -98,7 +101,8 @@ def enroll(principal, body: EnrollRequest) -> EnrollResponse:  # noqa: ANN001
     return EnrollResponse(installation_id=inst.id, token=secret, customer=inst.customer.name, channel=inst.channel,
                           root_json=trusted_root(), tuf_metadata_url=f"{base}/tuf/metadata/",
                           tuf_targets_url=f"{base}/tuf/targets/",
-                          poll_interval=current_app.config["POLL_INTERVAL_SECONDS"])
+                          poll_interval=current_app.config["POLL_INTERVAL_SECONDS"],
+                          unknown_components=services.unknown_components(db.session, body.components))
 
 
 @endpoint("/reports", methods=["POST"], roles={"installation"}, body=ReportBatch, response=ReportAck,
@@ -107,6 +111,9 @@ def post_reports(principal: InstallationPrincipal, body: ReportBatch) -> ReportA
     inst = services.get_installation(db.session, principal.installation_id)
     accepted, duplicates = services.store_reports(db.session, inst, body.reports)
     db.commit()
+    accepted_ids = set(accepted)
+    for report in body.reports:
+        metrics.count_report(report.outcome if str(uuid.UUID(report.id)) in accepted_ids else "duplicate")
     return ReportAck(accepted=accepted, duplicates=duplicates)
 
 
@@ -138,7 +145,7 @@ def update_installation(principal, installation_id: str, body: UpdateInstallatio
     for key, value in changes.items():
         if value is not None or key == "maintenance_window":
             setattr(inst, key, value)
-    bump_auth(db.session)
+    bump_auth(db.session, inst.id)
     audit(db.session, principal.actor, "installation.update", f"installation:{inst.id}", changes)
     db.commit()
     return installation_out(inst)
@@ -148,7 +155,7 @@ def update_installation(principal, installation_id: str, body: UpdateInstallatio
           response=InstallationOut, summary="Revoke an installation's token", tag="fleet")
 def revoke_installation(principal, installation_id: str) -> InstallationOut:  # noqa: ANN001
     inst = services.revoke_installation(db.session, installation_id)
-    bump_auth(db.session)
+    bump_auth(db.session, inst.id)
     audit(db.session, principal.actor, "installation.revoke", f"installation:{inst.id}")
     db.commit()
     return installation_out(inst)

@@ -112,3 +112,19 @@ class UpdateReport(Base):
     bytes_full: Mapped[int | None] = mapped_column(BigInteger)  # what a full download would have cost
 
     installation: Mapped[Installation] = relationship()
+
+
+class InstallationChange(Base):
+    """The change feed of installations' credentials and settings.
+
+    One row per revocation or settings change, keyed by the value that change gave
+    ``catalog_state.auth_version``; every process asks for the rows after the last
+    version it applied and forgets exactly those installations' cached credentials.
+    ``installation_id`` NULL means "every installation" (a change of unknown scope).
+    """
+
+    __tablename__ = "installation_changes"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    installation_id: Mapped[str | None] = mapped_column(String(36))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

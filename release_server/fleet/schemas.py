@@ -67,11 +67,18 @@ class EnrollRequest(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=50)
     maintenance_window: str | None = Field(default=None, description="e.g. '01:00-05:00' or 'sat-sun 00:00-06:00'")
     installed: dict[str, str] = Field(default_factory=dict)
+    components: list[str] = Field(default_factory=list, max_length=100,
+                                  description="Components the installation will run (checked against the server's)")
 
     @field_validator("channel")
     @classmethod
     def _channel(cls, v: str) -> str:
         return check_name(v, "channel")
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, v: list[str]) -> list[str]:
+        return sorted({check_name(c, "component") for c in v})
 
     @field_validator("tags")
     @classmethod
@@ -102,6 +109,8 @@ class EnrollResponse(BaseModel):
     tuf_metadata_url: str
     tuf_targets_url: str
     poll_interval: int
+    unknown_components: list[str] = Field(default_factory=list,
+                                          description="Components asked for that the server does not know")
 
 
 class CheckRequest(BaseModel):

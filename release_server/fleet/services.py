@@ -3,8 +3,9 @@
 Installations authenticate with their own token (``rsi_<prefix>_<secret>``), scoped to
 that installation only. Reports are idempotent by the agent's UUID: a report sent twice
 is stored and counted once. New reports are handed to the hooks registered in
-``app.extensions["report_hooks"]`` (failure grouping, rollout health), each called as
-``hook(session, report)`` in the same transaction.
+``app.extensions["report_hooks"]`` (failure grouping, rollout health), each called once
+per request batch as ``hook(session, installation, reports)`` in the same transaction,
+so that a hook does its work set-based rather than per report.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..db import lock_row
@@ -171,6 +174,14 @@ def enroll(session: Session, req: EnrollRequest) -> tuple[Installation, str]:
 
 # installations
 
+def unknown_components(session: Session, names: list[str]) -> list[str]:
+    """The names among ``names`` that are not components of the application."""
+    if not names:
+        return []
+    known = set(session.scalars(select(Component.name).where(Component.name.in_(names))))
+    return sorted(n for n in names if n not in known)
+
+
 def installation_for_token(session: Session, secret: str) -> Installation | None:
     m = INSTALLATION_RE.match(secret or "")
     if not m:
@@ -253,49 +264,91 @@ def _report_hooks() -> list:
 
 
 def store_reports(session: Session, inst: Installation, reports: list[ReportIn]) -> tuple[list[str], list[str]]:
-    """Store new reports (idempotent by id); returns (accepted ids, duplicate ids)."""
-    accepted: list[str] = []
-    duplicates: list[str] = []
+    """Store new reports (idempotent by id); returns (accepted ids, duplicate ids).
+
+    Set-based, whatever the batch size: one look-up of the releases named, one
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` of the reports (a report stored
+    before, or by a concurrent request, comes back as a duplicate), then the installation's
+    state and inventory, and the hooks once for the whole batch.
+    """
     ids = [str(uuid.UUID(r.id)) for r in reports]
-    existing = set(session.scalars(select(UpdateReport.id).where(UpdateReport.id.in_(ids))))
-    seen: set[str] = set()
+    unique: dict[str, ReportIn] = {}
     for rid, r in zip(ids, reports):
-        if rid in existing or rid in seen:
+        unique.setdefault(rid, r)
+    release_ids: dict[tuple[str, str], int] = {}
+    wanted = {(r.component, r.to_version) for r in unique.values()}
+    if wanted:
+        for name, version, rel_id in session.execute(
+                select(Component.name, Release.version, Release.id).join(Release, Release.component_id == Component.id)
+                .where(Component.name.in_({c for c, _ in wanted}), Release.version.in_({v for _, v in wanted}))):
+            release_ids[(name, version)] = rel_id
+    now = utcnow()
+    rows = [dict(id=rid, installation_id=inst.id, component=r.component, from_version=r.from_version,
+                 to_version=r.to_version, release_id=release_ids.get((r.component, r.to_version)),
+                 outcome=r.outcome, stage=r.stage, error_code=r.error_code, error_message=r.error_message,
+                 duration_seconds=r.duration_seconds, log_tail=r.log_tail[-65536:], details=r.details,
+                 started_at=r.started_at, received_at=now, bytes_downloaded=r.bytes_downloaded,
+                 bytes_full=r.bytes_full)
+            for rid, r in unique.items()]
+    session.flush()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = UpdateReport.__table__
+    # executemany form: compiled once and cached, sent as one multi-row INSERT ("insertmanyvalues")
+    rows.sort(key=lambda row: row["id"])  # one lock order for concurrent batches that overlap
+    stored = set(session.scalars(insert(table).on_conflict_do_nothing(index_elements=["id"])
+                                 .returning(table.c.id), rows)) if rows else set()
+    accepted = [rid for rid in unique if rid in stored]
+    # a report id sent twice in one batch: the second copy is a duplicate even if the first was new
+    seen: set[str] = set()
+    duplicates = []
+    for rid in ids:
+        if rid in stored and rid not in seen:
+            seen.add(rid)
+        else:
             duplicates.append(rid)
-            continue
-        seen.add(rid)
-        comp_id = session.scalar(select(Component.id).where(Component.name == r.component))
-        release_id = None
-        if comp_id is not None:
-            release_id = session.scalar(select(Release.id).where(Release.component_id == comp_id,
-                                                                 Release.version == r.to_version))
-        report = UpdateReport(
-            id=rid, installation_id=inst.id, component=r.component, from_version=r.from_version,
-            to_version=r.to_version, release_id=release_id, outcome=r.outcome, stage=r.stage,
-            error_code=r.error_code, error_message=r.error_message, duration_seconds=r.duration_seconds,
-            log_tail=r.log_tail[-65536:], details=r.details, started_at=r.started_at,
-            bytes_downloaded=r.bytes_downloaded, bytes_full=r.bytes_full)
-        try:
-            with session.begin_nested():
-                session.add(report)
-                session.flush()
-        except IntegrityError:  # a concurrent request stored the same id first
-            duplicates.append(rid)
-            continue
-        accepted.append(rid)
-        if r.outcome == "success":
-            apply_inventory(session, inst, {r.component: r.to_version})
-            inst.state = "up_to_date"
-        elif r.outcome == "failed":
-            inst.state = "failing"
-        elif r.outcome == "rolled_back" and r.details.get("kind") == "operator_rollback":
-            # an operator went back on purpose: from = the release left, to = the one now running
-            apply_inventory(session, inst, {r.component: r.to_version})
-        elif r.outcome == "rolled_back" and r.from_version:
-            apply_inventory(session, inst, {r.component: r.from_version})
+    by_id = {row["id"]: row for row in rows}
+    new = [StoredReport(**by_id[rid]) for rid in unique if rid in stored]  # in the order sent
+    for report in new:  # in the order sent: the last word on a component wins
+        apply_report(session, inst, report)
+    if new:
         for hook in _report_hooks():
-            hook(session, report)
+            hook(session, inst, new)
     return accepted, duplicates
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A report just stored, as the report hooks see it (the row's values, without an ORM object)."""
+
+    id: str
+    installation_id: str
+    component: str
+    from_version: str | None
+    to_version: str
+    release_id: int | None
+    outcome: str
+    stage: str | None
+    error_code: str | None
+    error_message: str | None
+    duration_seconds: float | None
+    log_tail: str
+    details: dict
+    started_at: datetime | None
+    received_at: datetime
+
+
+def apply_report(session: Session, inst: Installation, r: StoredReport) -> None:
+    """What one stored report says about the installation's state and inventory."""
+    if r.outcome == "success":
+        apply_inventory(session, inst, {r.component: r.to_version})
+        inst.state = "up_to_date"
+    elif r.outcome == "failed":
+        inst.state = "failing"
+    elif r.outcome == "rolled_back" and (r.details or {}).get("kind") == "operator_rollback":
+        # an operator went back on purpose: from = the release left, to = the one now running
+        apply_inventory(session, inst, {r.component: r.to_version})
+    elif r.outcome == "rolled_back" and r.from_version:
+        apply_inventory(session, inst, {r.component: r.from_version})
 
 
 def list_reports(session: Session, *, installation_id: str | None = None, component: str | None = None,

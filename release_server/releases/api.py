@@ -5,6 +5,7 @@ import json
 
 from flask import Response, current_app, redirect, request, send_file, url_for
 
+from .. import metrics
 from ..accounts.auth import Principal
 from ..accounts.services import audit
 from ..api import PUBLISHERS, STAFF, endpoint, parse_model
@@ -136,6 +137,7 @@ def artifact_response(release: Release) -> Response:
     if local is not None:
         resp = send_file(local, mimetype="application/octet-stream", as_attachment=True,
                          download_name=release.artifact_filename, conditional=True, etag=release.artifact_sha256)
+        metrics.count_bytes("artifact", resp.content_length)
         return resp
     if cfg.get("S3_PRESIGNED_DOWNLOADS"):
         url = storage.presigned_url(release.blob_key, ttl=cfg["S3_PRESIGNED_TTL"],
@@ -147,6 +149,7 @@ def artifact_response(release: Release) -> Response:
     resp.headers["Content-Length"] = str(release.artifact_size)
     resp.headers["Content-Disposition"] = f'attachment; filename="{release.artifact_filename}"'
     resp.set_etag(release.artifact_sha256)
+    metrics.count_bytes("artifact", release.artifact_size)
     return resp
 
 

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import json
-import time
-from datetime import timedelta
 
 from flask import Response, current_app
 
+from .. import metrics
 from ..api import endpoint
 from ..db import db
-from ..fleet import services as fleet_services
 from ..fleet.auth import InstallationPrincipal
+from ..fleet.lastseen import note_check
 from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
-from ..models_common import utcnow
 from .catalog import offers_for
 
 
@@ -26,9 +24,12 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
                         customer_id=principal.customer_id, channel=principal.channel, tags=principal.tags,
                         installed=planned)
     config = current_app.config
-    _note_seen(principal, body, config["LAST_SEEN_WRITE_SECONDS"])
+    note_check(principal, body.installed, body.agent_version, body.state)
     if not offers:
+        metrics.count_check("nothing_new")
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
+    metrics.count_check("offers")
+    metrics.count_offers(o.release.component for o in offers)
     return CheckResponse(
         offers=[OfferOut(component=o.release.component, version=str(o.release.version),
                          from_version=str(o.from_version) if o.from_version else None,
@@ -39,7 +40,6 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
         maintenance_window=principal.maintenance_window)
 
 
-_seen: dict[str, tuple[frozenset, float]] = {}
 _nothing_new_bodies: dict[tuple[int, str | None], bytes] = {}
 
 
@@ -54,32 +54,6 @@ def _nothing_new(poll_interval: int, window: str | None) -> Response:
     return Response(body, mimetype="application/json")
 
 
-def _note_seen(p: InstallationPrincipal, body: CheckRequest, interval: float) -> None:
-    """Coalesced inventory and last-seen write: only when the inventory changed or the
-    stored last-seen is older than ``LAST_SEEN_WRITE_SECONDS``; nothing otherwise."""
-    inventory = frozenset(body.installed.items())
-    now = time.monotonic()
-    prev = _seen.get(p.installation_id)
-    if prev is not None and prev[0] == inventory and now - prev[1] < interval:
-        return
-    if prev is None and inventory <= p.versions and p.last_seen_at is not None \
-            and utcnow() - p.last_seen_at < timedelta(seconds=interval):
-        # first sight in this process, and the stored inventory and last-seen are current
-        _seen[p.installation_id] = (inventory, now)
-        return
-    session = db.new_session(write=True)
-    try:
-        inst = fleet_services.get_installation(session, p.installation_id)
-        fleet_services.apply_inventory(session, inst, body.installed, body.agent_version)
-        inst.last_seen_at = utcnow()
-        if body.state == "updating":
-            inst.state = "updating"
-        session.commit()
-    finally:
-        session.close()
-    _seen[p.installation_id] = (inventory, now)
-
-
 # ---------------------------------------------------------------- rollouts, pins, restrictions, figures
 
 from ..accounts.services import audit  # noqa: E402
@@ -88,9 +62,10 @@ from ..releases import services as release_services  # noqa: E402
 from . import figures as figures_mod  # noqa: E402
 from . import services  # noqa: E402
 from .models import Pin, Rollout  # noqa: E402
-from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, PercentBody,  # noqa
-                      PinList, PinOut, RestrictBody, RestrictionsOut, RolloutDay, RolloutFigures, RolloutList,
-                      RolloutOut, RolloutQuery, StartBody, VersionCount, VersionFigures)
+from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, NextStepOut,  # noqa
+                      PercentBody, PinList, PinOut, RestrictBody, RestrictionsOut, ResumeBody, RolloutDay,
+                      RolloutFigures, RolloutList, RolloutOut, RolloutQuery, StartBody, VersionCount,
+                      VersionFigures, YankBody)
 
 
 def rollout_out(ro: Rollout) -> RolloutOut:
@@ -100,8 +75,9 @@ def rollout_out(ro: Rollout) -> RolloutOut:
                       phase_started_at=ro.phase_started_at, failure_threshold=ro.failure_threshold,
                       min_attempts=ro.min_attempts, attempts=ro.attempts, successes=ro.successes,
                       failures=ro.failures, failure_rate=f["failure_rate"], halted_at=ro.halted_at,
-                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {}, created_by=ro.created_by,
-                      created_at=ro.created_at)
+                      halt_reason=ro.halt_reason, halt_figures=ro.halt_figures or {},
+                      next_steps=[NextStepOut(**vars(s)) for s in services.next_steps(ro)],
+                      created_by=ro.created_by, created_at=ro.created_at)
 
 
 def _audited(principal, ro: Rollout, action: str, details: dict | None = None) -> RolloutOut:  # noqa: ANN001
@@ -150,10 +126,30 @@ def pause_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
 
 
 @endpoint("/rollouts/<int:rollout_id>/resume", methods=["POST"], roles=PUBLISHERS, response=RolloutOut,
-          summary="Resume a paused rollout", tag="rollouts")
+          summary="Resume a paused rollout, or a halted one once the cause is fixed (JSON body "
+                  "{\"reason\": ...} required then)", tag="rollouts")
 def resume_rollout(principal, rollout_id: int) -> RolloutOut:  # noqa: ANN001
-    return _audited(principal, services.resume(db.session, services.get_rollout(db.session, rollout_id,
-                                                                                 lock=True)), "resume")
+    from flask import request
+
+    from ..api import parse_json_body
+
+    body = parse_json_body(ResumeBody) if request.content_length or request.is_json else ResumeBody()
+    ro = services.get_rollout(db.session, rollout_id, lock=True)
+    was = ro.state
+    previous = services.figures(ro)
+    ro = services.resume(db.session, ro, body.reason)
+    details = {"reason": body.reason, "halted_figures": previous} if was == "halted" else {}
+    return _audited(principal, ro, "resume", details)
+
+
+@endpoint("/rollouts/<int:rollout_id>/yank", methods=["POST"], roles=PUBLISHERS, body=YankBody, response=RolloutOut,
+          summary="Yank the rollout's release: installations that took it go back to the newest good release",
+          tag="rollouts")
+def yank_rollout_release(principal, rollout_id: int, body: YankBody) -> RolloutOut:  # noqa: ANN001
+    ro = services.yank_release(db.session, services.get_rollout(db.session, rollout_id, lock=True), body.reason)
+    audit(db.session, principal.actor, "release.yank", f"release:{ro.release.component.name}/{ro.release.version}",
+          {"reason": body.reason, "rollout": ro.id})
+    return _audited(principal, ro, "yank", {"reason": body.reason})
 
 
 @endpoint("/rollouts/<int:rollout_id>/percentage", methods=["POST"], roles=PUBLISHERS, body=PercentBody,

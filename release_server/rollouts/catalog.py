@@ -2,9 +2,11 @@
 
 Every change that can alter an offer (publish, promote, yank, rollout changes, pins,
 restrictions) bumps ``catalog_state.version`` in its own transaction; changes to
-installations' credentials or settings bump ``auth_version``. Each server process
+installations' credentials or settings bump ``auth_version`` and add a row to the
+change feed (``installation_changes``) naming the installation. Each server process
 reads that one row at most once per ``CATALOG_RECHECK_SECONDS`` and rebuilds its
-catalog (or drops its credential cache) only when a version moved. So a check costs
+catalog (or forgets the changed installations' cached credentials, see
+:mod:`release_server.fleet.auth`) only when a version moved. So a check costs
 no database round trip in the common case, and a revocation takes effect within
 seconds on every node.
 """
@@ -13,14 +15,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..fleet.models import InstallationChange
+from ..models_common import utcnow
 from ..releases.models import Release
 from .models import CatalogState, Pin, ReleaseRestriction, Rollout
 from .policy import Catalog, Pin as PinRule, ReleaseInfo, RolloutGate
@@ -30,9 +34,24 @@ def bump_catalog(session: Session) -> None:
     session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=CatalogState.version + 1))
 
 
-def bump_auth(session: Session) -> None:
-    session.execute(update(CatalogState).where(CatalogState.id == 1)
-                    .values(auth_version=CatalogState.auth_version + 1))
+CHANGE_FEED_KEEP = 100_000  # change rows kept; a process further behind forgets every credential
+
+
+def bump_auth(session: Session, installation_id: str | None = None) -> int:
+    """Record a change of one installation's credentials or settings (None: of any installation).
+
+    The ``UPDATE ... RETURNING`` holds the state row's lock until the transaction ends,
+    so change versions become visible in order: whoever sees version N sees every
+    change up to N. Returns the new version.
+    """
+    version = session.execute(update(CatalogState).where(CatalogState.id == 1)
+                              .values(auth_version=CatalogState.auth_version + 1)
+                              .returning(CatalogState.auth_version)).scalar_one()
+    session.execute(insert(InstallationChange).values(version=version, installation_id=installation_id,
+                                                      changed_at=utcnow()))
+    if version % 1000 == 0:
+        session.execute(delete(InstallationChange).where(InstallationChange.version <= version - CHANGE_FEED_KEEP))
+    return version
 
 
 def target_path(release: Release) -> str:
@@ -67,10 +86,15 @@ def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[st
     return Catalog(infos, version), pins
 
 
+OFFER_MEMO_SIZE = 20_000
+
+
 @dataclass
 class _Snapshot:
     catalog: Catalog
     pins: dict[tuple[str, str], dict[str, PinRule]]
+    # plan_offers is pure: its answer for one installation and inventory holds for this snapshot
+    offers: dict[tuple, list] = field(default_factory=dict)
 
 
 class CatalogCache:
@@ -130,8 +154,16 @@ def offers_for(session: Session | Callable[[], Session], *, installation_id: str
     from .policy import InstallationView, plan_offers
 
     snap = get_cache().snapshot(session)
+    key = (installation_id, customer_id, channel, tags, frozenset(installed.items()))
+    hit = snap.offers.get(key)
+    if hit is not None:
+        return hit
     view = InstallationView(installation_id, customer_id, channel, tags)
-    return plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+    offers = plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+    if len(snap.offers) >= OFFER_MEMO_SIZE:  # bounded: start afresh rather than track recency
+        snap.offers.clear()
+    snap.offers[key] = offers
+    return offers
 
 
 def get_cache() -> CatalogCache:
@@ -146,12 +178,12 @@ def init_app(app: Flask) -> None:
 
     app.extensions.setdefault("release_hooks", []).append(on_release_change)
 
-    def on_report(session: Session, report) -> None:  # noqa: ANN001
-        from .services import record_report
+    def on_reports(session: Session, inst, reports: list) -> None:  # noqa: ANN001
+        from .services import record_reports
 
-        record_report(session, report)
+        record_reports(session, inst, reports)
 
-    app.extensions.setdefault("report_hooks", []).append(on_report)
+    app.extensions.setdefault("report_hooks", []).append(on_reports)
 
     def advance_rollouts() -> None:
         from ..db import db

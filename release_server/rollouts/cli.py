@@ -27,14 +27,23 @@ def _run(action: str, fn: Callable, target: Callable | None = None, details: dic
         sys.exit(1)
 
 
-def _show(ro) -> None:  # noqa: ANN001
-    from .services import figures
+def _show(ro, *, steps: bool = True) -> None:  # noqa: ANN001
+    from .services import figures, next_steps
 
     f = figures(ro)
     click.echo(f"rollout {ro.id}: {ro.release.component.name} {ro.release.version} on {ro.channel} — {ro.state}, "
                f"{ro.share / 100:g}% — attempts {f['attempts']}, failures {f['failures']} "
                f"({f['failure_rate']:.1%}, threshold {ro.failure_threshold:.1%})"
                + (f" — halted: {ro.halt_reason}" if ro.state == "halted" else ""))
+    if steps:
+        for step in next_steps(ro):
+            click.echo(f"  next: {step.description}\n        {step.command}")
+
+
+def _as_json(ro) -> dict:  # noqa: ANN001
+    from .api import rollout_out
+
+    return rollout_out(ro).model_dump(mode="json")
 
 
 @click.group("rollouts", help="Staged rollouts.")
@@ -53,6 +62,7 @@ def rollouts_group() -> None:
 @with_appcontext
 def rollouts_create(component: str, version: str, channel: str, schedule: str, threshold: float, min_attempts: int,
                     start: bool) -> None:
+    """Create a staged rollout of a release on a channel (and start it with --start)."""
     from . import services
 
     steps = []
@@ -74,14 +84,42 @@ def rollouts_create(component: str, version: str, channel: str, schedule: str, t
 
 
 @rollouts_group.command("list")
-@click.option("--state", default=None)
+@click.option("--state", type=click.Choice(["draft", "running", "paused", "halted", "completed"]), default=None,
+              help="Only rollouts in this state.")
+@click.option("--component", default=None, help="Only rollouts of this component.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, one object per rollout (a list).")
 @with_appcontext
-def rollouts_list(state: str | None) -> None:
+def rollouts_list(state: str | None, component: str | None, as_json: bool) -> None:
+    """List rollouts with their state and figures."""
     from ..db import db
     from . import services
 
-    for ro in services.list_rollouts(db.session, state=state):
-        _show(ro)
+    rows = services.list_rollouts(db.session, state=state, component=component)
+    if as_json:
+        click.echo(json.dumps([_as_json(ro) for ro in rows], indent=2))
+        return
+    for ro in rows:
+        _show(ro, steps=False)
+
+
+@rollouts_group.command("show")
+@click.argument("rollout_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="JSON, as the API answers it.")
+@with_appcontext
+def rollouts_show(rollout_id: int, as_json: bool) -> None:
+    """Show one rollout, and for a halted one what can be done next."""
+    from ..db import db
+    from . import services
+
+    try:
+        ro = services.get_rollout(db.session, rollout_id)
+    except ReleaseServerError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(_as_json(ro), indent=2))
+        return
+    _show(ro)
 
 
 def _simple(name: str, action: str, doc: str, fn_name: str, extra: Callable | None = None) -> None:
@@ -103,7 +141,11 @@ def _simple(name: str, action: str, doc: str, fn_name: str, extra: Callable | No
 
 _simple("start", "start", "Start a draft rollout.", "start")
 _simple("pause", "pause", "Pause a running rollout.", "pause")
-_simple("resume", "resume", "Resume a paused rollout.", "resume")
+_simple("resume", "resume", "Resume a paused rollout, or a halted one once its cause is fixed (with --reason).",
+        "resume", lambda cmd: click.option("--reason", default=None,
+                                           help="What was fixed (required for a halted rollout).")(cmd))
+_simple("yank", "yank", "Yank the rollout's release: installations that took it go back to the newest good one.",
+        "yank_release", lambda cmd: click.option("--reason", required=True, help="Why (shown to staff).")(cmd))
 _simple("complete", "complete", "Offer the release to the whole channel.", "complete")
 _simple("set", "widen", "Widen a rollout to PERCENT.", "set_percentage",
         lambda cmd: click.argument("percent", type=click.FloatRange(0, 100))(cmd))
@@ -124,6 +166,7 @@ def pins_group() -> None:
 @click.option("--prefix", default=None, help="Version prefix, e.g. 2.4 (matches 2.4.x, not 2.40).")
 @with_appcontext
 def pins_add(scope: str, value: str, component: str, version: str | None, prefix: str | None) -> None:
+    """Pin a component of some installations to a version or a prefix."""
     from . import services
 
     if (version is None) == (prefix is None):
@@ -137,20 +180,27 @@ def pins_add(scope: str, value: str, component: str, version: str | None, prefix
 
 
 @pins_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of pins).")
 @with_appcontext
-def pins_list() -> None:
+def pins_list(as_json: bool) -> None:
+    """List pins (without --json: one JSON object per line)."""
     from ..db import db
     from . import services
 
-    for p in services.list_pins(db.session):
-        click.echo(json.dumps({"id": p.id, "scope": p.scope, "value": p.scope_value, "component": p.component,
-                               "pin": p.value, "exact": p.exact}))
+    rows = [{"id": p.id, "scope": p.scope, "value": p.scope_value, "component": p.component, "pin": p.value,
+             "exact": p.exact} for p in services.list_pins(db.session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(json.dumps(row))
 
 
 @pins_group.command("remove")
 @click.argument("pin_id", type=int)
 @with_appcontext
 def pins_remove(pin_id: int) -> None:
+    """Remove a pin."""
     from . import services
 
     _run("pin.remove", lambda s: services.remove_pin(s, pin_id), lambda p: f"pin:{pin_id}")

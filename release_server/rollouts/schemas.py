@@ -36,6 +36,14 @@ class CreateRollout(BaseModel):
         return check_name(v)
 
 
+class NextStepOut(BaseModel):
+    action: str = Field(description="resume | yank | new_release")
+    description: str
+    command: str = Field(description="The release-server command")
+    method: str | None = Field(default=None, description="The API call's method (none: several calls)")
+    path: str | None = None
+
+
 class RolloutOut(BaseModel):
     id: int
     component: str
@@ -55,6 +63,8 @@ class RolloutOut(BaseModel):
     halted_at: datetime | None
     halt_reason: str | None
     halt_figures: dict
+    next_steps: list[NextStepOut] = Field(default_factory=list,
+                                          description="What can be done with a halted rollout")
     created_by: str
     created_at: datetime
 
@@ -77,6 +87,17 @@ class PercentBody(BaseModel):
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     percent: float | None = Field(default=None, ge=0, le=100)
+
+
+class ResumeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, min_length=1, max_length=2000,
+                               description="Required to resume a halted rollout: what was fixed")
+
+
+class YankBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class HaltBody(BaseModel):

@@ -1,6 +1,11 @@
 """Rollout rules: staged rollouts and their phases, automatic halts, pins, restrictions.
 
-A rollout moves through ``draft → running ⇄ paused → completed`` or ends ``halted``.
+A rollout moves through ``draft → running ⇄ paused → completed``, or stops ``halted``.
+A halted rollout offers nothing new; :func:`next_steps` says what can be done with it:
+resume it with a reason once the cause is fixed (its counts start again from zero, the
+figures of the halt stay in the audit log), yank its release (installations that took
+it go back to the newest good release, through signed metadata), or publish a fixed
+release and roll that out.
 While running it admits installations whose bucket is below its share; a phased
 schedule (steps of percent and minimum hours) widens it, step by step, only while it
 is healthy. Each install attempt reported for the rollout's release by an installation
@@ -12,6 +17,7 @@ Every change bumps the catalog version so each server process picks it up.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,11 +45,62 @@ class UnknownRolloutError(NotFoundError):
         super().__init__(f"no rollout {rollout_id}", field="rollout")
 
 
+@dataclass(frozen=True)
+class NextStep:
+    """Something that can be done with a rollout in its current state."""
+
+    action: str  # resume | yank | new_release
+    description: str
+    command: str  # the release-server command line
+    method: str | None  # the API call (None: several calls)
+    path: str | None
+
+
+def next_steps(ro: Rollout) -> list[NextStep]:
+    """What can be done next with a halted rollout (nothing for other states)."""
+    if ro.state != "halted":
+        return []
+    name, version = ro.release.component.name, ro.release.version
+    steps = [
+        NextStep("resume", "once the cause is fixed, resume it with a reason; its counts start again from zero",
+                 f"release-server rollouts resume {ro.id} --reason TEXT", "POST",
+                 f"/api/v1/rollouts/{ro.id}/resume"),
+        NextStep("yank", f"yank {name} {version}: installations that took it go back to the newest good release",
+                 f"release-server rollouts yank {ro.id} --reason TEXT", "POST", f"/api/v1/rollouts/{ro.id}/yank"),
+        NextStep("new_release", f"publish a fixed {name} release and roll that out instead",
+                 f"release-server publish --component {name} --version NEW ...; "
+                 f"release-server rollouts create --component {name} --version NEW --channel {ro.channel} --start",
+                 None, None),
+    ]
+    if ro.release.yanked:
+        steps = [s for s in steps if s.action != "yank"]
+    return steps
+
+
+def _next_steps_text(ro: Rollout) -> str:
+    parts = []
+    for step in next_steps(ro):
+        if step.action == "resume":
+            parts.append(f"resume it with a reason once the cause is fixed (`rollouts resume {ro.id} --reason ...`, "
+                         f"POST {step.path})")
+        elif step.action == "yank":
+            parts.append(f"yank the release so the installations that took it go back "
+                         f"(`rollouts yank {ro.id} --reason ...`, POST {step.path})")
+        else:
+            parts.append("publish a fixed release and roll that out")
+    return "; ".join(parts)
+
+
 class RolloutStateError(ConflictError):
     code = "rollout_state"
 
     def __init__(self, rollout: Rollout, action: str) -> None:
-        super().__init__(f"cannot {action} a rollout that is {rollout.state}", field="state")
+        message = f"cannot {action} a rollout that is {rollout.state}"
+        if rollout.state == "halted":
+            why = f" ({rollout.halt_reason})" if rollout.halt_reason else ""
+            message = (f"cannot {action} a rollout that is halted{why}: rollout {rollout.id} offers nothing new. "
+                       f"Next: {_next_steps_text(rollout)}")
+        super().__init__(message, field="state")
         self.state, self.action = rollout.state, action
 
 
@@ -149,11 +206,48 @@ def pause(session: Session, ro: Rollout) -> Rollout:
     return _touch(session, ro)
 
 
-def resume(session: Session, ro: Rollout) -> Rollout:
+def resume(session: Session, ro: Rollout, reason: str | None = None) -> Rollout:
+    """Resume a paused rollout, or a halted one once its cause is fixed (a reason is required then).
+
+    A halted rollout starts counting afresh: the attempts that halted it would otherwise
+    halt it again at the first report. The figures of the halt stay in ``halt_figures``
+    (and the audit log records the reason).
+    """
+    if ro.state == "halted":
+        if not (reason and reason.strip()):
+            raise ValidationError(f"resuming halted rollout {ro.id} needs a reason: what was fixed", field="reason")
+        if ro.release.yanked:
+            raise ConflictError(f"{ro.release.component.name} {ro.release.version} is yanked; unyank it first, "
+                                "or publish a fixed release and roll that out", field="state")
+        ro.halt_figures = {**(ro.halt_figures or {}), "resumed_at": utcnow().isoformat(),
+                           "resume_reason": reason.strip()}
+        ro.attempts = ro.successes = ro.failures = 0
+        ro.halted_at = None
+        ro.state = "running"
+        ro.phase_started_at = utcnow()
+        return _touch(session, ro)
     if ro.state != "paused":
         raise RolloutStateError(ro, "resume")
     ro.state = "running"
     ro.phase_started_at = utcnow()
+    return _touch(session, ro)
+
+
+def yank_release(session: Session, ro: Rollout, reason: str) -> Rollout:
+    """Yank the rollout's release (halting the rollout first if it still runs).
+
+    Installations that took it are offered the newest good release, and the agent
+    downgrades because the yank is in the signed metadata.
+    """
+    from ..releases.services import yank
+
+    if not (reason and reason.strip()):
+        raise ValidationError("a yank needs a reason", field="reason")
+    if ro.release.yanked:
+        raise ConflictError(f"{ro.release.component.name} {ro.release.version} is already yanked", field="state")
+    if ro.state in ("draft", "running", "paused"):
+        halt(session, ro, f"release yanked: {reason.strip()}")
+    yank(session, ro.release, reason.strip())
     return _touch(session, ro)
 
 
@@ -226,24 +320,46 @@ def advance(session: Session, now: datetime | None = None) -> list[Rollout]:
     return moved
 
 
-def record_report(session: Session, report: UpdateReport) -> Rollout | None:
-    """Count an install attempt against its rollout and halt the rollout when it fails too often."""
-    column = COUNTED_OUTCOMES.get(report.outcome)
-    if column is None or report.release_id is None:
-        return None
-    channel = session.scalar(select(Installation.channel).where(Installation.id == report.installation_id))
-    rid = session.scalar(select(Rollout.id).where(Rollout.release_id == report.release_id, Rollout.channel == channel))
-    if rid is None:
-        return None
-    values = {"attempts": Rollout.attempts + 1, column: getattr(Rollout, column) + 1}
-    session.execute(update(Rollout).where(Rollout.id == rid).values(**values))
-    ro = get_rollout(session, rid, lock=True)
-    session.refresh(ro)
-    if ro.state in ("running", "paused") and not healthy(ro):
-        rate = ro.failures / ro.attempts
-        halt(session, ro, f"failure rate {rate:.1%} above {ro.failure_threshold:.1%} after {ro.attempts} attempts",
-             automatic=True)
-    return ro
+def record_reports(session: Session, inst: Installation, reports: list[UpdateReport]) -> list[Rollout]:
+    """Count a batch's install attempts against their rollouts; halt a rollout that fails too often.
+
+    One look-up of the rollouts concerned, then per rollout (not per report) one
+    increment of its counters, made under the row's lock so that concurrent batches add up.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    sequence: dict[int, list[str]] = {}
+    for report in reports:
+        column = COUNTED_OUTCOMES.get(report.outcome)
+        if column is None or report.release_id is None:
+            continue
+        c = counts.setdefault(report.release_id, {"attempts": 0, "successes": 0, "failures": 0})
+        c["attempts"] += 1
+        c[column] += 1
+        sequence.setdefault(report.release_id, []).append(column)
+    if not counts:
+        return []
+    rollout_ids = dict(session.execute(select(Rollout.release_id, Rollout.id).where(
+        Rollout.release_id.in_(counts), Rollout.channel == inst.channel)).all())
+    touched = []
+    for release_id, rid in sorted(rollout_ids.items(), key=lambda kv: kv[1]):  # one lock order for everyone
+        c = counts[release_id]
+        session.execute(update(Rollout).where(Rollout.id == rid).values(
+            attempts=Rollout.attempts + c["attempts"], successes=Rollout.successes + c["successes"],
+            failures=Rollout.failures + c["failures"]))
+        ro = get_rollout(session, rid, lock=True)
+        session.refresh(ro)
+        if ro.state in ("running", "paused"):
+            # as if the batch's reports had arrived one by one: halt at the first that makes it unhealthy
+            attempts, failures = ro.attempts - c["attempts"], ro.failures - c["failures"]
+            for column in sequence[release_id]:
+                attempts += 1
+                failures += column == "failures"
+                if attempts >= ro.min_attempts and failures / attempts > ro.failure_threshold:
+                    halt(session, ro, f"failure rate {failures / attempts:.1%} above {ro.failure_threshold:.1%} "
+                                      f"after {attempts} attempts", automatic=True)
+                    break
+        touched.append(ro)
+    return touched
 
 
 # pins and restrictions

@@ -12,6 +12,7 @@ import re
 
 from flask import Blueprint, Response, request, send_file
 
+from .. import metrics
 from ..db import db
 from ..storage import get_storage
 from . import services
@@ -27,7 +28,9 @@ def _json_response(data: bytes, cache_control: str) -> Response:
     resp = Response(data, mimetype="application/json")
     resp.headers["Cache-Control"] = cache_control
     resp.set_etag(hashlib.sha256(data).hexdigest())
-    return resp.make_conditional(request)
+    resp = resp.make_conditional(request)
+    metrics.count_bytes("tuf_metadata", resp.content_length if resp.status_code == 200 else 0)
+    return resp
 
 
 @bp.get("/metadata/<name>")
@@ -56,4 +59,5 @@ def target(name: str) -> Response:
         resp.set_etag(loc.sha256)
         resp = resp.make_conditional(request)
     resp.headers["Cache-Control"] = IMMUTABLE
+    metrics.count_bytes("tuf_target", resp.content_length if resp.status_code in (200, 206) else 0)
     return resp

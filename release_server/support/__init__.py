@@ -18,7 +18,7 @@ Modules:
 * :mod:`.api`, :mod:`.schemas`, :mod:`.cli` - the HTTP and command-line faces.
 
 :func:`init_app` registers the report hook, the rollout-halt hook, the worker jobs
-(outbox delivery, auto-close) and the commands.
+(outbox delivery, auto-close, and the IMAP poll when ``IMAP_HOST`` is set) and the commands.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def init_app(app: Flask) -> None:
         raise ConfigError("SMTP_STARTTLS and SMTP_TLS exclude each other", field="SMTP_TLS")
 
     report_hooks = app.extensions.setdefault("report_hooks", [])
-    if failures.on_report not in report_hooks:
-        report_hooks.append(failures.on_report)
+    if failures.on_reports not in report_hooks:
+        report_hooks.append(failures.on_reports)
     halt_hooks = app.extensions.setdefault("rollout_halt_hooks", [])
     if failures.on_rollout_halt not in halt_hooks:
         halt_hooks.append(failures.on_rollout_halt)
@@ -69,4 +69,14 @@ def _register_jobs(app: Flask) -> None:
             app.logger.info("auto-closed %d processed ticket(s)", len(closed))
 
     register_job(app, "support-mail-outbox", float(app.config.get("MAIL_OUTBOX_INTERVAL", 30.0)), deliver_outbox)
+    if app.config.get("IMAP_HOST") and app.config.get("IMAP_USER"):
+        def poll_mailbox() -> None:
+            from .cli import store_one
+            from .imap import poll_configured
+
+            result = poll_configured(app.config, store_one)
+            if result.stored or result.failed:
+                app.logger.info("support mailbox: %s", result)
+
+        register_job(app, "support-mail-poll", float(app.config.get("IMAP_POLL_INTERVAL", 60.0)), poll_mailbox)
     register_job(app, "support-auto-close", 3600.0, auto_close)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from flask import Response, current_app, jsonify, request, send_file
 
+from .. import metrics
 from ..api import STAFF, SUPPORT, endpoint, error_response
 from ..accounts.models import User
 from ..db import db
@@ -221,6 +222,7 @@ def blob_download(key: str, size: int, filename: str, mimetype: str, etag: str) 
     resp.headers["Content-Disposition"] = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    metrics.count_bytes("attachment", resp.content_length if resp.status_code in (200, 206) else 0)
     return resp
 
 

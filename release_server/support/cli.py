@@ -1,11 +1,14 @@
 """Support commands: ``tickets ...`` and ``customer-users ...`` for staff, ``mail ...``, and ``mailgate``.
 
 ``mailgate`` is an MTA pipe: it reads one RFC 822 message on standard input and posts
-it to the server over HTTP. Its exit status follows ``sysexits.h`` so the MTA does the
-right thing: 0 stored; 75 (EX_TEMPFAIL) when the server cannot be reached, answers 5xx,
-or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
+it to the server over HTTP. Its token comes from ``--token-file`` /
+``RELEASE_SERVER_TOKEN_FILE`` or ``RELEASE_SERVER_TOKEN``; ``--token`` on the command line
+still works but warns, since every local user sees it in ``ps`` and the MTA logs it.
+Its exit status follows ``sysexits.h`` so the MTA does the right thing: 0 stored; 75
+(EX_TEMPFAIL) when the server cannot be reached, answers 5xx, or refuses the token (the MTA keeps the message and retries); 65 (EX_DATAERR) when the
 message cannot be parsed at all (the server still stored it raw) or is refused as too
-large or empty.
+large or empty. Without a token, or with a token file it cannot read, it exits 75 so the
+MTA keeps the message until the configuration is mended.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .models import KINDS, PRIORITIES, STATUSES
 from ..errors import ReleaseServerError
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
@@ -37,11 +41,31 @@ def _staff():  # noqa: ANN202
 
 @click.command("mailgate")
 @click.option("--server", envvar="RELEASE_SERVER_URL", required=True, help="Server URL [env RELEASE_SERVER_URL].")
-@click.option("--token", envvar="RELEASE_SERVER_TOKEN", required=True,
-              help="Support or admin API token [env RELEASE_SERVER_TOKEN].")
+@click.option("--token-file", envvar="RELEASE_SERVER_TOKEN_FILE", type=click.Path(dir_okay=False),
+              help="File holding the support API token [env RELEASE_SERVER_TOKEN_FILE].")
+@click.option("--token", envvar="RELEASE_SERVER_TOKEN",
+              help="The token itself [env RELEASE_SERVER_TOKEN]; on the command line it shows in ps and the "
+                   "MTA's log, so prefer --token-file or the environment.")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
-def mailgate(server: str, token: str, timeout: float) -> None:
+@click.pass_context
+def mailgate(ctx: click.Context, server: str, token_file: str | None, token: str | None, timeout: float) -> None:
     """Read one RFC 822 message on stdin and hand it to the server (for an MTA pipe)."""
+    from click.core import ParameterSource
+
+    if token and ctx.get_parameter_source("token") == ParameterSource.COMMANDLINE:
+        click.echo("mailgate: warning: --token on the command line is visible to every user (ps) and in the "
+                   "MTA's log; use --token-file or RELEASE_SERVER_TOKEN", err=True)
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            click.echo(f"mailgate: cannot read the token file {token_file}: {e}; the MTA will retry", err=True)
+            sys.exit(EX_TEMPFAIL)
+    if not token:
+        click.echo("mailgate: no token: give --token-file or set RELEASE_SERVER_TOKEN (or "
+                   "RELEASE_SERVER_TOKEN_FILE); the MTA will retry", err=True)
+        sys.exit(EX_TEMPFAIL)
     raw = sys.stdin.buffer.read()
     sys.exit(deliver(server, token, raw, timeout=timeout))
 
@@ -79,7 +103,8 @@ def mail_group() -> None:
     pass
 
 
-def _store_one(raw: bytes) -> str:
+def store_one(raw: bytes) -> str:
+    """Ingest one raw message in a transaction of its own; returns the outcome."""
     from ..db import db
     from ..storage import get_storage
     from .mailin import ingest
@@ -100,12 +125,11 @@ def _store_one(raw: bytes) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many messages (IMAP_BATCH).")
 @with_appcontext
 def mail_poll(limit: int | None) -> None:
-    """Fetch unseen messages from the IMAP folder, store them, mark them seen."""
-    from .imap import ImapFetcher, poll
+    """Fetch the messages not processed yet from the IMAP folder, store them, mark them done."""
+    from .imap import poll_configured
 
     try:
-        with ImapFetcher.from_config(current_app.config) as fetcher:
-            result = poll(fetcher, _store_one, limit=limit or int(current_app.config.get("IMAP_BATCH", 50)))
+        result = poll_configured(current_app.config, store_one, limit=limit)
     except ReleaseServerError as e:
         _fail(e)
     click.echo(str(result))
@@ -131,7 +155,7 @@ def mail_ingest(files: tuple[str, ...]) -> None:
         with open(path, "rb") as fh:
             raw = fh.read()
         try:
-            click.echo(f"{path}: {_store_one(raw)}")
+            click.echo(f"{path}: {store_one(raw)}")
         except ReleaseServerError as e:
             _fail(e)
 
@@ -144,15 +168,17 @@ def tickets_group() -> None:
 
 
 @tickets_group.command("list")
-@click.option("--status", multiple=True)
-@click.option("--kind", default=None)
-@click.option("--customer", default=None)
-@click.option("--queue", type=click.Choice(["unassigned"]), default=None)
+@click.option("--status", multiple=True, type=click.Choice(STATUSES), help="Only these statuses (repeatable).")
+@click.option("--kind", default=None, type=click.Choice(KINDS), help="Only this kind.")
+@click.option("--customer", default=None, help="Customer id or name.")
+@click.option("--queue", type=click.Choice(["unassigned"]), default=None, help="Tickets with no customer yet.")
 @click.option("--search", "-q", "q", default=None, help="Text search.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON (a list of tickets).")
 @with_appcontext
 def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None, queue: str | None,
-                 q: str | None, limit: int) -> None:
+                 q: str | None, limit: int, as_json: bool) -> None:
+    """List tickets, newest activity first."""
     from ..db import db
     from .services import TicketFilter, list_tickets
 
@@ -162,6 +188,14 @@ def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None
             per_page=limit))
     except ReleaseServerError as e:
         _fail(e)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([{"number": t.number, "status": t.status, "kind": t.kind, "priority": t.priority,
+                                "customer": t.customer.name if t.customer else None, "subject": t.subject,
+                                "created_at": t.created_at.isoformat(), "updated_at": t.updated_at.isoformat()}
+                               for t in rows], indent=2))
+        return
     for t in rows:
         who = t.customer.name if t.customer else "(unassigned)"
         click.echo(f"{t.number}  {t.status:<20} {t.kind:<11} {who:<24} {t.subject}")
@@ -172,6 +206,7 @@ def tickets_list(status: tuple[str, ...], kind: str | None, customer: str | None
 @click.argument("number")
 @with_appcontext
 def tickets_show(number: str) -> None:
+    """Show a ticket and its timeline."""
     from ..db import db
     from . import services
 
@@ -211,6 +246,7 @@ def _ticket_action(number: str, action) -> None:  # noqa: ANN001
 @click.option("--message", "-m", required=True, help="Public answer; mailed to the requester.")
 @with_appcontext
 def tickets_reply(number: str, message: str) -> None:
+    """Answer the customer (mailed to the requester)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.staff_reply(s, t, _staff(), message))
@@ -221,6 +257,7 @@ def tickets_reply(number: str, message: str) -> None:
 @click.option("--message", "-m", required=True, help="Internal note.")
 @with_appcontext
 def tickets_note(number: str, message: str) -> None:
+    """Add an internal note (staff only)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.add_note(s, t, _staff(), message))
@@ -231,6 +268,7 @@ def tickets_note(number: str, message: str) -> None:
 @click.option("--message", "-m", required=True, help="What the customer should send.")
 @with_appcontext
 def tickets_request_info(number: str, message: str) -> None:
+    """Ask the customer for information; the ticket waits for them."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.request_information(s, t, _staff(), message))
@@ -238,15 +276,16 @@ def tickets_request_info(number: str, message: str) -> None:
 
 @tickets_group.command("set")
 @click.argument("number")
-@click.option("--status", default=None)
-@click.option("--kind", default=None)
-@click.option("--priority", default=None)
+@click.option("--status", default=None, type=click.Choice(STATUSES), help="New status.")
+@click.option("--kind", default=None, type=click.Choice(KINDS), help="New kind.")
+@click.option("--priority", default=None, type=click.Choice(PRIORITIES), help="New priority.")
 @click.option("--assignee", default=None, help="Staff username; '-' unassigns.")
 @click.option("--customer", default=None)
 @click.option("--comment", "-m", default=None, help="Public comment (e.g. with --status processed).")
 @with_appcontext
 def tickets_set(number: str, status: str | None, kind: str | None, priority: str | None, assignee: str | None,
                 customer: str | None, comment: str | None) -> None:
+    """Change a ticket's status, kind, priority, assignee or customer."""
     from . import services
 
     changes = {k: v for k, v in dict(status=status, kind=kind, priority=priority, customer=customer,
@@ -261,6 +300,7 @@ def tickets_set(number: str, status: str | None, kind: str | None, priority: str
 @click.option("--into", required=True, help="The ticket that stays.")
 @with_appcontext
 def tickets_merge(number: str, into: str) -> None:
+    """Merge a ticket into another (its timeline moves there)."""
     from . import services
 
     _ticket_action(number, lambda s, t: services.merge(s, t, services.get_ticket(s, into), _staff()))
@@ -292,6 +332,7 @@ def customer_users_group() -> None:
 @click.option("--password", default=None, help="For the portal (prompted when --password - is given).")
 @with_appcontext
 def customer_users_create(email: str, customer: str, name: str, password: str | None) -> None:
+    """Create a customer user (portal login) for a customer."""
     from ..accounts.services import audit
     from ..db import db
     from ..fleet.services import get_customer

@@ -108,9 +108,12 @@ class MailDeliveryError(ReleaseServerError):
     status = 503
     code = "mail_delivery_failed"
 
-    def __init__(self, message: str, *, temporary: bool = True) -> None:
+    def __init__(self, message: str, *, temporary: bool = True,
+                 refused: dict[str, tuple[int, str]] | None = None) -> None:
         super().__init__(message)
         self.temporary = temporary
+        #: Recipients the SMTP server refused, with its reply code and text.
+        self.refused = refused or {}
 
 
 class MailFetchError(ReleaseServerError):

@@ -1,7 +1,9 @@
 """Failed updates become tickets: fingerprint -> failure group -> one ticket per (group, customer).
 
-:func:`on_report` is registered in ``app.extensions["report_hooks"]``; the fleet calls it
-for each new report inside the request's transaction. A report whose outcome is
+:func:`on_reports` is registered in ``app.extensions["report_hooks"]``; the fleet calls it
+once per request batch with the new reports, inside the request's transaction, and
+:func:`record_failures` does the batch set-based (a constant number of statements,
+not a number per report). A report whose outcome is
 ``rolled_back`` (the agent restored the old release: an *incident*) or ``failed`` (the
 installation was left not working: a *problem*) is fingerprinted
 (:mod:`.fingerprint`) and joins its group; the group's ticket for the report's customer
@@ -39,7 +41,7 @@ from . import mailout, services
 from .errors import UnknownFailureGroupError
 from .fingerprint import Fingerprint, fingerprint
 from .models import (OPEN_STATUSES, FailureGroup, FailureGroupInstallation, FailureGroupReport, Ticket,
-                     TicketFailureGroup)
+                     TicketEvent, TicketFailureGroup)
 
 FAILURE_OUTCOMES = {"rolled_back": "incident", "failed": "problem"}
 
@@ -62,10 +64,11 @@ def insert_or_get(session: Session, table: Table, key: dict[str, Any], values: d
     return tuple(row), False
 
 
-def on_report(session: Session, report: UpdateReport) -> None:
-    """Report hook: group failed updates and keep their tickets (registered by ``support.init_app``)."""
-    if report.outcome in FAILURE_OUTCOMES:
-        record_failure(session, report)
+def on_reports(session: Session, inst: Installation, reports: list[UpdateReport]) -> None:
+    """Report hook: group a batch's failed updates and keep their tickets (registered by ``support.init_app``)."""
+    failed = [r for r in reports if r.outcome in FAILURE_OUTCOMES]
+    if failed:
+        record_failures(session, inst, failed)
 
 
 @dataclass(frozen=True)
@@ -79,37 +82,131 @@ class RecordedFailure:
 
 def record_failure(session: Session, report: UpdateReport, now: datetime | None = None) -> RecordedFailure:
     """Put one failure report into its group and its customer's ticket."""
-    now = now or report.received_at or utcnow()
-    inst = session.get(Installation, report.installation_id)
-    fp = fingerprint(report.component, report.to_version, report.stage, report.error_code, report.error_message)
-    kind = FAILURE_OUTCOMES[report.outcome]
+    (recorded,) = record_failures(session, session.get(Installation, report.installation_id), [report], now)
+    return recorded
 
-    group_id, new_group = _group_for(session, fp, report, now, lookup_only=True)
-    if group_id is None:
-        group_id, new_group = _autonomous(session, lambda s: _group_for(s, fp, report, now))
-    ticket_id, new_ticket = _ticket_for(session, group_id, inst, report, kind, fp.pattern, now, lookup_only=True)
-    if ticket_id is None:
-        ticket_id, new_ticket = _autonomous(session, lambda s: _ticket_for(s, group_id, inst, report, kind,
-                                                                           fp.pattern, now))
-    insert_or_get(session, FailureGroupInstallation.__table__,
-                  {"group_id": group_id, "installation_id": inst.id},
-                  {"customer_id": inst.customer_id, "first_seen_at": now})
-    ticket = services.root_of(session, session.get(Ticket, ticket_id))
-    session.add(FailureGroupReport(report_id=report.id, group_id=group_id, ticket_id=ticket.id,
-                                   installation_id=inst.id, outcome=report.outcome, received_at=now))
-    services.add_event(session, ticket, "failure_report", services.SYSTEM, public=False, touch=False,
-                       body=_report_line(report, inst),
-                       data={"report_id": report.id, "installation_id": inst.id, "outcome": report.outcome,
-                             "from_version": report.from_version, "to_version": report.to_version,
-                             "failure_group": group_id})
-    reopened = False
-    if not new_ticket:
-        reopened = _maybe_reopen(session, ticket, group_id, report)
-        if kind == "problem" and ticket.kind == "incident":
-            _escalate(session, ticket)
-    if new_group:
-        _link_to_open_halt_tickets(session, group_id, fp.component, fp.target_version)
-    return RecordedFailure(group_id, ticket.id, new_group, new_ticket, reopened)
+
+def record_failures(session: Session, inst: Installation, reports: list[UpdateReport],
+                    now: datetime | None = None) -> list[RecordedFailure]:
+    """Put one installation's failure reports into their groups and its customer's tickets, set-based.
+
+    The same outcome as taking the reports one by one, in order, with a constant number
+    of statements for the batch: one look-up of the groups and one of the customer's
+    tickets (creating only those missing), one insert of the affected-installation rows,
+    one of the group memberships and one of the timeline entries. A reopen or an
+    escalation is decided once per ticket, at the report that causes it.
+    """
+    fps = [fingerprint(r.component, r.to_version, r.stage, r.error_code, r.error_message) for r in reports]
+    first_of: dict[str, tuple[Fingerprint, UpdateReport]] = {}
+    for fp, r in zip(fps, reports):
+        first_of.setdefault(fp.value, (fp, r))
+    when = {r.id: now or r.received_at or utcnow() for r in reports}
+
+    groups = dict(session.execute(select(FailureGroup.fingerprint, FailureGroup.id)
+                                  .where(FailureGroup.fingerprint.in_(first_of))).all())
+    new_groups: set[int] = set()
+    missing = {v: first for v, first in first_of.items() if v not in groups}
+    if missing:
+        created = _autonomous(session, lambda s: _create_groups(s, missing, when))
+        for value, (gid, new) in created.items():
+            groups[value] = gid
+            if new:
+                new_groups.add(gid)
+
+    group_ids = list(dict.fromkeys(groups[fp.value] for fp in fps))
+    tickets = dict(session.execute(select(Ticket.failure_group_id, Ticket.id).where(
+        Ticket.failure_group_id.in_(group_ids), Ticket.customer_id == inst.customer_id)).all())
+    fresh_tickets: set[int] = set()
+    for fp, r in zip(fps, reports):
+        gid = groups[fp.value]
+        if gid in tickets:
+            continue
+        kind = FAILURE_OUTCOMES[r.outcome]
+        tid, created_ticket = _autonomous(session, lambda s: _open_failure_ticket(
+            s, gid, inst, r, kind, fp.pattern, when[r.id]))
+        tickets[gid] = tid
+        if created_ticket:
+            fresh_tickets.add(tid)
+
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.flush()
+    session.execute(insert(FailureGroupInstallation.__table__).on_conflict_do_nothing(
+        index_elements=["group_id", "installation_id"]),
+        [{"group_id": gid, "installation_id": inst.id, "customer_id": inst.customer_id,
+          "first_seen_at": min(when[r.id] for fp, r in zip(fps, reports) if groups[fp.value] == gid)}
+         for gid in sorted(group_ids)])  # one lock order for concurrent batches
+    loaded = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(set(tickets.values()))))}
+    root = {tid: services.root_of(session, t) for tid, t in loaded.items()}
+
+    out: list[RecordedFailure] = []
+    pending: list[Any] = []
+    events: list[dict[str, Any]] = []
+    first_seen: set[int] = set()
+    for fp, r in zip(fps, reports):
+        gid, own = groups[fp.value], tickets[groups[fp.value]]
+        ticket = root[own]
+        pending.append(dict(report_id=r.id, group_id=gid, ticket_id=ticket.id, installation_id=inst.id,
+                            outcome=r.outcome, received_at=when[r.id]))
+        events.append(_event(ticket, "failure_report", public=False, body=_report_line(r, inst),
+                              data={"report_id": r.id, "installation_id": inst.id, "outcome": r.outcome,
+                                    "from_version": r.from_version, "to_version": r.to_version,
+                                    "failure_group": gid}))
+        new_ticket = own in fresh_tickets and own not in first_seen
+        first_seen.add(own)
+        reopened = False
+        if not new_ticket:
+            needs_reopen = ticket.status in ("processed", "closed")
+            needs_escalation = FAILURE_OUTCOMES[r.outcome] == "problem" and ticket.kind == "incident"
+            if needs_reopen or needs_escalation:  # rare: write what came before, keep the timeline's order
+                _write(session, pending, events)
+                pending, events = [], []
+                if needs_reopen:
+                    reopened = _maybe_reopen(session, ticket, gid, r)
+                if FAILURE_OUTCOMES[r.outcome] == "problem" and ticket.kind == "incident":
+                    _escalate(session, ticket)
+        out.append(RecordedFailure(gid, ticket.id, gid in new_groups and fp.value in first_of
+                                   and first_of[fp.value][1] is r, new_ticket, reopened))
+    _write(session, pending, events)
+    for gid in sorted(new_groups):
+        fp = next(f for f in fps if groups[f.value] == gid)
+        _link_to_open_halt_tickets(session, gid, fp.component, fp.target_version)
+    return out
+
+
+def _event(ticket: Ticket, kind: str, *, public: bool, body: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A system timeline entry, written with the others of the batch (``services.add_event`` flushes each)."""
+    actor = services.SYSTEM
+    return dict(ticket_id=ticket.id, kind=kind, public=public, author=actor.email or actor.name,
+                author_kind=actor.kind, body=body, data=data, mail_id=None, at=utcnow())
+
+
+def _write(session: Session, memberships: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    """One multi-row insert each, through Core (no ORM objects, no ids needed back)."""
+    session.flush()
+    if memberships:
+        session.execute(FailureGroupReport.__table__.insert(), memberships)
+    if events:
+        session.execute(TicketEvent.__table__.insert(), events)
+
+
+def _create_groups(session: Session, missing: dict[str, tuple[Fingerprint, UpdateReport]],
+                   when: dict[str, datetime]) -> dict[str, tuple[int, bool]]:
+    """Insert the failure groups not there yet, in one statement; read those another request made."""
+    session.flush()
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = FailureGroup.__table__
+    rows = [dict(fingerprint=fp.value, component=fp.component, target_version=fp.target_version, stage=fp.stage,
+                 error_code=fp.error_code, message_pattern=fp.pattern,
+                 sample_message=(r.error_message or "")[:4000], first_seen_at=when[r.id], regressions=0)
+            for fp, r in missing.values()]
+    made = dict(session.execute(insert(table).values(rows).on_conflict_do_nothing(index_elements=["fingerprint"])
+                                .returning(table.c.fingerprint, table.c.id)).all())
+    out = {v: (gid, True) for v, gid in made.items()}
+    rest = [v for v in missing if v not in made]
+    if rest:
+        for value, gid in session.execute(select(table.c.fingerprint, table.c.id).where(table.c.fingerprint.in_(rest))):
+            out[value] = (gid, False)
+    return out
 
 
 def _autonomous(session: Session, work: Callable[[Session], tuple[int, bool]]) -> tuple[int, bool]:
@@ -131,27 +228,6 @@ def _autonomous(session: Session, work: Callable[[Session], tuple[int, bool]]) -
         return result
     finally:
         own.close()
-
-
-def _group_for(session: Session, fp: Fingerprint, report: UpdateReport, now: datetime, *,
-               lookup_only: bool = False) -> tuple[Any, bool]:
-    group_id = session.scalar(select(FailureGroup.id).where(FailureGroup.fingerprint == fp.value))
-    if group_id is not None or lookup_only:
-        return group_id, False
-    (group_id,), created = insert_or_get(session, FailureGroup.__table__, {"fingerprint": fp.value}, dict(
-        component=fp.component, target_version=fp.target_version, stage=fp.stage, error_code=fp.error_code,
-        message_pattern=fp.pattern, sample_message=(report.error_message or "")[:4000], first_seen_at=now,
-        regressions=0))
-    return group_id, created
-
-
-def _ticket_for(session: Session, group_id: int, inst: Installation, report: UpdateReport, kind: str, pattern: str,
-                now: datetime, *, lookup_only: bool = False) -> tuple[Any, bool]:
-    ticket_id = session.scalar(select(Ticket.id).where(Ticket.failure_group_id == group_id,
-                                                       Ticket.customer_id == inst.customer_id))
-    if ticket_id is not None or lookup_only:
-        return ticket_id, False
-    return _open_failure_ticket(session, group_id, inst, report, kind, pattern, now)
 
 
 def _escalate(session: Session, ticket: Ticket) -> None:

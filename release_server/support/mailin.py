@@ -3,10 +3,15 @@
 :func:`ingest` is what ``POST /api/v1/support/mail`` (fed by ``release-server mailgate``)
 and ``release-server mail poll`` call. In order:
 
-1. The raw bytes always go to blob storage first, parseable or not.
-2. :func:`~.mailparse.parse_message` reads them; input that is not a message at all is
-   recorded as ``unparseable`` (the caller answers so the MTA does not retry).
-3. A Message-ID seen before is a duplicate (an MTA retry): nothing else happens.
+1. The duplicate check comes first and is cheap: the Message-ID is read from the top
+   header without parsing (:func:`~.mailparse.peek_message_id`), and a message without
+   one is known by the SHA-256 of its raw bytes. A message seen before (an MTA retry, an
+   IMAP message fetched again) costs one indexed lookup: it is neither stored nor parsed.
+2. The raw bytes go to blob storage, parseable or not.
+3. :func:`~.mailparse.parse_message` reads them (in time linear in their size); input
+   that is not a message at all is recorded as ``unparseable``, listed for staff in the
+   console with the raw message to download, and the caller answers so the MTA does not
+   retry.
 4. Bounces are matched to the ticket of the message they return (by its Message-ID,
    else by the ``[PREFIX-n]`` in its subject) and attached as internal notes.
 5. Threading: ``[PREFIX-n]`` in the subject, else In-Reply-To/References naming a
@@ -28,6 +33,7 @@ import hashlib
 import io
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parseaddr
 
 from flask import current_app, has_app_context
@@ -40,7 +46,7 @@ from ..fleet.models import Customer
 from ..storage import BlobStorage, StoredBlob
 from . import mailout, services
 from .errors import AttachmentTooLargeError, MailTooLargeError, TooManyAttachmentsError
-from .mailparse import MailParseError, ParsedMail, find_ticket_numbers, parse_message
+from .mailparse import MailParseError, ParsedMail, find_ticket_numbers, parse_message, peek_message_id
 from .models import CustomerUser, MailMessage, Ticket
 from .services import Actor
 
@@ -67,30 +73,29 @@ def ingest(session: Session, storage: BlobStorage, raw: bytes) -> IngestResult:
         raise MailTooLargeError(len(raw), limit)
     if not raw.strip():
         raise ValidationError("the message is empty", field="message")
+    key = dedupe_key(raw)
+    seen = _duplicate(session, key)
+    if seen is not None:
+        return seen
     blob = storage.put_stream(io.BytesIO(raw))
     prefix = str(_cfg("TICKET_PREFIX", "OTK"))
     try:
         parsed = parse_message(raw, ticket_prefix=prefix)
     except MailParseError as e:
         mail = MailMessage(direction="in", status="unparseable", outcome="unparseable", blob_key=blob.key,
-                           size=blob.size, subject="", last_error=str(e))
-        session.add(mail)
-        session.flush()
+                           size=blob.size, subject="", last_error=str(e), dedupe_key=key)
+        if not _insert(session, mail):
+            return _duplicate(session, key) or IngestResult(0, "duplicate", None, False)
         log.warning("inbound mail %s cannot be parsed (%s); kept as %s", mail.id, e, blob.key)
         return IngestResult(mail.id, "unparseable", None, False, str(e))
 
     mail = MailMessage(direction="in", message_id=parsed.message_id[:998], from_addr=parsed.from_addr[:254],
                        to_addr=(parsed.to[0] if parsed.to else "")[:254], subject=parsed.subject,
-                       status="stored", blob_key=blob.key, size=blob.size,
-                       dedupe_key=_dedupe_key(parsed) if parsed.message_id else None)
-    try:
-        with session.begin_nested():
-            session.add(mail)
-            session.flush()
-    except IntegrityError:
-        first = session.scalar(select(MailMessage).where(MailMessage.dedupe_key == _dedupe_key(parsed)))
-        number = session.get(Ticket, first.ticket_id).number if first and first.ticket_id else None
-        return IngestResult(first.id if first else 0, "duplicate", number, False)
+                       status="stored", blob_key=blob.key, size=blob.size, dedupe_key=key,
+                       in_reply_to=parsed.in_reply_to[:998],
+                       references=[r[:998] for r in parsed.references[-_KEPT_REFERENCES:]])
+    if not _insert(session, mail):
+        return _duplicate(session, key) or IngestResult(0, "duplicate", None, False)
 
     sender = parsed.from_addr.strip().lower()
     system_sender = mailout.is_system_address(sender)
@@ -138,8 +143,35 @@ def ingest(session: Session, storage: BlobStorage, raw: bytes) -> IngestResult:
                         "" if customer else "unknown sender: in the unassigned queue")
 
 
-def _dedupe_key(parsed: ParsedMail) -> str:
-    return "in:" + hashlib.sha256(parsed.message_id.strip().lower().encode()).hexdigest()
+#: Ids of an inbound References header kept on its row (for the References of our answer).
+_KEPT_REFERENCES = 20
+
+
+def dedupe_key(raw: bytes) -> str:
+    """What makes two inbound messages the same: their Message-ID, else their exact bytes."""
+    message_id = peek_message_id(raw).strip().lower()
+    if message_id:
+        return "in:" + hashlib.sha256(message_id).hexdigest()
+    return "raw:" + hashlib.sha256(raw).hexdigest()
+
+
+def _duplicate(session: Session, key: str) -> IngestResult | None:
+    first = session.scalar(select(MailMessage).where(MailMessage.dedupe_key == key))
+    if first is None:
+        return None
+    number = session.get(Ticket, first.ticket_id).number if first.ticket_id else None
+    return IngestResult(first.id, "duplicate", number, False)
+
+
+def _insert(session: Session, mail: MailMessage) -> bool:
+    """Add the row; False when a concurrent delivery of the same message got there first."""
+    try:
+        with session.begin_nested():
+            session.add(mail)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def _bounce(session: Session, mail: MailMessage, parsed: ParsedMail, prefix: str) -> IngestResult:
@@ -241,3 +273,40 @@ def _attachments(session: Session, storage: BlobStorage, ticket: Ticket, actor: 
     if skipped:
         services.add_note(session, ticket, services.SYSTEM,
                           "Attachments not stored (they remain in the raw message):\n" + "\n".join(skipped))
+
+
+# ---------------------------------------------------------------- mail that could not be read
+
+@dataclass(frozen=True)
+class UnreadableMail:
+    """An inbound message that is not a message at all, kept raw for staff to look at."""
+
+    id: int
+    received_at: datetime
+    size: int
+    reason: str
+    blob_key: str | None
+
+
+def list_unparseable(session: Session, *, limit: int = 50, offset: int = 0) -> tuple[list[UnreadableMail], int]:
+    """Inbound mail that could not be parsed, newest first, and how many there are."""
+    where = (MailMessage.direction == "in", MailMessage.status == "unparseable")
+    total = session.scalar(select(func.count()).select_from(MailMessage).where(*where)) or 0
+    rows = session.scalars(select(MailMessage).where(*where).order_by(MailMessage.id.desc())
+                           .limit(limit).offset(offset))
+    return [_unreadable(m) for m in rows], total
+
+
+def get_unparseable(session: Session, mail_id: int) -> UnreadableMail:
+    """One unparseable inbound message; :class:`~..errors.NotFoundError` for any other id."""
+    from ..errors import NotFoundError
+
+    mail = session.get(MailMessage, mail_id) if 0 < mail_id < 2 ** 31 else None
+    if mail is None or mail.direction != "in" or mail.status != "unparseable":
+        raise NotFoundError(f"no unreadable mail {mail_id}")
+    return _unreadable(mail)
+
+
+def _unreadable(mail: MailMessage) -> UnreadableMail:
+    return UnreadableMail(id=mail.id, received_at=mail.created_at, size=mail.size, reason=mail.last_error or "",
+                          blob_key=mail.blob_key)

@@ -8,6 +8,15 @@ outside any transaction, and records the result: sent, retried later with capped
 exponential backoff, or failed after ``MAIL_MAX_ATTEMPTS``. An SMTP outage therefore
 delays mail but loses none.
 
+Delivery is at least once, and the window for a second copy is as small as it can be:
+"sent" is committed the moment the SMTP server accepts the message (before QUIT), and
+a claim outlasts the backend's whole conversation (``SMTP_DEADLINE``), so a slow
+server never lets a second worker send the same row. Only a crash between the
+server's acceptance and that commit sends it again, and then with the same
+Message-ID and Date, so the receiving side can drop the copy. A recipient the server
+refuses for good (5xx) marks the row ``failed``/``refused`` and leaves an internal
+note on the ticket.
+
 Every message carries our own Message-ID (recorded for threading replies back to the
 ticket), ``[PREFIX-000123]`` in its subject, In-Reply-To/References to the ticket's
 earlier mail, and, when no person wrote it, ``Auto-Submitted: auto-generated``.
@@ -20,6 +29,7 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -31,13 +41,15 @@ from sqlalchemy.orm import Session
 from ..models_common import utcnow
 from .errors import MailDeliveryError
 from .mailbackends import MailBackend, backend_from_config
-from .models import MailMessage, Ticket
+from .models import MailMessage, Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
 
 #: Local parts that belong to mail systems, not people: never answered automatically.
 SYSTEM_LOCALPARTS = frozenset({"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply",
                                "bounce", "bounces"})
+#: References carried on an outgoing mail (the latest ones, ending with the mail it answers).
+MAX_THREAD_REFERENCES = 20
 CLAIM_SECONDS = 600  # a claimed message not finished within this is considered abandoned and retried
 
 
@@ -110,17 +122,11 @@ def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, t
     to = parseaddr(to or "")[1].strip()
     if not to or ticket.internal:
         return None
-    previous = list(session.scalars(
-        select(MailMessage.message_id).where(MailMessage.ticket_id == ticket.id, MailMessage.message_id != "")
-        .order_by(MailMessage.id.desc()).limit(20)))
-    last_in = session.scalar(
-        select(MailMessage.message_id).where(MailMessage.ticket_id == ticket.id, MailMessage.direction == "in",
-                                             MailMessage.message_id != "").order_by(MailMessage.id.desc()).limit(1))
+    in_reply_to, references = _thread_headers(session, ticket)
     mail = MailMessage(direction="out", message_id=new_message_id(ticket.number), ticket_id=ticket.id,
                        from_addr=_from_address()[1], to_addr=to, subject=subject_for(ticket), status="pending",
-                       kind=kind, body=render(kind, ticket, text), in_reply_to=last_in or (previous[0] if previous
-                                                                                          else ""),
-                       references=list(reversed(previous)), auto_generated=auto, next_attempt_at=utcnow())
+                       kind=kind, body=render(kind, ticket, text), in_reply_to=in_reply_to,
+                       references=references, auto_generated=auto, next_attempt_at=utcnow())
     if is_system_address(to):
         mail.status, mail.last_error = "suppressed", "recipient is a mail system address"
     elif auto:
@@ -133,6 +139,31 @@ def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, t
     session.add(mail)
     session.flush()
     return mail
+
+
+def _thread_headers(session: Session, ticket: Ticket) -> tuple[str, list[str]]:
+    """In-Reply-To and References for a new mail about ``ticket``.
+
+    It answers the latest mail received about the ticket, found by the ticket's events
+    too (the mail that opened a ticket is linked to it only after the acknowledgement is
+    queued); References carry that mail's own References, then the ticket's mails.
+    """
+    previous = list(session.scalars(
+        select(MailMessage.message_id).where(MailMessage.ticket_id == ticket.id, MailMessage.message_id != "")
+        .order_by(MailMessage.id.desc()).limit(20)))
+    by_event = select(TicketEvent.mail_id).where(TicketEvent.ticket_id == ticket.id,
+                                                 TicketEvent.mail_id.is_not(None))
+    last_in = session.scalar(
+        select(MailMessage).where(MailMessage.direction == "in", MailMessage.message_id != "",
+                                  or_(MailMessage.ticket_id == ticket.id, MailMessage.id.in_(by_event)))
+        .order_by(MailMessage.id.desc()).limit(1))
+    if last_in is None:
+        return (previous[0] if previous else ""), list(reversed(previous))
+    chain = list(last_in.references or []) + list(reversed(previous)) + [last_in.message_id]
+    references = list(dict.fromkeys(r for r in chain if r))
+    references = [r for r in references if r != last_in.message_id][-(MAX_THREAD_REFERENCES - 1):] \
+        + [last_in.message_id]
+    return last_in.message_id, references
 
 
 def _from_address() -> tuple[str, str]:
@@ -207,6 +238,7 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
             .order_by(MailMessage.id).limit(limit)))
     finally:
         reader.close()
+    claim = timedelta(seconds=max(CLAIM_SECONDS, 2 * float(backend.max_send_seconds) + 60))
     for mail_id in due:
         session = db.new_session(write=True)
         try:
@@ -215,7 +247,7 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
                                           or_(MailMessage.status == "pending",
                                               MailMessage.status == "sending"),
                                           MailMessage.next_attempt_at <= now)
-                .values(status="sending", next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS))
+                .values(status="sending", next_attempt_at=now + claim)
                 .execution_options(synchronize_session=False)).rowcount
             mail = session.get(MailMessage, mail_id) if claimed else None
             message = build_message(mail) if mail is not None else None
@@ -224,28 +256,69 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
             session.close()
         if message is None:
             continue
+        accepted = False
+
+        def record_sent(mail_id: int = mail_id) -> None:
+            # The server has the message: say so at once, before QUIT can hang or the process die.
+            nonlocal accepted
+            _finish(db, mail_id, None, max_attempts)
+            accepted = True
+
         error: MailDeliveryError | None = None
         try:
-            backend.send(message)
+            backend.send(message, on_accepted=record_sent)
         except MailDeliveryError as e:
             error = e
-        session = db.new_session(write=True)
-        try:
-            mail = session.get(MailMessage, mail_id)
-            mail.attempts += 1
-            if error is None:
-                mail.status, mail.sent_at, mail.last_error = "sent", utcnow(), ""
-                result.sent += 1
-            elif not error.temporary or mail.attempts >= max_attempts:
-                mail.status, mail.last_error = "failed", error.message
-                result.failed += 1
-                log.warning("mail %s to %s failed for good: %s", mail.id, mail.to_addr, error.message)
-            else:
-                mail.status, mail.last_error = "pending", error.message
-                mail.next_attempt_at = utcnow() + timedelta(seconds=backoff_seconds(mail.attempts))
-                result.retried += 1
-                log.info("mail %s to %s will be retried: %s", mail.id, mail.to_addr, error.message)
-            session.commit()
-        finally:
-            session.close()
+        if accepted:
+            result.sent += 1
+            continue
+        outcome = _finish(db, mail_id, error, max_attempts)
+        if outcome == "sent":
+            result.sent += 1
+        elif outcome == "failed":
+            result.failed += 1
+        else:
+            result.retried += 1
     return result
+
+
+def _finish(db: Any, mail_id: int, error: MailDeliveryError | None, max_attempts: int) -> str:
+    """Record one attempt in its own transaction: "sent", "failed" or "retry"."""
+    session = db.new_session(write=True)
+    try:
+        mail = session.get(MailMessage, mail_id)
+        mail.attempts += 1
+        if error is None:
+            mail.status, mail.sent_at, mail.last_error = "sent", utcnow(), ""
+            outcome = "sent"
+        elif not error.temporary or mail.attempts >= max_attempts:
+            mail.status, mail.last_error = "failed", error.message
+            outcome = "failed"
+            if error.refused and not error.temporary:
+                mail.outcome = "refused"
+                _note_refusal(session, mail, error)
+            log.warning("mail %s to %s failed for good: %s", mail.id, mail.to_addr, error.message)
+        else:
+            mail.status, mail.last_error = "pending", error.message
+            mail.next_attempt_at = utcnow() + timedelta(seconds=backoff_seconds(mail.attempts))
+            outcome = "retry"
+            log.info("mail %s to %s will be retried: %s", mail.id, mail.to_addr, error.message)
+        session.commit()
+        return outcome
+    finally:
+        session.close()
+
+
+def _note_refusal(session: Session, mail: MailMessage, error: MailDeliveryError) -> None:
+    """An internal note on the ticket: the mail server refused a recipient for good."""
+    from . import services
+
+    ticket = session.get(Ticket, mail.ticket_id) if mail.ticket_id else None
+    if ticket is None:
+        return
+    lines = [f"{addr}: {code} {reply}".strip() for addr, (code, reply) in sorted(error.refused.items())]
+    services.add_note(session, ticket, services.SYSTEM,
+                      f"The mail server refused the mail \"{mail.subject}\" for good:\n" + "\n".join(lines),
+                      kind="mail_refused", mail_id=mail.id,
+                      data={"recipients": {a: [c, r] for a, (c, r) in error.refused.items()},
+                            "message_id": mail.message_id})

@@ -179,7 +179,8 @@ class MailMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
     message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
-    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)  # inbound: sha256 of Message-ID
+    # inbound: "in:" + sha256 of the Message-ID, else "raw:" + sha256 of the raw bytes
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     from_addr: Mapped[str] = mapped_column(String(254), default="")
     to_addr: Mapped[str] = mapped_column(String(254), default="", index=True)

@@ -92,10 +92,10 @@ class Form:
             self.error(name, _("Enter a number."))
             return None
         if minimum is not None and value < minimum:
-            self.error(name, _("At least %(n)s.", n=f"{minimum:g}"))
+            self.error(name, _("At least %(n)s.", n=format(minimum, "g")))
             return None
         if maximum is not None and value > maximum:
-            self.error(name, _("At most %(n)s.", n=f"{maximum:g}"))
+            self.error(name, _("At most %(n)s.", n=format(maximum, "g")))
             return None
         return value
 

@@ -7,7 +7,10 @@ before logging in (session and a one-year ``lang`` cookie); the best match of th
 browser's ``Accept-Language``; English.
 
 Compiled catalogs (``.mo``) are committed beside their ``.po`` sources; a test checks
-that they match, and ``python -m release_server.web.i18n compile`` rebuilds them.
+that they match. ``scripts/i18n`` extracts every translatable string of the package (code
+and templates, with the keywords in :data:`KEYWORDS`), updates the catalogs and compiles
+them; ``scripts/i18n check`` (or ``python -m release_server.web.i18n check``) lists the
+strings that have no translation, with where they are used.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ LANGUAGES: dict[str, str] = {"en": "English", "ru": "Русский"}
 DEFAULT = "en"
 COOKIE = "lang"
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: Extraction keywords beyond Babel's defaults (``_``, ``gettext``, ``ngettext``, ...).
+KEYWORDS = ("_l", "lazy_gettext", "lazy_ngettext:1,2")
 
 
 def _account() -> object | None:
@@ -121,10 +127,66 @@ def compile_catalogs() -> list[Path]:
     return written
 
 
+def extract_messages() -> dict[str, list[tuple[str, int]]]:
+    """Every translatable string of the package (code and templates) with where it is used."""
+    from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+    from babel.messages.frontend import parse_keywords
+
+    with (TRANSLATIONS_DIR / "babel.cfg").open() as fh:
+        method_map, options_map = parse_mapping_cfg(fh)
+    keywords = dict(DEFAULT_KEYWORDS)
+    keywords.update(parse_keywords(list(KEYWORDS)))
+    found: dict[str, list[tuple[str, int]]] = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(
+            str(PACKAGE_DIR), method_map, options_map, keywords=keywords):
+        msgid = message[0] if isinstance(message, (tuple, list)) else message
+        if msgid:
+            found.setdefault(msgid, []).append((f"release_server/{filename}", lineno))
+    return found
+
+
+def missing_translations(locale: str) -> dict[str, list[tuple[str, int]]]:
+    """Strings used in the package that the locale's catalog lacks, leaves empty or marks fuzzy."""
+    from babel.messages.pofile import read_po
+
+    with (TRANSLATIONS_DIR / locale / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+        catalog = read_po(fh)
+    missing = {}
+    for msgid, where in extract_messages().items():
+        entry = catalog.get(msgid)
+        strings = entry.string if entry is not None else None
+        translated = all(strings) if isinstance(strings, (tuple, list)) else bool(strings)
+        if entry is None or entry.fuzzy or not translated:
+            missing[msgid] = where
+    return missing
+
+
+def format_missing(locale: str, missing: dict[str, list[tuple[str, int]]]) -> str:
+    lines = [f"{len(missing)} string(s) without a {locale} translation "
+             f"(add them to release_server/web/translations/{locale}/LC_MESSAGES/messages.po, then scripts/i18n):"]
+    for msgid, where in sorted(missing.items(), key=lambda item: item[1][0]):
+        places = ", ".join(f"{f}:{n}" for f, n in where[:3]) + (" ..." if len(where) > 3 else "")
+        lines.append(f"  {msgid!r}  ({places})")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover - maintenance helper
     if sys.argv[1:] == ["compile"]:
         for path in compile_catalogs():
             print(path)
+    elif sys.argv[1:] == ["check"]:
+        failed = False
+        for lang in LANGUAGES:
+            if lang == DEFAULT:
+                continue
+            gaps = missing_translations(lang)
+            if gaps:
+                failed = True
+                print(format_missing(lang, gaps), file=sys.stderr)
+            else:
+                print(f"{lang}: every string translated")
+        sys.exit(1 if failed else 0)
     else:
-        print("usage: python -m release_server.web.i18n compile", file=sys.stderr)
+        print("usage: python -m release_server.web.i18n compile|check", file=sys.stderr)
         sys.exit(2)

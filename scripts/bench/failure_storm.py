@@ -276,7 +276,7 @@ def main() -> int:
         from release_server.db import db
         from release_server.migrations import upgrade
 
-        app = create_app()
+        app = create_app({"INSTANCE_PATH": str(instance)})  # creates the instance folder
         with app.app_context():
             upgrade(db.engine)
             t0 = time.perf_counter()

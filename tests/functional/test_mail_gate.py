@@ -88,3 +88,44 @@ def test_server_errors_map_to_exit_codes(status, code):
         httpd.shutdown()
         httpd.server_close()
         t.join()
+
+
+def test_mailgate_reads_its_token_from_a_file_or_the_environment(gate, client, auth, tmp_path):
+    server, token = gate
+    token_file = tmp_path / "mailgate.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    by_file = run_gate(["--server", server.url, "--token-file", str(token_file)],
+                       MESSAGE.replace(b"gate-1@", b"gate-file@"), tmp_path)
+    assert by_file.returncode == EX_OK, by_file.stderr.decode()
+    assert b"warning" not in by_file.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
+    env.update(PYTHONPATH=str(ROOT), RELEASE_SERVER_INSTANCE_PATH=str(tmp_path / "gate-instance"),
+               RELEASE_SERVER_URL=server.url, RELEASE_SERVER_TOKEN=token)
+    by_env = subprocess.run([sys.executable, "-m", "release_server.cli", "mailgate"],
+                            input=MESSAGE.replace(b"gate-1@", b"gate-env@"), capture_output=True, env=env,
+                            timeout=120)
+    assert by_env.returncode == EX_OK, by_env.stderr.decode()
+    assert b"warning" not in by_env.stderr
+    env.pop("RELEASE_SERVER_TOKEN")
+    env["RELEASE_SERVER_TOKEN_FILE"] = str(token_file)
+    by_env_file = subprocess.run([sys.executable, "-m", "release_server.cli", "mailgate"],
+                                 input=MESSAGE.replace(b"gate-1@", b"gate-envfile@"), capture_output=True,
+                                 env=env, timeout=120)
+    assert by_env_file.returncode == EX_OK, by_env_file.stderr.decode()
+    assert client.get("/api/v1/tickets?q=printer", headers=auth.headers("support")).json["total"] == 3
+
+
+def test_a_token_on_the_command_line_still_works_but_warns(gate, tmp_path):
+    server, token = gate
+    done = run_gate(["--server", server.url, "--token", token], MESSAGE, tmp_path)
+    assert done.returncode == EX_OK
+    assert b"warning: --token on the command line" in done.stderr
+
+
+def test_without_a_readable_token_the_mta_keeps_the_message(gate, tmp_path):
+    server, _ = gate
+    missing = run_gate(["--server", server.url, "--token-file", str(tmp_path / "absent")], MESSAGE, tmp_path)
+    assert missing.returncode == EX_TEMPFAIL and b"cannot read the token file" in missing.stderr
+    none = run_gate(["--server", server.url], MESSAGE, tmp_path)
+    assert none.returncode == EX_TEMPFAIL and b"no token" in none.stderr

@@ -1,7 +1,8 @@
 """Every real-world sample message ingests without error through the real endpoint.
 
-The samples live beside the repository (``../shared/mail-samples``); the test is skipped
-when they are missing unless REQUIRE_MAIL_SAMPLES=1.
+The samples are the corpus in ``tests/data/mail/`` (its INDEX.md gives each message's
+source and licence). ``MAIL_SAMPLES_DIR`` points the test at another folder; an empty or
+missing corpus fails the test when REQUIRE_MAIL_SAMPLES=1 and skips it otherwise.
 """
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SAMPLES = Path(os.environ.get("MAIL_SAMPLES_DIR") or Path(__file__).resolve().parents[2].parent / "shared"
-               / "mail-samples")
+SAMPLES = Path(os.environ.get("MAIL_SAMPLES_DIR") or Path(__file__).resolve().parents[1] / "data" / "mail")
 FILES = sorted(p for p in SAMPLES.glob("*") if p.suffix in (".eml", ".box")) if SAMPLES.is_dir() else []
 
 

@@ -64,6 +64,8 @@ GROUPS = {
         ("POST", "/api/v1/rollouts/{rollout}/resume", None),
         ("POST", "/api/v1/rollouts/{rollout}/complete", None),
         ("POST", "/api/v1/rollouts/{rollout2}/halt", {"reason": "test"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/resume", {"reason": "cause fixed"}),
+        ("POST", "/api/v1/rollouts/{rollout2}/yank", {"reason": "test"}),
         ("POST", "/api/v1/components/server/releases/1.0/restrictions", {"customers": []}),
     ],
     "pins": [
@@ -196,3 +198,41 @@ def test_every_declared_route_is_covered_by_a_group():
                 continue  # public: anyone with an enrollment token (tests/functional/test_fleet_api.py)
             pattern = "^/api/v1" + re.sub(r"<[^>]+>", "[^/]+", spec.rule) + "$"
             assert any(m == method and re.match(pattern, p) for m, p in covered), (method, spec.rule)
+
+
+@pytest.mark.parametrize("role, allowed", [("admin", True), ("support", True), ("publisher", False)])
+def test_unreadable_mail_console_pages_by_role(app, client, auth, role, allowed):
+    import re
+
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+
+    with app.app_context():
+        accounts.create_user(db.session, f"{role}-person", "correct horse battery", role)
+        db.commit()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/login").text).group(1)
+    assert client.post("/console/login", data={"username": f"{role}-person", "password": "correct horse battery",
+                                               "csrf_token": token}).status_code == 302
+    r = client.post("/api/v1/support/mail", data=b"\x00not mail", headers={**auth.headers("support"),
+                                                                           "Content-Type": "message/rfc822"})
+    assert r.status_code == 422
+    listing = client.get("/console/mail/unreadable")
+    mail_id = int(r.json["error"]["message"].rsplit(" ", 1)[-1])
+    raw = client.get(f"/console/mail/unreadable/{mail_id}/raw")
+    for resp in (listing, raw):
+        assert resp.status_code == (200 if allowed else 403)
+        resp.close()
+    anonymous = app.test_client().get(f"/console/mail/unreadable/{mail_id}/raw")
+    assert anonymous.status_code == 302 and "/console/login" in anonymous.headers["Location"]
+def test_operator_endpoints_outside_the_api(client, app):
+    """/healthz and /readyz answer anyone (load balancers); /metrics loopback or its token only."""
+    away = {"environ_base": {"REMOTE_ADDR": "203.0.113.9"}}
+    assert client.get("/healthz", **away).status_code == 200
+    assert client.get("/readyz", **away).status_code in (200, 503)
+    assert client.get("/metrics", **away).status_code == 403
+    assert client.get("/metrics").status_code == 200
+    app.config["METRICS_TOKEN"] = "t0ken-for-metrics"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer t0ken-for-metrics"}, **away).status_code == 200
+    rules = {r.rule for r in app.url_map.iter_rules()}
+    assert {"/healthz", "/readyz", "/metrics"} <= rules

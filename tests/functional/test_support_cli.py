@@ -72,7 +72,7 @@ def test_customer_user_commands_issue_a_working_token(runner, client, acme):
     assert dup.exit_code == 1 and "already exists" in dup.output
 
 
-def test_mail_poll_stores_and_marks_seen(runner, client, acme, monkeypatch):
+def test_mail_poll_stores_and_marks_done(runner, client, acme, monkeypatch):
     from release_server.support import imap
 
     class Box:
@@ -87,13 +87,13 @@ def test_mail_poll_stores_and_marks_seen(runner, client, acme, monkeypatch):
         def __exit__(self, *exc):
             return None
 
-        def unseen(self, limit):
+        def pending(self, limit):
             return [u for u in self.messages if u not in self.seen][:limit]
 
         def fetch(self, uid):
             return self.messages[uid]
 
-        def mark_seen(self, uid):
+        def mark_done(self, uid):
             self.seen.add(uid)
 
     box = Box()

@@ -28,6 +28,7 @@ NAV: list[tuple[str, Any, tuple[str, ...]]] = [
     ("console.rollouts", _l("Rollouts"), ALL),
     ("console.installations", _l("Installations"), ALL),
     ("console.tickets", _l("Tickets"), SUPPORT),
+    ("console.unreadable_mail", _l("Unreadable mail"), SUPPORT),
     ("console.customers", _l("Customers"), ALL),
     ("console.audit_log", _l("Audit log"), ADMIN),
 ]
@@ -60,4 +61,4 @@ def _not_found(_e: Any) -> Any:
     return render_template("error.html", code=404, message=gettext("There is no such page.")), 404
 
 
-from . import admin, auth, dashboard, fleet, releases, rollouts, tickets  # noqa: E402,F401
+from . import admin, auth, dashboard, fleet, mail, releases, rollouts, tickets  # noqa: E402,F401

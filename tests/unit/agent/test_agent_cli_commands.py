@@ -19,7 +19,7 @@ def enrolled(tmp_path: Path) -> StateDir:
     state.save_config(AgentConfig(server_url="http://127.0.0.1:9", install_dir=str(tmp_path / "install"),
                                   request_timeout=2, self_update=False))
     state.save_enrollment(Enrollment(installation_id="inst-1", token="rsi_x", customer="Acme", channel="stable",
-                                     server_url="http://127.0.0.1:9", tuf_metadata_url="http://127.0.0.1:9/tuf/metadata/",
+                                     tuf_metadata_url="http://127.0.0.1:9/tuf/metadata/",
                                      tuf_targets_url="http://127.0.0.1:9/tuf/targets/", root_json=None))
     return state
 

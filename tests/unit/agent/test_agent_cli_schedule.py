@@ -101,7 +101,7 @@ def test_a_busy_server_makes_the_daemon_wait_at_least_its_retry_after(tmp_path):
 
     state = StateDir(tmp_path / "state")
     cfg = config()
-    enrollment = Enrollment("inst", "rsi_x", "Acme", "stable", "http://x", "http://x/tuf/metadata/",
+    enrollment = Enrollment("inst", "rsi_x", "Acme", "stable", "http://x/tuf/metadata/",
                             "http://x/tuf/targets/", None)
     agent = Agent(state, cfg, enrollment, api=BusyApi())
     agent.outbox.add({"id": "5f0c4f4e-0d9e-4a4e-9d7e-3f1c2b8a9e01", "component": "app", "to_version": "1.0",
@@ -113,3 +113,35 @@ def test_a_busy_server_makes_the_daemon_wait_at_least_its_retry_after(tmp_path):
     (pending,) = agent.outbox.pending()
     assert pending.attempts == 1 and pending.next_try_at - agent.clock() >= 44  # the reports' Retry-After
     assert state.load_status()["last_check_ok"] is False
+
+
+def test_the_agent_sends_its_outbox_in_batches_and_sets_aside_only_a_refused_report(tmp_path):
+    from client_agent.agent import Agent
+    from client_agent.config import Enrollment, StateDir
+    from client_agent.client import ApiError
+
+    bad = "5f0c4f4e-0d9e-4a4e-9d7e-3f1c2b8a9e03"
+    calls = []
+
+    class Api:
+        def send_reports(self, reports):
+            calls.append([r["id"] for r in reports])
+            if any(r["id"] == bad for r in reports):
+                raise ApiError("http://x/api/v1/reports", 400, "invalid", "bad report", "reports.0")
+            return {"accepted": [r["id"] for r in reports], "duplicates": []}
+
+        def close(self):
+            pass
+
+    state = StateDir(tmp_path / "state")
+    enrollment = Enrollment("inst", "rsi_x", "Acme", "stable", "http://x", "http://x/tuf/metadata/",
+                            "http://x/tuf/targets/", None)
+    agent = Agent(state, config(), enrollment, api=Api())
+    ids = [f"5f0c4f4e-0d9e-4a4e-9d7e-3f1c2b8a9e0{n}" for n in range(1, 6)]
+    for rid in ids:
+        agent.outbox.add({"id": rid, "component": "app", "to_version": "1.0", "outcome": "success", "duration": 1.0})
+    result = agent.flush_reports()
+    assert calls[0] == ids  # one request for the whole outbox
+    assert calls[1:] == [[rid] for rid in ids]  # refused as a batch: sent one by one
+    assert sorted(result.sent) == sorted(ids) and agent.outbox.pending() == []
+    assert bad in (state.path / "rejected-reports.jsonl").read_text()

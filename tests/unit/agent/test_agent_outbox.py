@@ -142,3 +142,55 @@ def test_corrupt_entry_is_set_aside(tmp_path: Path) -> None:
     bad.write_text("{not json")
     assert [p.id for p in box.pending()] == [good]
     assert bad.with_suffix(".corrupt").exists()
+
+
+# ---------------------------------------------------------------- batches
+
+
+def _ids(entries) -> list[str]:  # noqa: ANN001
+    return [e.id for e in entries]
+
+
+def test_flush_batches_sends_the_queue_in_batches_oldest_first(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox", rng=lambda: 1.0)
+    ids = [box.add(report(n), now=float(n)) for n in range(7)]
+    calls: list[list[str]] = []
+
+    def send_many(reports: list[dict[str, Any]]) -> bool:
+        calls.append([r["id"] for r in reports])
+        return True
+
+    result = box.flush_batches(send_many, now=100.0, batch_size=3)
+    assert calls == [ids[0:3], ids[3:6], ids[6:7]]
+    assert result.sent == ids and result.failed == [] and box.pending() == []
+
+
+def test_flush_batches_keeps_batches_under_the_byte_limit(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox")
+    for n in range(4):
+        box.add({"n": n, "log_tail": "x" * 400}, now=float(n))
+    sizes: list[int] = []
+    box.flush_batches(lambda rs: sizes.append(len(rs)) or True, now=10.0, batch_size=50, batch_bytes=1000)
+    assert sizes == [2, 2]
+
+
+def test_flush_batches_reschedules_a_failed_batch_and_per_report_results(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox", rng=lambda: 1.0)
+    ids = [box.add(report(n), now=float(n)) for n in range(4)]
+    result = box.flush_batches(lambda rs: 30.0, now=100.0, batch_size=2)  # the server asked to wait
+    assert result.sent == [] and result.failed == ids
+    assert all(e.attempts == 1 and e.next_try_at >= 130.0 for e in box.pending())
+    assert box.flush_batches(lambda rs: True, now=101.0) .sent == []  # not due yet
+
+    def mixed(reports: list[dict[str, Any]]) -> dict[str, bool]:
+        return {r["id"]: r["n"] % 2 == 0 for r in reports}
+
+    result = box.flush_batches(mixed, now=1000.0, batch_size=10)
+    assert result.sent == [ids[0], ids[2]] and result.failed == [ids[1], ids[3]]
+    assert _ids(box.pending()) == [ids[1], ids[3]]
+
+    def broken(reports: list[dict[str, Any]]) -> bool:
+        raise ConnectionError("down")
+
+    result = box.flush_batches(broken, now=10_000.0)
+    assert result.failed == [ids[1], ids[3]] and all(e.last_error for e in box.pending())

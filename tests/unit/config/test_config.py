@@ -67,3 +67,56 @@ def test_embedded_default_is_sqlite_wal_with_foreign_keys(tmp_path):
     assert app.config["STORAGE_PATH"].startswith(str(tmp_path))
     app.extensions["db_engine"].dispose()
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2GiB", 2 * 1024**3), ("500MB", 500 * 1000**2), ("25 MiB", 25 * 1024**2), ("1048576", 1048576),
+    ("1_000", 1000), ("1.5GiB", int(1.5 * 1024**3)), ("10kb", 10_000),
+])
+def test_sizes_take_units(tmp_path, raw, expected):
+    assert load_config(tmp_path, environ={"RELEASE_SERVER_MAX_ARTIFACT_SIZE": raw})["MAX_ARTIFACT_SIZE"] == expected
+    (tmp_path / "config.toml").write_text(f'MAX_ATTACHMENT_SIZE = "{raw}"\n')
+    assert load_config(tmp_path, environ={})["MAX_ATTACHMENT_SIZE"] == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "2 GiBs", "-5MB", "MB", ""])
+def test_bad_sizes_name_the_setting_and_the_form(tmp_path, raw):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path, environ={"RELEASE_SERVER_MAX_MAIL_SIZE": raw})
+    assert "RELEASE_SERVER_MAX_MAIL_SIZE" in e.value.message and "2GiB" in e.value.message
+
+
+def test_create_app_never_creates_a_discovered_instance(tmp_path, monkeypatch):
+    from release_server.errors import InstanceNotFoundError
+
+    monkeypatch.setenv("RELEASE_SERVER_INSTANCE_PATH", str(tmp_path / "nope"))
+    with pytest.raises(InstanceNotFoundError, match="run `release-server init`"):
+        create_app()
+    assert not (tmp_path / "nope").exists()
+
+
+def test_library_logs_stay_at_warning_unless_verbose(tmp_path, monkeypatch):
+    import logging
+
+    # the command line sets these for the process; restored after the test
+    monkeypatch.setenv("RELEASE_SERVER_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("RELEASE_SERVER_LOG_LIBRARIES", "false")
+
+    from click.testing import CliRunner
+
+    from release_server import logs
+    from release_server.cli import cli
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path)})
+    app.extensions["db_engine"].dispose()
+    for name in ("tuf.api._payload", "securesystemslib.signer", "alembic.runtime.migration", "botocore.hooks"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    # `release-server -v` lets them through
+    result = CliRunner().invoke(cli, ["-v", "--instance", str(tmp_path), "db", "--help"])
+    assert result.exit_code == 0, result.output
+    try:
+        assert logging.getLogger("tuf.api._payload").isEnabledFor(logging.INFO)
+    finally:
+        logs.quiet_libraries(verbose=False)
+    assert not logging.getLogger("tuf.api._payload").isEnabledFor(logging.INFO)

@@ -1,9 +1,9 @@
 """Tests of the inbound mail parser of the support desk.
 
-Most tests run against the shared corpus of raw sample messages in
-``<repo>/../shared/mail-samples`` (described in its INDEX.md). Without that
-folder they are skipped, unless ``REQUIRE_MAIL_SAMPLES=1`` is set, in which
-case they fail. The remaining tests build their messages by hand.
+Most tests run against the corpus of raw sample messages in ``tests/data/mail/``
+(its INDEX.md gives each message's source and licence). Without that folder they
+are skipped, unless ``REQUIRE_MAIL_SAMPLES=1`` is set, in which case they fail.
+The remaining tests build their messages by hand.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from release_server.support.mailparse import (
     strip_quoted_history,
 )
 
-SAMPLES_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "mail-samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "mail"
 _MISSING = "<mail samples missing>"
 
 # Decoded subjects as listed in INDEX.md. The parser collapses runs of

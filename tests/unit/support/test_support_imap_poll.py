@@ -1,4 +1,4 @@
-"""The IMAP poll loop with an in-memory mailbox: seen only after storing; failures stay unseen."""
+"""The IMAP poll loop with an in-memory mailbox: done only after storing; failures stay pending."""
 from __future__ import annotations
 
 import pytest
@@ -13,14 +13,14 @@ class FakeMailbox:
         self.seen: set[bytes] = set()
         self.fetched: list[bytes] = []
 
-    def unseen(self, limit: int) -> list[bytes]:
+    def pending(self, limit: int) -> list[bytes]:
         return [uid for uid in sorted(self.messages) if uid not in self.seen][:limit]
 
     def fetch(self, uid: bytes) -> bytes:
         self.fetched.append(uid)
         return self.messages[uid]
 
-    def mark_seen(self, uid: bytes) -> None:
+    def mark_done(self, uid: bytes) -> None:
         self.seen.add(uid)
 
 
@@ -68,3 +68,22 @@ def test_configuration_is_required():
     f = ImapFetcher.from_config({"IMAP_HOST": "imap.example", "IMAP_USER": "desk", "IMAP_PASSWORD": "pw",
                                  "IMAP_PORT": 143, "IMAP_SSL": False, "IMAP_FOLDER": "Support Inbox"})
     assert (f.host, f.port, f.use_ssl, f.folder) == ("imap.example", 143, False, "Support Inbox")
+
+
+@pytest.mark.parametrize("name, encoded", [
+    ("INBOX", "INBOX"),
+    ("Входящие", "&BBIERQQ+BDQETwRJBDgENQ-"),
+    ("Support & Sales", "Support &- Sales"),
+    ("Obr\u00e1zky/2026", "Obr&AOE-zky/2026"),
+    ("\U0001F4EC mail", "&2D3c7A- mail"),
+])
+def test_folder_names_travel_in_modified_utf7(name, encoded):
+    from release_server.support.imap import decode_mailbox_name, encode_mailbox_name
+
+    assert encode_mailbox_name(name) == encoded
+    assert decode_mailbox_name(encoded) == name
+
+
+def test_done_keyword_must_be_an_atom():
+    with pytest.raises(ConfigError):
+        ImapFetcher("h", 143, "u", "p", done_keyword="two words")

@@ -120,6 +120,27 @@ def transport(request, smtp_server):
 # ---------------------------------------------------------------- the contract
 
 
+def test_on_accepted_runs_once_the_message_is_delivered(transport):
+    backend, received = transport
+    seen = []
+    backend.send(sample(), on_accepted=lambda: seen.append(len(received())))
+    assert seen == [1]  # called once, when the message had arrived
+    assert backend.max_send_seconds > 0
+
+
+def test_an_error_in_on_accepted_propagates_unchanged(transport):
+    backend, _ = transport
+
+    class Crash(Exception):
+        pass
+
+    def crash() -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        backend.send(sample(), on_accepted=crash)
+
+
 def test_delivers_headers_and_body_intact(transport):
     backend, received = transport
     backend.send(sample())
@@ -226,3 +247,34 @@ def test_backend_from_config():
         backend_from_config({"MAIL_BACKEND": "pigeon"})
     with pytest.raises(ConfigError):
         SMTPBackend("mx", starttls=True, tls=True)
+
+
+def test_smtp_ca_file_verifies_the_server(tls_files, tmp_path_factory):
+    server_ctx, _ = tls_files
+    cert_dir = next(p for p in tmp_path_factory.getbasetemp().glob("tls*") if (p / "cert.pem").exists())
+    handler = Collector()
+    ctl = start(handler, tls_context=server_ctx, require_starttls=True)
+    try:
+        config = {"MAIL_BACKEND": "smtp", "SMTP_HOST": ctl.hostname, "SMTP_PORT": ctl.port, "SMTP_STARTTLS": True,
+                  "SMTP_TIMEOUT": 10, "SMTP_CA_FILE": str(cert_dir / "cert.pem")}
+        backend_from_config(config).send(sample())
+        assert len(handler.messages) == 1
+        with pytest.raises(MailDeliveryError):  # without it the self-signed server is not trusted
+            backend_from_config({**config, "SMTP_CA_FILE": None}).send(sample())
+        from release_server.errors import ConfigError
+
+        with pytest.raises(ConfigError):
+            backend_from_config({**config, "SMTP_CA_FILE": str(cert_dir / "missing.pem")}).send(sample())
+    finally:
+        ctl.stop()
+
+
+def test_imap_ca_file_that_cannot_be_read_is_a_configuration_error(tmp_path):
+    from release_server.errors import ConfigError
+    from release_server.support.imap import ImapFetcher
+
+    fetcher = ImapFetcher.from_config({"IMAP_HOST": "127.0.0.1", "IMAP_USER": "desk", "IMAP_PORT": 1,
+                                       "IMAP_CA_FILE": str(tmp_path / "missing.pem")})
+    assert fetcher.ca_file == str(tmp_path / "missing.pem")
+    with pytest.raises(ConfigError):
+        fetcher.__enter__()
