@@ -1,7 +1,7 @@
 """delta patches between releases; transfer figures on update reports
 
 Revision ID: i1601
-Revises: l001
+Revises: i1201
 """
 from alembic import op
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import release_server.models_common
 
 
 revision = 'i1601'
-down_revision = 'l001'
+down_revision = 'i1201'
 branch_labels = None
 depends_on = None
 
