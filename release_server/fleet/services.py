@@ -335,6 +335,8 @@ class StoredReport:
     details: dict
     started_at: datetime | None
     received_at: datetime
+    bytes_downloaded: int | None = None
+    bytes_full: int | None = None
 
 
 def apply_report(session: Session, inst: Installation, r: StoredReport) -> None:
