@@ -13,10 +13,9 @@ per member, as Velopack does per file:
 * everything else (tar headers, padding, new files) is a literal.
 
 The op stream is itself Zstandard-compressed (long-distance matching, 128 MiB window).
-Memory is bounded by ``member_limit`` and the window, never by the size of the
-artifact: both tars are read from disk with seeks, and a changed member larger than the
-limit is diffed in segments of half the limit, each against the same region (a little
-wider) of its predecessor.
+Memory is bounded by the largest member diffed against its predecessor
+(``member_limit``; larger changed members go as literals) and the window, never by the
+size of the artifact: both tars are read from disk with seeks.
 
 The result of applying a patch is the new release's tar stream, not its ``.tar.gz``:
 recompressing to the very bytes that were published is possible only when the artifact
@@ -226,16 +225,11 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
                 if not m.regular or m.size == 0:
                     continue
                 end = m.data_offset + m.size
-                if m.size > member_limit:  # too large to diff whole in bounded memory: a copy, or segments
+                if m.size > member_limit:  # too large to diff in bounded memory: a copy, or a literal
                     same = by_hash.get((_range_sha256(nf, m.data_offset, m.size), m.size))
                     if same is not None:
                         out.write(b"C" + _U64.pack(same.data_offset) + _U64.pack(m.size))
                         stats.copied += m.size
-                        pos = end
-                        continue
-                    old = by_name.get(m.name)
-                    if old is not None:
-                        _segments(out, nf, bf, m, old, member_limit, stats)
                         pos = end
                         continue
                 else:
@@ -266,41 +260,6 @@ def build_patch(base_tar: Path, new_tar: Path, dest: Path, *, member_limit: int 
             literal(new_size)
             out.write(b"E")
     return stats
-
-
-def _segments(out: BinaryIO, nf: BinaryIO, bf: BinaryIO, m: _Member, old: _Member, member_limit: int,
-              stats: BuildStats) -> None:
-    """A large changed member, diffed in segments of half the limit against the same region of its predecessor.
-
-    Each segment's dictionary is the predecessor's bytes at the same offsets, widened by a
-    quarter segment on each side (so content that moved by less than that is still found).
-    """
-    seg = max(1, member_limit // 2)
-    margin = seg // 4
-    for start in range(0, m.size, seg):
-        length = min(seg, m.size - start)
-        data = _read_range(nf, m.data_offset + start, length)
-        lo = max(0, min(start - margin, old.size))
-        hi = min(old.size, start + length + margin)
-        if hi - lo <= 0:
-            out.write(b"L" + _U64.pack(length))
-            out.write(data)
-            stats.literal += length
-            continue
-        dictionary = zstandard.ZstdCompressionDict(_read_range(bf, old.data_offset + lo, hi - lo),
-                                                   dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        params = zstandard.ZstdCompressionParameters.from_level(9, source_size=length, dict_size=hi - lo,
-                                                                enable_ldm=True)
-        frame = zstandard.ZstdCompressor(dict_data=dictionary, compression_params=params).compress(data)
-        if len(frame) < length:
-            out.write(b"D" + _U64.pack(old.data_offset + lo) + _U64.pack(hi - lo) + _U64.pack(length)
-                      + _U64.pack(len(frame)))
-            out.write(frame)
-            stats.diffed += length
-        else:
-            out.write(b"L" + _U64.pack(length))
-            out.write(data)
-            stats.literal += length
 
 
 # --------------------------------------------------------------------------- applying
