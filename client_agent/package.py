@@ -10,7 +10,11 @@ the archive root declaring lifecycle hooks::
 
 Extraction never trusts the archive: paths escaping the release directory,
 links pointing outside it, device files and archives that expand beyond the
-configured limits are refused with ``UnsafeArchiveError``. Files are written
+configured limits are refused with ``UnsafeArchiveError``. A symlink's target is
+resolved against the links already extracted (so ``l -> ..`` followed by
+``l2 -> l/..`` is caught), and every link is checked again against the final
+tree. Extended tar headers (pax, GNU long names) are bounded before ``tarfile``
+reads them into memory, so a small archive cannot declare a huge header. Files are written
 into a hidden temporary directory beside the destination, which is renamed
 into place only once everything has been written and fsync'ed.
 """
@@ -41,6 +45,9 @@ DEFAULT_HOOK_TIMEOUT = 60.0
 DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
 DEFAULT_MAX_MEMBERS = 100_000
 _MAX_SYMLINK_TARGET = 4096
+#: Largest pax or GNU long-name header accepted; ``tarfile`` reads such a header whole into memory.
+MAX_EXTENDED_HEADER = 64 * 1024
+_MAX_LINK_HOPS = 40
 _CHUNK = 1024 * 1024
 
 ArchiveFormat = Literal["tar.gz", "tar", "zip"]
@@ -182,6 +189,23 @@ def check_symlink_target(member: str, target: str) -> None:
         raise UnsafeArchiveError(member, f"symlink target {target!r} leaves the release directory")
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """``tarfile``'s header parsing with a bound on extended headers and no sparse members.
+
+    ``_proc_member`` is the step where tarfile, having read a 512-byte header, reads the
+    extended header's data (``size`` bytes) into memory; the size is checked here first.
+    """
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                         tarfile.GNUTYPE_LONGLINK) and self.size > MAX_EXTENDED_HEADER:
+            raise UnsafeArchiveError(self.name, f"extended header of {self.size} bytes (the limit is "
+                                                f"{MAX_EXTENDED_HEADER})")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise UnsafeArchiveError(self.name, "sparse files are not supported")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
 def extract_archive(
     path: Path | str,
     dest_dir: Path | str,
@@ -210,6 +234,7 @@ def extract_archive(
         except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
                 gzip.BadGzipFile, EOFError, NotImplementedError) as exc:
             raise ArchiveError(path, f"corrupt or unsupported archive: {exc}") from exc
+        writer.check_links()
         writer.sync_dirs()
         os.chmod(tmp, 0o755)
         os.rename(tmp, dest)
@@ -223,13 +248,15 @@ def extract_archive(
 def _extract_tar(path: Path, writer: _TreeWriter, max_members: int, mode: str = "r:gz") -> int:
     count = 0
     declared = 0
-    with tarfile.open(path, mode=mode) as tar:
+    with tarfile.open(path, mode=mode, tarinfo=_BoundedTarInfo) as tar:
         for member in tar:
             count += 1
             if count > max_members:
                 raise UnsafeArchiveError(member.name, f"archive has more than {max_members} members")
             if member.ischr() or member.isblk() or member.isfifo():
                 raise UnsafeArchiveError(member.name, "device or fifo files are not allowed")
+            if member.sparse is not None:
+                raise UnsafeArchiveError(member.name, "sparse files are not supported")
             name = normalize_member_name(member.name)
             if member.isreg():
                 declared += member.size
@@ -302,6 +329,7 @@ class _TreeWriter:
         self.max_total_bytes = max_total_bytes
         self.total_bytes = 0
         self._dirs: set[str] = set()
+        self._links: dict[str, str] = {}  # symlinks written so far: member name -> target
 
     def directory(self, name: str) -> None:
         path = self._prepare(name)
@@ -317,6 +345,7 @@ class _TreeWriter:
     def file(self, name: str, src: IO[bytes], *, executable: bool) -> None:
         path = self._prepare(name)
         self._clear(name, path)
+        self._links.pop(name, None)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
             while chunk := src.read(_CHUNK):
@@ -330,9 +359,52 @@ class _TreeWriter:
 
     def symlink(self, name: str, target: str) -> None:
         check_symlink_target(name, target)
+        self._resolve_link(name, target)
         path = self._prepare(name)
         self._clear(name, path)
+        self._links.pop(name, None)
         os.symlink(target, path)
+        self._links[name] = target
+
+    def _resolve_link(self, name: str, target: str) -> str:
+        """Where the link ``name -> target`` leads, following the links written so far as the OS would.
+
+        Raises ``UnsafeArchiveError`` when the path leaves the root at any step, or after too
+        many hops (a loop). Returns the resolved path relative to the root ("" for the root).
+        """
+        resolved = name.split("/")[:-1]
+        pending = target.split("/")
+        pending.reverse()
+        hops = 0
+        while pending:
+            part = pending.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not resolved:
+                    raise UnsafeArchiveError(name, f"symlink target {target!r} leaves the release directory")
+                resolved.pop()
+                continue
+            resolved.append(part)
+            link = self._links.get("/".join(resolved))
+            if link is not None:
+                hops += 1
+                if hops > _MAX_LINK_HOPS:
+                    raise UnsafeArchiveError(name, "too many levels of symbolic links")
+                resolved.pop()
+                if link.startswith("/"):
+                    raise UnsafeArchiveError(name, f"symlink target {target!r} leads to an absolute path")
+                pending.extend(reversed(link.split("/")))
+        return "/".join(resolved)
+
+    def check_links(self) -> None:
+        """Check every symlink again against the finished tree (a later link can change where an earlier leads)."""
+        root = os.path.realpath(self.root)
+        for name, target in self._links.items():
+            self._resolve_link(name, target)
+            real = os.path.realpath(self.root / name)
+            if real != root and not real.startswith(root + os.sep):
+                raise UnsafeArchiveError(name, f"symlink target {target!r} leaves the release directory")
 
     def hardlink(self, name: str, target: str) -> None:
         try:
@@ -350,6 +422,7 @@ class _TreeWriter:
             raise UnsafeArchiveError(name, f"hard link target {target!r} is not a regular file")
         path = self._prepare(name)
         self._clear(name, path)
+        self._links.pop(name, None)
         os.link(source, path, follow_symlinks=False)
 
     def sync_dirs(self) -> None:

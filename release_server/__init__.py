@@ -34,9 +34,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .errors import InstanceNotFoundError
 
     test_config = dict(test_config or {})
+    from .private_files import private_dirs, secure_instance
+
     instance = test_config.pop("INSTANCE_PATH", None)
     if instance:  # named by the caller (a test, a script): created if need be
-        os.makedirs(instance, exist_ok=True)
+        private_dirs(instance)
     else:  # found as documented; only `release-server init` creates it
         instance = instance_path_default()
         if not os.path.isdir(instance):
@@ -49,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     config = load_config(instance)
     config.update(test_config)
     finalise(config, instance)
+    secure_instance(config, instance)
     # Before anything imports prometheus-client: under gunicorn, counters go to files shared by the workers.
     from .metrics_dir import prepare_multiprocess_dir
 

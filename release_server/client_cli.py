@@ -1,30 +1,24 @@
 """Client-side commands of ``release-server``: they talk HTTP to a server with a token.
 
-``publish`` streams the artifact (it is never read into memory) with a progress bar
+``publish`` streams the artifact (it is never read into memory; ``sendfile(2)`` over
+plain HTTP) after its metadata, with a progress bar, stops as soon as the server refuses,
 and turns every refusal into a one-line message and a non-zero exit code.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import secrets
+import select
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
-import requests
-from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
-
-
-def _error_message(resp: requests.Response) -> str:
-    try:
-        err = resp.json()["error"]
-        field = f" [{err['field']}]" if err.get("field") else ""
-        return f"{resp.status_code} {err['code']}{field}: {err['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"{resp.status_code} {resp.reason}"
 
 
 @click.command("publish")
@@ -60,39 +54,99 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
         metadata["min_from_version"] = min_from_version
 
     size = artifact.stat().st_size
-    with artifact.open("rb") as fh:
-        encoder = MultipartEncoder(fields={
-            "metadata": json.dumps(metadata),
-            "artifact": (artifact.name, fh, "application/octet-stream"),
-        })
-        bar = None
-        if not quiet and sys.stderr.isatty() or os.environ.get("RELEASE_SERVER_PROGRESS") == "1":
-            from tqdm import tqdm
-
-            bar = tqdm(total=encoder.len, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=f"upload {artifact.name}", file=sys.stderr)
-            last = [0]
-
-            def progress(mon: MultipartEncoderMonitor) -> None:
-                bar.update(mon.bytes_read - last[0])
-                last[0] = mon.bytes_read
-
-            body = MultipartEncoderMonitor(encoder, progress)
-        else:
-            body = encoder
-        url = f"{server.rstrip('/')}/api/v1/components/{component}/releases"
-        try:
-            resp = requests.post(url, data=body, headers={"Content-Type": body.content_type,
-                                                          "Authorization": f"Bearer {token}"}, timeout=(10, 3600))
-        except requests.RequestException as e:
-            click.echo(f"error: cannot reach {server}: {e}", err=True)
-            sys.exit(EXIT_UNREACHABLE)
-        finally:
-            if bar is not None:
-                bar.close()
-    if resp.status_code != 201:
-        click.echo(f"error: publish refused: {_error_message(resp)}", err=True)
+    metadata["size"] = size
+    show = not quiet and sys.stderr.isatty() or os.environ.get("RELEASE_SERVER_PROGRESS") == "1"
+    url = f"{server.rstrip('/')}/api/v1/components/{component}/releases"
+    try:
+        status, reason, body = _stream_publish(url, token, metadata, artifact, size, show)
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        click.echo(f"error: cannot reach {server}: {e}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    if status != 201:
+        click.echo(f"error: publish refused: {_error_text(status, reason, body)}", err=True)
         sys.exit(EXIT_REFUSED)
-    rel = resp.json()
+    rel = json.loads(body)
     click.echo(f"published {rel['component']} {rel['version']} ({size} bytes, sha256 {rel['artifact']['sha256']}) "
                f"on {', '.join(rel['channels'])}")
+
+
+BLOCK = 4 * 1024 * 1024
+
+
+def _error_text(status: int, reason: str, body: bytes) -> str:
+    try:
+        err = json.loads(body)["error"]
+        field = f" [{err['field']}]" if err.get("field") else ""
+        return f"{status} {err['code']}{field}: {err['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{status} {reason}"
+
+
+def _stream_publish(url: str, token: str, metadata: dict, artifact: Path, size: int,
+                    show_progress: bool) -> tuple[int, str, bytes]:
+    """POST the multipart body, metadata part first, then the file in large blocks.
+
+    The server checks the metadata before it reads the artifact; between blocks the
+    socket is polled, so a refusal (duplicate version, unknown component...) ends the
+    upload at once instead of after the whole file. Over plain HTTP the file goes out
+    with ``sendfile(2)``; the length is computed once, up front.
+    """
+    boundary = "rs-" + secrets.token_hex(16)
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+            f"Content-Type: application/json\r\n\r\n").encode() + json.dumps(metadata).encode() + (
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; "
+        f"filename=\"{artifact.name.replace(chr(34), '_')}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(parts.hostname, parts.port, timeout=3600)
+    bar = None
+    try:
+        conn.timeout = 10
+        conn.connect()
+        conn.sock.settimeout(3600)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+        conn.endheaders(head)
+        sock = conn.sock
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"upload {artifact.name}",
+                       file=sys.stderr)
+        use_sendfile = parts.scheme == "http" and hasattr(os, "sendfile")
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        sent = 0
+        refused = False
+        try:
+            with artifact.open("rb") as fh:
+                while sent < size:
+                    if select.select([sock], [], [], 0)[0]:
+                        refused = True  # the server answered before the body was complete
+                        break
+                    if use_sendfile:
+                        n = sock.sendfile(fh, sent, min(BLOCK, size - sent))
+                    else:
+                        n = fh.readinto(buf)
+                        sock.sendall(view[:n])
+                    if n == 0:
+                        raise OSError(f"{artifact} shrank while it was being sent")
+                    sent += n
+                    if bar is not None:
+                        bar.update(n)
+            if not refused:
+                sock.sendall(tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed its side after answering: read that answer below
+        resp = conn.getresponse()
+        return resp.status, resp.reason, resp.read()
+    finally:
+        if bar is not None:
+            bar.close()
+        conn.close()

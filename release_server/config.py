@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "S3_PRESIGNED_DOWNLOADS": False,
     "S3_PRESIGNED_TTL": 300,
     "S3_MULTIPART_CHUNK_SIZE": 8 * 1024 * 1024,
+    # behind nginx: local-disk downloads answer "X-Accel-Redirect: <prefix>/<storage key>" and the proxy
+    # sends the file from an internal location aliased to STORAGE_PATH (README, "Downloads")
+    "DOWNLOAD_ACCEL_REDIRECT": None,
     "MAX_ARTIFACT_SIZE": 2 * 1024 * 1024 * 1024,
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",
@@ -56,9 +59,11 @@ DEFAULTS: dict[str, Any] = {
     "CATALOG_RECHECK_SECONDS": 1.0,
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling
-    "LOGIN_MAX_FAILURES": 5,  # per account within the window
-    "LOGIN_WINDOW_SECONDS": 900,
-    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,
+    "LOGIN_MAX_FAILURES": 5,  # per (account, address) before delays start
+    "LOGIN_WINDOW_SECONDS": 900,  # failures are forgotten this long after the last one
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 30,  # per address over all accounts before delays start
+    "LOGIN_DELAY_SECONDS": 30.0,  # the first delay; doubles with each further failure
+    "LOGIN_MAX_DELAY_SECONDS": 900.0,
     # TUF repository (see README "Signing (TUF)"); expiries in seconds
     "TUF_KEY_DIR": None,  # default: <instance>/keys
     "TUF_TARGETS_KEY_URI": None,
@@ -73,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     "TUF_BIN_BITS": 8,
     "TUF_EXPORT_DEST": None,
     "TUF_EXPORT_INTERVAL": 60,
+    "TUF_METADATA_CACHE_BYTES": 32 * 1024 * 1024,  # per process: versioned metadata kept in memory
     # support desk: tickets, attachments, mail (see release_server/support/__init__.py)
     "TICKET_PREFIX": "OTK",
     "REOPEN_DAYS": 14,  # a reply within this many days of 'processed' reopens; later ones open a linked ticket
@@ -232,7 +238,9 @@ def _instance_secret(instance: Path) -> str:
     path = instance / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    instance.mkdir(parents=True, exist_ok=True)
+    from .private_files import private_dirs
+
+    private_dirs(instance)
     value = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -30,7 +30,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
 
 #: Loggers of libraries kept at warning unless verbose.
 LIBRARY_LOGGERS = ("tuf", "securesystemslib", "alembic", "botocore", "boto3", "s3transfer", "urllib3",
@@ -126,7 +126,7 @@ job_log = logging.getLogger("release_server.job")
 
 def _incoming_request_id() -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    if given and _SANE_REQUEST_ID.match(given):
+    if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 

@@ -1,5 +1,11 @@
 """Receiving uploads: hash while the request body is being written to disk.
 
+Two ways in. Forms with attachments go through Werkzeug's parser, as below. Publishing
+a release reads its body itself with :class:`MultipartReader`: part by part, in
+1 MiB blocks taken straight from the connection (:class:`RequestBody`), so the metadata
+part can be checked before the artifact is read and the artifact costs little more
+than its SHA-256.
+
 Werkzeug's multipart parser asks the request for a file to write each uploaded part
 into. :class:`UploadRequest` hands it a :class:`HashingSpoolFile`: a temporary file in
 the upload folder (on the same filesystem as local blob storage) that updates a
@@ -10,19 +16,26 @@ storage can adopt it with a rename. Files not adopted are removed when the reque
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 from typing import IO, Any
 
 from flask import Request, current_app
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+
+from .errors import ValidationError
 
 
 class HashingSpoolFile:
     """A temporary file that hashes what is written to it."""
 
     def __init__(self, directory: str, max_size: int) -> None:
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            from .private_files import private_dirs
+
+            private_dirs(directory)
         fd, self.name = tempfile.mkstemp(dir=directory, prefix="upload-")
         self._fh: IO[bytes] = os.fdopen(fd, "w+b")
         self._hash = hashlib.sha256()
@@ -36,6 +49,17 @@ class HashingSpoolFile:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
         self._hash.update(data)
         return self._fh.write(data)
+
+    def write_view(self, view: memoryview) -> None:
+        """Hash and write a block straight from the caller's buffer (unbuffered: no copy)."""
+        self.size += len(view)
+        if self.size > self.max_size:
+            raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
+        self._hash.update(view)
+        self._fh.flush()
+        fd = self._fh.fileno()
+        while view:
+            view = view[os.write(fd, view):]
 
     @property
     def sha256(self) -> str:
@@ -103,3 +127,242 @@ class UploadRequest(Request):
         finally:
             for spool in self.__dict__.pop("_spools", []):
                 spool.close()
+
+
+# ---------------------------------------------------------------- streaming multipart
+
+BLOCK = 1024 * 1024
+MAX_PART_HEADERS = 16 * 1024
+
+
+class MultipartError(ValidationError):
+    """The request body is not the multipart form it says it is (or it ended early)."""
+
+    code = "bad_multipart"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="body")
+
+
+class RequestBody:
+    """The request body, read in large blocks with ``readinto``.
+
+    Under gunicorn the body is read straight from the connection's socket with
+    ``recv_into`` (after taking what gunicorn had already buffered), so every byte is
+    copied once, by the kernel, into a buffer that is then hashed and written as it
+    is. Gunicorn's own reader re-copies its buffer on every read; other servers (and
+    the test client) are read through ``wsgi.input``.
+    """
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._input = environ["wsgi.input"]
+        try:
+            self.length: int | None = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            self.length = None
+        self._pending = b""
+        self._sock = None
+        self._reader = None
+        self._raw_socket(environ)
+
+    def _raw_socket(self, environ: dict[str, Any]) -> None:
+        sock = environ.get("gunicorn.socket")
+        body = self._input
+        reader = getattr(body, "reader", None)
+        unreader = getattr(reader, "unreader", None)
+        if (sock is None or type(body).__module__ != "gunicorn.http.body" or type(reader).__name__ != "LengthReader"
+                or getattr(unreader, "sock", None) is not sock or not hasattr(unreader, "take_buffered")
+                or not isinstance(getattr(body, "buf", None), io.BytesIO)):
+            return
+        pending = body.buf.getvalue()
+        body.buf = io.BytesIO()
+        held = unreader.take_buffered()
+        take = min(len(held), reader.length)
+        if take < len(held):
+            unreader.unread(held[take:])  # a pipelined next request, not ours
+        reader.length -= take
+        self._pending = pending + held[:take]
+        self._sock, self._reader = sock, reader
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill ``view`` with the next bytes of the body (fewer at its end or when the client pauses); 0 at the end."""
+        if self._pending:
+            n = min(len(view), len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            return n
+        if self._sock is not None:
+            want = min(len(view), self._reader.length)
+            if want <= 0:
+                return 0
+            try:
+                n = self._sock.recv_into(view[:want])
+            except OSError as e:
+                self._input.failed = True  # the connection cannot carry another request
+                raise MultipartError(f"the request body could not be read: {e}") from e
+            if n == 0:
+                self._input.failed = True
+                return 0
+            self._reader.length -= n
+            return n
+        data = self._input.read(len(view)) if self.length is None else self._input.read(min(len(view), self.length))
+        if self.length is not None:
+            self.length -= len(data)
+        view[:len(data)] = data
+        return len(data)
+
+    def abandon(self) -> None:
+        """The answer goes out before the body was read: the connection must close, not drain it."""
+        if self._reader is not None and self._reader.length > 0:
+            self._input.failed = True
+
+
+class Part:
+    """One part of a multipart body, positioned at the start of its content."""
+
+    def __init__(self, reader: MultipartReader, name: str, filename: str | None, content_type: str) -> None:
+        self._reader = reader
+        self.name = name
+        self.filename = filename
+        self.content_type = content_type
+
+    def read(self, limit: int) -> bytes:
+        """The whole content; a ValidationError naming the part when it is over ``limit`` bytes."""
+        out = bytearray()
+
+        def add(view: memoryview) -> None:
+            if len(out) + len(view) > limit:
+                raise ValidationError(f"the {self.name!r} part is too large", field=self.name)
+            out.extend(view)
+
+        self._reader.copy_part(add, greedy=False)
+        return bytes(out)
+
+    def save(self, spool: HashingSpoolFile) -> None:
+        """Stream the content into ``spool`` (hashed and written block by block)."""
+        self._reader.copy_part(spool.write_view, greedy=True)
+
+
+class MultipartReader:
+    """Reads ``multipart/form-data`` part by part from a :class:`RequestBody`.
+
+    Nothing is read ahead of what the caller asks for: the headers of a part and its
+    content are read when the caller gets there, so a caller can refuse a request on
+    its first (metadata) part while the client has not yet sent the rest. Content is
+    handed out as views of one block-sized buffer (no copies).
+    """
+
+    def __init__(self, body: RequestBody, boundary: str, block: int = BLOCK) -> None:
+        if not boundary or len(boundary) > 200:
+            raise MultipartError("the multipart boundary is missing or too long")
+        self._body = body
+        self._delim = b"\r\n--" + boundary.encode("latin-1")
+        self._buf = bytearray(block + len(self._delim) + MAX_PART_HEADERS)
+        self._view = memoryview(self._buf)
+        self._buf[:2] = b"\r\n"  # the first delimiter has no line break before it: pretend it has
+        self._start, self._end = 0, 2
+        self._in_part = False
+        self._done = False
+
+    def abandon(self) -> None:
+        """An answer goes out before the whole body was read: the connection closes instead of draining it."""
+        self._body.abandon()
+
+    def _fill(self, greedy: bool) -> bool:
+        """Read more of the body behind what is buffered; False at its end."""
+        if self._start:
+            keep = self._end - self._start
+            self._buf[:keep] = self._view[self._start:self._end]
+            self._start, self._end = 0, keep
+        got = False
+        while self._end < len(self._buf):
+            n = self._body.readinto(self._view[self._end:])
+            if n == 0:
+                break
+            self._end += n
+            got = True
+            if not greedy:
+                break
+        return got
+
+    def copy_part(self, sink: Any, greedy: bool) -> None:
+        """Pass the current part's content to ``sink(view)`` up to the next delimiter."""
+        if not self._in_part:
+            raise MultipartError("no part to read")
+        delim, dl = self._delim, len(self._delim)
+        while True:
+            i = self._buf.find(delim, self._start, self._end)
+            if i >= 0:
+                if i > self._start:
+                    sink(self._view[self._start:i])
+                self._start = i
+                self._in_part = False
+                return
+            safe = self._end - dl + 1
+            if safe > self._start:
+                sink(self._view[self._start:safe])
+                self._start = safe
+            if not self._fill(greedy):
+                raise MultipartError("the request body ended inside a part")
+
+    def next_part(self) -> Part | None:
+        """The next part (its headers read), or None after the closing delimiter."""
+        if self._done:
+            return None
+        if self._in_part:
+            self.copy_part(lambda view: None, greedy=True)  # skip what the caller did not read
+        delim, dl = self._delim, len(self._delim)
+        while True:  # the delimiter (the preamble, if any, is skipped)
+            i = self._buf.find(delim, self._start, self._end)
+            if i >= 0 and self._end - i >= dl + 2:
+                break
+            if i < 0:
+                self._start = max(self._start, self._end - dl + 1)
+            if not self._fill(False):
+                raise MultipartError("the request body ended before its closing boundary")
+        pos = i + dl
+        if self._buf[pos:pos + 2] == b"--":
+            self._done = True
+            self._start = self._end
+            return None
+        while True:
+            head_end = self._buf.find(b"\r\n\r\n", pos, self._end)
+            if head_end >= 0:
+                break
+            if self._end - pos > MAX_PART_HEADERS:
+                raise MultipartError("a part's headers are too long")
+            self._start = i
+            if not self._fill(False):
+                raise MultipartError("the request body ended inside a part's headers")
+            i = self._start
+            pos = i + dl
+        headers = bytes(self._view[pos:head_end]).decode("utf-8", "replace").split("\r\n")
+        # An empty part may be sent with the blank line's CRLF doubling as the delimiter's (as
+        # Werkzeug's test client does): then the content is empty, not "--boundary...".
+        self._start = head_end
+        while self._end - self._start < 2 + dl and self._fill(False):
+            pass
+        head_end = self._start
+        empty = self._buf[head_end + 2:head_end + 2 + dl] == delim
+        self._start = head_end + 2 if empty else head_end + 4
+        self._in_part = True
+        disposition, ctype = "", "text/plain"
+        for line in headers:
+            key, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = key.strip().lower()
+            if key == "content-disposition":
+                disposition = value.strip()
+            elif key == "content-type":
+                ctype = value.strip()
+        kind, opts = parse_options_header(disposition)
+        if kind != "form-data" or "name" not in opts:
+            raise MultipartError("a part has no Content-Disposition form-data name")
+        return Part(self, opts["name"], opts.get("filename"), ctype)
+
+
+def multipart_reader(request: Request) -> MultipartReader:
+    """A :class:`MultipartReader` over this request's body (which must not have been read yet)."""
+    boundary = request.mimetype_params.get("boundary", "")
+    return MultipartReader(RequestBody(request.environ), boundary)

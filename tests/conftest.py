@@ -258,10 +258,11 @@ def auth(app: Any) -> Auth:
 class LiveServer:
     """A gunicorn process serving the app on 127.0.0.1, configured through the environment."""
 
-    def __init__(self, config: dict[str, Any], log_path: Path, workers: int = 2) -> None:
+    def __init__(self, config: dict[str, Any], log_path: Path, workers: int = 2, threads: int | None = None) -> None:
         self.config = config
         self.log_path = log_path
         self.workers = workers
+        self.threads = threads
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -283,8 +284,9 @@ class LiveServer:
     def start(self) -> LiveServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
-             "--timeout", "300", "release_server:create_app()"],
+            [sys.executable, "-m", "gunicorn", "--config", "python:release_server.gunicorn_conf",  # as scripts/run
+             "--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}",
+             *(["--threads", str(self.threads)] if self.threads else []), "release_server:create_app()"],
             stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=str(ROOT))
         log.close()
         deadline = time.monotonic() + 60

@@ -19,8 +19,8 @@ from ..models_common import utcnow
 from .models import ROLES, ApiToken, AuditEvent, User
 
 _hasher = PasswordHasher()
-TOKEN_RE = re.compile(r"^rst_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,79}$")
+TOKEN_RE = re.compile(r"rst_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{1,79}")
 
 
 class UnknownRoleError(ValidationError):
@@ -64,11 +64,15 @@ def check_role(role: str) -> str:
     return role
 
 
-def create_user(session: Session, username: str, password: str, role: str, email: str | None = None) -> User:
-    if not USERNAME_RE.match(username or ""):
+def check_username(username: str) -> str:
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
         raise ValidationError("username must be 2-80 letters, digits or ._@-", field="username")
-    if len(password or "") < 10:
-        raise ValidationError("password must have at least 10 characters", field="password")
+    return username
+
+
+def create_user(session: Session, username: str, password: str, role: str, email: str | None = None) -> User:
+    check_username(username)
+    check_password(password)
     check_role(role)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise DuplicateUserError(username)
@@ -86,6 +90,35 @@ def authenticate_user(session: Session, username: str, password: str) -> User | 
     return user if verify_password(user.password_hash, password) else None
 
 
+def check_password(password: str) -> str:
+    if len(password or "") < 10:
+        raise ValidationError("password must have at least 10 characters", field="password")
+    return password
+
+
+def end_sessions(user: Any) -> None:
+    """End every cookie session of a staff or customer user, on every node (the caller commits)."""
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+def set_password(session: Session, user: User, password: str) -> User:
+    """Set a new password: the old one stops working and every session of the user ends."""
+    user.password_hash = hash_password(check_password(password))
+    end_sessions(user)
+    session.flush()
+    return user
+
+
+def set_active(session: Session, user: User, active: bool) -> User:
+    """Disable (or enable again) a staff user: a disabled user cannot log in, their tokens stop working and
+    every session of the user ends."""
+    if user.active and not active:
+        end_sessions(user)
+    user.active = active
+    session.flush()
+    return user
+
+
 def get_user(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -95,22 +128,6 @@ def get_user(session: Session, username: str) -> User:
 
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
-
-
-def set_active(session: Session, user: User, active: bool) -> User:
-    """Disable (or enable again) a staff user: a disabled user cannot log in and their tokens stop working."""
-    user.active = active
-    session.flush()
-    return user
-
-
-def set_password(session: Session, user: User, password: str) -> User:
-    """Set a new password (the old one, and console sessions opened with it, stop working)."""
-    if len(password or "") < 10:
-        raise ValidationError("password must have at least 10 characters", field="password")
-    user.password_hash = hash_password(password)
-    session.flush()
-    return user
 
 
 def token_digest(secret: str) -> str:
@@ -139,7 +156,7 @@ def issue_token(session: Session, *, name: str, role: str, user: User | None = N
 
 def find_token(session: Session, secret: str) -> ApiToken | None:
     """The live token matching this secret, or None (unknown, revoked, expired, malformed)."""
-    m = TOKEN_RE.match(secret or "")
+    m = TOKEN_RE.fullmatch(secret or "")
     if not m:
         return None
     token = session.scalar(select(ApiToken).where(ApiToken.prefix == m.group(1)))

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from .models import InstallationChange, InstalledComponent, Installation
 
-INSTALLATION_RE = re.compile(r"^rsi_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
+INSTALLATION_RE = re.compile(r"rsi_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
 DEFAULT_CAPACITY = 20_000
 
 
@@ -73,7 +73,7 @@ _PRINCIPAL_QUERY = (
 
 def load_principal(session: Session | Connection, secret: str) -> InstallationPrincipal | None:
     """The live installation a token belongs to, in one indexed query; None if unknown or revoked."""
-    m = INSTALLATION_RE.match(secret or "")
+    m = INSTALLATION_RE.fullmatch(secret or "")
     if not m:
         return None
     conn = session.connection() if isinstance(session, Session) else session

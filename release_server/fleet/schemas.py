@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..releases.schemas import check_name, normalise_version
 
-WINDOW_RE = re.compile(r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)(?:-(?:mon|tue|wed|thu|fri|sat|sun))?\s+)?"
-                       r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$", re.I)
+WINDOW_RE = re.compile(r"(?:(?:mon|tue|wed|thu|fri|sat|sun)(?:-(?:mon|tue|wed|thu|fri|sat|sun))?\s+)?"
+                       r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]", re.I)
 
 
 def check_versions(v: dict[str, str]) -> dict[str, str]:
@@ -95,9 +95,9 @@ class EnrollRequest(BaseModel):
     def _window(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        if not WINDOW_RE.match(v.strip()):
+        if not WINDOW_RE.fullmatch(v.strip(" \t")):
             raise ValueError("expected 'HH:MM-HH:MM', optionally after days such as 'sat-sun'")
-        return v.strip().lower()
+        return v.strip(" \t").lower()
 
 
 class EnrollResponse(BaseModel):

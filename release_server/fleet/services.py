@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ from ..releases.models import Component, Release
 from .models import Customer, EnrollmentToken, InstalledComponent, Installation, UpdateReport
 from .schemas import EnrollRequest, ReportIn
 
-ENROLL_RE = re.compile(r"^rse_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
-INSTALLATION_RE = re.compile(r"^rsi_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
+ENROLL_RE = re.compile(r"rse_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
+INSTALLATION_RE = re.compile(r"rsi_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -84,6 +85,8 @@ def create_customer(session: Session, name: str, contact_email: str | None = Non
     name = name.strip()
     if not name:
         raise ValidationError("customer name is empty", field="name")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise ValidationError("customer name holds a line break or a control character", field="name")
     if session.scalar(select(Customer.id).where(Customer.name == name)) is not None:
         raise DuplicateCustomerError(name)
     customer = Customer(name=name, contact_email=contact_email,
@@ -142,7 +145,7 @@ def revoke_enrollment_token(session: Session, prefix: str) -> EnrollmentToken:
 
 def enroll(session: Session, req: EnrollRequest) -> tuple[Installation, str]:
     """Register a new installation with an enrollment token; returns it and its own token."""
-    m = ENROLL_RE.match(req.enrollment_token)
+    m = ENROLL_RE.fullmatch(req.enrollment_token)
     if not m:
         raise EnrollmentRefusedError("malformed token")
     token_id = session.scalar(select(EnrollmentToken.id).where(EnrollmentToken.prefix == m.group(1)))
@@ -183,7 +186,7 @@ def unknown_components(session: Session, names: list[str]) -> list[str]:
 
 
 def installation_for_token(session: Session, secret: str) -> Installation | None:
-    m = INSTALLATION_RE.match(secret or "")
+    m = INSTALLATION_RE.fullmatch(secret or "")
     if not m:
         return None
     inst = session.scalar(select(Installation).where(Installation.token_prefix == m.group(1)))

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, redirect, request, send_file, url_for
+from flask import Response, current_app, redirect, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import metrics
 from ..accounts.auth import Principal
 from ..accounts.services import audit
 from ..api import PUBLISHERS, STAFF, endpoint, parse_model
 from ..db import db
-from ..errors import ReleaseServerError, ValidationError
+from ..downloads import blob_response
+from ..errors import PayloadTooLargeError, ReleaseServerError, ValidationError
 from ..storage import get_storage
-from ..uploads import HashingSpoolFile
+from ..signing import services as tuf
+from ..uploads import HashingSpoolFile, multipart_reader
 from . import services
 from .models import Release
 from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, CombinedChangelog,
@@ -64,33 +67,52 @@ def list_channels(principal: Principal) -> ChannelList:
           multipart={"metadata": PublishMetadata, "artifact": {"type": "string", "format": "binary"}},
           summary="Publish a release (multipart: metadata JSON + artifact file)", tag="releases")
 def publish_release(principal: Principal, component: str) -> ReleaseOut:
+    """Parts are read in order: a ``metadata`` part sent first is checked (unknown component,
+    duplicate version or target path, bad fields, declared ``size`` over the limit) before
+    the artifact is read, so a refusal arrives while the client is still sending."""
     if request.mimetype != "multipart/form-data":
         raise ReleaseServerError("publish expects multipart/form-data with parts 'metadata' and 'artifact'",
                                  status=415, code="unsupported_media_type", field="body")
-    raw = request.form.get("metadata")
-    if raw is None and "metadata" in request.files:  # sent as a file part (curl -F metadata=@meta.json)
-        raw = request.files["metadata"].stream.read(2 * 1024 * 1024 + 1)
-        if len(raw) > 2 * 1024 * 1024:
-            raise ValidationError("the 'metadata' part is too large", field="metadata")
-    if raw is None:
-        raise ValidationError("the 'metadata' part is missing", field="metadata")
+    cfg = current_app.config
+    limit = cfg["MAX_ARTIFACT_SIZE"]
+    reader = multipart_reader(request)
+    metadata: PublishMetadata | None = None
+    plan = None
+    spool: HashingSpoolFile | None = None
+    upload_name = ""
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ValidationError("the 'metadata' part is not valid JSON", field="metadata") from None
-    metadata = parse_model(PublishMetadata, data)
-    upload = request.files.get("artifact")
-    if upload is None:
+        whole_limit = cfg.get("MAX_CONTENT_LENGTH")
+        if request.content_length is not None and whole_limit is not None and request.content_length > whole_limit:
+            raise RequestEntityTooLarge()
+        if request.content_length is not None and request.content_length > limit + METADATA_LIMIT + 64 * 1024:
+            raise PayloadTooLargeError(f"artifact larger than the limit of {limit} bytes", field="artifact")
+        while (part := reader.next_part()) is not None:
+            if part.name == "metadata" and metadata is None:
+                metadata = _parse_metadata(part.read(METADATA_LIMIT))
+                plan = _plan(component, metadata, upload_name if spool is not None else None)
+                if spool is not None and metadata.size is not None and metadata.size != spool.size:
+                    raise ValidationError(f"the artifact has {spool.size} bytes, the metadata declares "
+                                          f"{metadata.size}", field="size")
+            elif part.name == "artifact" and spool is None:
+                upload_name = (part.filename or "").rsplit("/", 1)[-1]
+                if plan is not None:
+                    plan = _plan(component, metadata, upload_name)
+                spool = HashingSpoolFile(cfg["UPLOAD_TMP_DIR"], limit)
+                request.__dict__.setdefault("_spools", []).append(spool)
+                part.save(spool)
+                if metadata is not None and metadata.size is not None and metadata.size != spool.size:
+                    raise ValidationError(f"the artifact has {spool.size} bytes, the metadata declares "
+                                          f"{metadata.size}", field="size")
+            else:
+                part.read(METADATA_LIMIT)  # an unknown part: skipped (small ones only)
+    except BaseException:
+        reader.abandon()
+        raise
+    if metadata is None:
+        raise ValidationError("the 'metadata' part is missing", field="metadata")
+    if spool is None:
         raise ValidationError("the 'artifact' part is missing", field="artifact")
-    filename = metadata.filename or (upload.filename or "").rsplit("/", 1)[-1]
-    if not FILENAME_RE.match(filename or ""):
-        raise ValidationError(f"artifact file name {filename!r} is not allowed (letters, digits, '.', '_', '+', '-')",
-                              field="artifact")
-    plan = services.plan_publish(db.session, component, metadata)
-
-    spool = upload.stream
-    if not isinstance(spool, HashingSpoolFile):  # pragma: no cover - only small in-memory parts
-        raise ValidationError("the artifact must be sent as a file part", field="artifact")
+    filename = metadata.filename or upload_name
     if spool.size == 0:
         raise services.EmptyArtifactError()
     spool.finish()
@@ -107,6 +129,32 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
         services.discard_blob_if_unused(db.session, storage, blob.key)
         raise
     return release_out(release)
+
+
+METADATA_LIMIT = 2 * 1024 * 1024
+
+
+def _parse_metadata(raw: bytes) -> PublishMetadata:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ValidationError("the 'metadata' part is not valid JSON", field="metadata") from None
+    return parse_model(PublishMetadata, data)
+
+
+def _plan(component: str, metadata: PublishMetadata, upload_name: str | None) -> services.PublishPlan:
+    """Everything that can be checked before the artifact's bytes: refused here, nothing was stored."""
+    limit = current_app.config["MAX_ARTIFACT_SIZE"]
+    if metadata.size is not None and metadata.size > limit:
+        raise PayloadTooLargeError(f"artifact larger than the limit of {limit} bytes", field="size")
+    plan = services.plan_publish(db.session, component, metadata)
+    filename = metadata.filename or upload_name
+    if filename is not None:
+        if not FILENAME_RE.fullmatch(filename):
+            raise ValidationError(f"artifact file name {filename!r} is not allowed (letters, digits, '.', '_', '+', "
+                                  "'-')", field="artifact")
+        tuf.ensure_target_path_free(db.session, tuf.artifact_target_path(plan.component.name, filename))
+    return plan
 
 
 @endpoint("/components/<component>/releases", roles=STAFF, query=ReleaseQuery, response=ReleasePage,
@@ -133,23 +181,14 @@ def download_artifact(principal: Principal, component: str, version: str) -> Res
 def artifact_response(release: Release) -> Response:
     storage = get_storage()
     cfg = current_app.config
-    local = storage.local_path(release.blob_key)
-    if local is not None:
-        resp = send_file(local, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=release.artifact_filename, conditional=True, etag=release.artifact_sha256)
-        metrics.count_bytes("artifact", resp.content_length)
-        return resp
-    if cfg.get("S3_PRESIGNED_DOWNLOADS"):
+    if storage.local_path(release.blob_key) is None and cfg.get("S3_PRESIGNED_DOWNLOADS"):
         url = storage.presigned_url(release.blob_key, ttl=cfg["S3_PRESIGNED_TTL"],
                                     filename=release.artifact_filename)
         if url:
             return redirect(url, code=302)
-    chunks = storage.iter_chunks(release.blob_key)
-    resp = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
-    resp.headers["Content-Length"] = str(release.artifact_size)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{release.artifact_filename}"'
-    resp.set_etag(release.artifact_sha256)
-    metrics.count_bytes("artifact", release.artifact_size)
+    resp = blob_response(release.blob_key, size=release.artifact_size, etag=release.artifact_sha256,
+                         download_name=release.artifact_filename)
+    metrics.count_bytes("artifact", resp.content_length if resp.status_code in (200, 206) else 0)
     return resp
 
 

@@ -13,8 +13,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
+#: Names and file names are checked with ``fullmatch`` (``$`` would also accept a trailing newline).
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 
 
 @lru_cache(maxsize=8192)
@@ -34,7 +35,7 @@ def normalise_version(value: str) -> str:
 
 
 def check_name(value: str, what: str = "name") -> str:
-    if not NAME_RE.match(value or ""):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError(f"{what} must be 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter "
                          "or digit")
     return value
@@ -94,6 +95,8 @@ class PublishMetadata(BaseModel):
     requires: dict[str, str] = Field(default_factory=dict,
                                      description="Component name -> PEP 440 version specifier, e.g. '>=2.0,<3'")
     filename: str | None = Field(default=None, description="Artifact file name; defaults to the uploaded name")
+    size: int | None = Field(default=None, ge=0, description="Artifact size in bytes, if known: a size over the "
+                                                             "limit is refused before the artifact is sent")
     restricted_customers: list[str] = Field(
         default_factory=list, description="Offer this release only to these customers (ids or names): a fix "
                                           "for one customer, never offered to anyone else")
@@ -132,7 +135,7 @@ class PublishMetadata(BaseModel):
     @field_validator("filename")
     @classmethod
     def _filename(cls, v: str | None) -> str | None:
-        if v is not None and not FILENAME_RE.match(v):
+        if v is not None and not FILENAME_RE.fullmatch(v):
             raise ValueError("filename may hold letters, digits, '.', '_', '+' and '-' only")
         return v
 

@@ -111,7 +111,7 @@ class CreatePin(BaseModel):
     value: str = Field(min_length=1, max_length=200, description="installation id, tag, or customer id/name")
     component: str
     version: str | None = Field(default=None, description="exact version")
-    prefix: str | None = Field(default=None, pattern=r"^\d+(\.\d+)*\.?$", description="version prefix, e.g. 2.4")
+    prefix: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)*\.?$", description="version prefix, e.g. 2.4")
     note: str = Field(default="", max_length=2000)
 
     @field_validator("component")

@@ -16,8 +16,9 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Wire the signing package into the app (hooks, routes, CLI commands, worker jobs)."""
     from .. import worker
-    from . import cli, services, views
+    from . import cli, serving, services, views
 
+    serving.init_app(app)
     hooks = app.extensions.setdefault("release_hooks", [])
     if services.on_release_event not in hooks:
         hooks.append(services.on_release_event)

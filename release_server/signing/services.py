@@ -53,6 +53,8 @@ from .models import LOCK_ID, TufLock, TufRole, TufTarget
 log = logging.getLogger(__name__)
 
 DAY = 86400
+#: ``Session.info`` flag: the transaction wrote a new timestamp (see :mod:`.serving`).
+TIMESTAMP_CHANGED = "tuf_timestamp_changed"
 
 
 def utcnow() -> datetime:
@@ -157,6 +159,17 @@ def target_path_for(release: Release) -> str:
 def changelog_target_for(release: Release) -> str:
     """The TUF target path of a release's changelog: ``<component>/changelogs/<version>.md``."""
     return md.changelog_path(release.component.name, release.version)
+
+
+def artifact_target_path(component: str, filename: str) -> str:
+    """The TUF target path an artifact with this file name would have."""
+    return md.artifact_path(component, filename)
+
+
+def ensure_target_path_free(session: Session, path: str) -> None:
+    """DuplicateTargetPathError when a signed target already has this path (checked before an upload)."""
+    if session.get(TufTarget, path) is not None:
+        raise DuplicateTargetPathError(path)
 
 
 def metadata_bytes(name: str) -> bytes:
@@ -335,6 +348,7 @@ class _Change:
             self._write("snapshot", md.build_snapshot(version, expires, versions))
         version, expires = self._bump("timestamp")
         self._write("timestamp", md.build_timestamp(version, expires, self.roles["snapshot"].version))
+        self.session.info[TIMESTAMP_CHANGED] = True  # this process serves the new one once it commits
         self.session.flush()
 
     # targets

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StorageError
+from ..private_files import private_dirs
 from .base import CHUNK, BlobNotFoundError, BlobStorage, HashingReader, StoredBlob, blob_key_for, check_key
 
 
@@ -24,14 +25,16 @@ class LocalStorage(BlobStorage):
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.tmp = self.root / ".tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.root)
+        private_dirs(self.tmp)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
     def _install(self, tmp_path: str, key: str) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.parent.is_dir():
+            private_dirs(dest.parent)
         os.replace(tmp_path, dest)
 
     def put_stream(self, stream: BinaryIO, *, max_size: int | None = None) -> StoredBlob:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Response, current_app, jsonify, request, send_file
+from flask import Response, current_app, jsonify, request
 
 from .. import metrics
 from ..api import STAFF, SUPPORT, endpoint, error_response
 from ..accounts.models import User
 from ..db import db
+from ..downloads import blob_response
 from ..errors import NotFoundError, ReleaseServerError, ValidationError
 from ..fleet import services as fleet_services
 from ..storage import get_storage
@@ -58,6 +59,8 @@ def attachment_out(t: Ticket, a: TicketAttachment) -> AttachmentOut:
 
 
 def ticket_detail(t: Ticket, actor: services.Actor) -> TicketDetail:
+    """A ticket as ``actor`` may see it; every response that returns a ticket goes through here."""
+    services.require_visible(t, actor)
     session = db.session
     events = [EventOut.model_validate(e, from_attributes=True) for e in services.timeline(session, t, actor)]
     atts = [attachment_out(t, a) for a in services.attachments_of(session, t, actor)]
@@ -87,7 +90,10 @@ def create_ticket(principal, body: TicketCreate) -> TicketDetail:  # noqa: ANN00
         requester, source, installation = body.requester_email, "api", body.installation_id
     else:
         customer = fleet_services.get_customer(session, actor.customer_id)
-        requester = actor.email or body.requester_email or customer.contact_email
+        if actor.kind == "installation":
+            requester = customers.installation_requester(session, customer, body.requester_email)
+        else:
+            requester = actor.email or customer.contact_email
         source = "agent" if actor.kind == "installation" else "api"
         installation = actor.installation_id or body.installation_id
     if requester:
@@ -209,15 +215,7 @@ def download_attachment(principal, number: str, attachment_id: int) -> Response:
 
 
 def blob_download(key: str, size: int, filename: str, mimetype: str, etag: str) -> Response:
-    storage = get_storage()
-    local = storage.local_path(key)
-    if local is not None:
-        resp = send_file(local, mimetype=mimetype, as_attachment=True, download_name=filename, conditional=True,
-                         etag=etag)
-    else:
-        resp = Response(storage.iter_chunks(key), mimetype=mimetype, direct_passthrough=True)
-        resp.headers["Content-Length"] = str(size)
-        resp.set_etag(etag)
+    resp = blob_response(key, size=size, etag=etag, mimetype=mimetype)
     ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     resp.headers["Content-Disposition"] = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
     resp.headers["X-Content-Type-Options"] = "nosniff"

@@ -370,4 +370,43 @@ def customer_users_token(email: str, name: str) -> None:
     click.echo(secret)
 
 
+@customer_users_group.command("set-password")
+@click.argument("email")
+@click.option("--password", default="-", show_default=True, help="The new portal password ('-': prompt).")
+@with_appcontext
+def customer_users_set_password(email: str, password: str) -> None:
+    """A new portal password for a customer user; every portal session of the user ends."""
+    from ..accounts.services import audit
+    from ..db import db
+    from .customers import get_customer_user, set_password
+
+    if password == "-":
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = set_password(db.session, get_customer_user(db.session, email), password)
+        audit(db.session, ACTOR, "customer_user.set_password", f"customer-user:{user.email}", {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"new password set for {user.email}; every portal session of the user has ended")
+
+
+@customer_users_group.command("disable")
+@click.argument("email")
+@with_appcontext
+def customer_users_disable(email: str) -> None:
+    """Disable a customer user: no more portal logins, and every portal session of the user ends."""
+    from ..accounts.services import audit
+    from ..db import db
+    from .customers import get_customer_user, set_active
+
+    try:
+        user = set_active(db.session, get_customer_user(db.session, email), False)
+        audit(db.session, ACTOR, "customer_user.disable", f"customer-user:{user.email}", {})
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(f"disabled {user.email}")
+
+
 COMMANDS = (mailgate, mail_group, tickets_group, customer_users_group)

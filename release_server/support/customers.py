@@ -24,8 +24,8 @@ from ..models_common import utcnow
 from .errors import DuplicateCustomerUserError, UnknownCustomerUserError
 from .models import CustomerToken, CustomerUser
 
-TOKEN_RE = re.compile(r"^rsc_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})$")
-EMAIL_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+TOKEN_RE = re.compile(r"rsc_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
+EMAIL_RE = re.compile(r"[^@\s<>\x00-\x1f\x7f]+@[^@\s<>\x00-\x1f\x7f]+\.[^@\s<>\x00-\x1f\x7f]+")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -47,7 +47,7 @@ class CustomerPrincipal:
 
 def check_email(email: str, field: str = "email") -> str:
     email = (email or "").strip().lower()
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
         raise ValidationError(f"{email!r} is not an e-mail address", field=field)
     return email
 
@@ -75,6 +75,47 @@ def get_customer_user(session: Session, ref: int | str) -> CustomerUser:
     if user is None:
         raise UnknownCustomerUserError(ref)
     return user
+
+
+def set_password(session: Session, user: CustomerUser, password: str) -> CustomerUser:
+    """A new portal password for a customer user; every portal session of the user ends."""
+    from ..accounts.services import check_password, end_sessions
+
+    user.password_hash = hash_password(check_password(password))
+    end_sessions(user)
+    session.flush()
+    return user
+
+
+def set_active(session: Session, user: CustomerUser, active: bool) -> CustomerUser:
+    """Enable or disable a customer user; disabling ends every portal session of the user."""
+    from ..accounts.services import end_sessions
+
+    if user.active and not active:
+        end_sessions(user)
+    user.active = active
+    session.flush()
+    return user
+
+
+def installation_requester(session: Session, customer: Customer, requested: str | None) -> str | None:
+    """Who a request filed by one of ``customer``'s installations comes from: one of its contacts only.
+
+    Without ``requested``: the customer's contact address. With it: only the contact address
+    or an active portal user of that customer, so an installation's token can never make the
+    server mail an address of its choosing.
+    """
+    if not requested:
+        return customer.contact_email or None
+    email = check_email(requested, "requester_email")
+    if customer.contact_email and customer.contact_email.strip().lower() == email:
+        return email
+    user = session.scalar(select(CustomerUser.id).where(CustomerUser.email == email,
+                                                        CustomerUser.customer_id == customer.id,
+                                                        CustomerUser.active.is_(True)))
+    if user is None:
+        raise ValidationError(f"{email!r} is not a contact of customer {customer.name!r}", field="requester_email")
+    return email
 
 
 def list_customer_users(session: Session, customer: Customer | None = None) -> list[CustomerUser]:
@@ -118,7 +159,7 @@ def issue_token(session: Session, user: CustomerUser, name: str,
 
 def principal_for_token(session: Session, secret: str) -> CustomerPrincipal | None:
     """The customer principal of a live token, or None (unknown, revoked, expired, inactive user)."""
-    m = TOKEN_RE.match(secret or "")
+    m = TOKEN_RE.fullmatch(secret or "")
     if not m:
         return None
     token = session.scalar(select(CustomerToken).where(CustomerToken.prefix == m.group(1)))

@@ -111,7 +111,7 @@ def ingest(session: Session, storage: BlobStorage, raw: bytes) -> IngestResult:
                  mail.id, ticket.number, sender)
         ticket = None
     if ticket is not None:
-        ticket = services.root_of(session, ticket)
+        ticket = services.visible_root(session, ticket)
         actor = Actor(actor.name, "customer", customer_id=ticket.customer_id, email=actor.email)
         if loop:
             reason = parsed.auto_submitted_reason or "sent by a mail system"

@@ -216,6 +216,8 @@ class CustomerUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str | None] = mapped_column(String(8))  # interface language chosen by the person
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Raised by logout, a password change and disabling: every portal session of the user ends.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     customer: Mapped[Customer] = relationship(lazy="joined")
 

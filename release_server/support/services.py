@@ -51,7 +51,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "processed": frozenset({"in_progress", "closed"}),
     "closed": frozenset({"in_progress"}),
 }
-NUMBER_RE = re.compile(r"^\s*\[?\s*(?:([A-Za-z][A-Za-z0-9]*)\s*[-#]\s*)?0*(\d{1,18})\s*\]?\s*$")
+NUMBER_RE = re.compile(r"[ \t]*\[?[ \t]*(?:([A-Za-z][A-Za-z0-9]*)[ \t]*[-#][ \t]*)?0*([0-9]{1,18})[ \t]*\]?[ \t]*")
 
 
 def _cfg(key: str, default: Any) -> Any:
@@ -126,7 +126,7 @@ def format_number(seq: int, prefix: str | None = None) -> str:
 
 def parse_number(ref: str | int) -> int | None:
     """The sequence value in ``OTK-000123``, ``[OTK-123]``, ``otk#123`` or ``123``; None if not a number."""
-    m = NUMBER_RE.match(str(ref))
+    m = NUMBER_RE.fullmatch(str(ref))
     return int(m.group(2)) if m else None
 
 
@@ -141,6 +141,32 @@ def root_of(session: Session, ticket: Ticket) -> Ticket:
             break
         seen.add(nxt.id)
         ticket = nxt
+    return ticket
+
+
+def visible_root(session: Session, ticket: Ticket) -> Ticket:
+    """``root_of`` within one audience: follow merges only to tickets seen by the same people.
+
+    A merge chain that leads to a ticket of another customer, or from a customer-facing
+    ticket to an internal one (left from before merges were restricted), stops at the last
+    ticket with the same customer and the same internal flag as ``ticket``.
+    """
+    seen = {ticket.id}
+    current = ticket
+    while current.merged_into_id is not None:
+        nxt = session.get(Ticket, current.merged_into_id)
+        if (nxt is None or nxt.id in seen or nxt.customer_id != ticket.customer_id
+                or nxt.internal != ticket.internal):
+            break
+        seen.add(nxt.id)
+        current = nxt
+    return current
+
+
+def require_visible(ticket: Ticket, actor: Actor) -> Ticket:
+    """``ticket`` when ``actor`` may see it; UnknownTicketError otherwise (the rule of every read)."""
+    if not actor.may_see(ticket):
+        raise UnknownTicketError(ticket.number)
     return ticket
 
 
@@ -372,7 +398,7 @@ def customer_message(session: Session, ticket: Ticket, actor: Actor, body: str, 
     ``REOPEN_DAYS`` of processing, otherwise a new ticket linked to this one takes the message.
     """
     now = now or utcnow()
-    ticket = root_of(session, ticket)
+    ticket = visible_root(session, ticket)
     if ticket.status in ("processed", "closed"):
         since = ticket.processed_at or ticket.closed_at or ticket.updated_at
         if since is not None and now - since <= timedelta(days=int(_cfg("REOPEN_DAYS", 14))):
@@ -470,15 +496,21 @@ def update_ticket(session: Session, ticket: Ticket, actor: Actor, changes: dict[
 def merge(session: Session, source: Ticket, target: Ticket, actor: Actor) -> Ticket:
     """Merge a duplicate into ``target``: its timeline and attachments move there, it is closed and points there.
 
-    Later mail, replies and failure reports addressed to the duplicate reach the target.
+    Later mail, replies and failure reports addressed to the duplicate reach the target. Only
+    tickets of the same customer (or both in the unassigned queue) merge, and an internal
+    ticket only with another internal one, so a merge never shows anyone a ticket they could
+    not see before.
     """
     target = root_of(session, target)
     if source.id == target.id:
         raise MergeError(f"cannot merge {source.number} into itself")
     if source.merged_into_id is not None:
         raise MergeError(f"{source.number} is already merged into another ticket")
-    if source.customer_id is not None and target.customer_id is not None and source.customer_id != target.customer_id:
-        raise MergeError(f"{source.number} and {target.number} belong to different customers")
+    if source.customer_id != target.customer_id:
+        raise MergeError(f"{source.number} and {target.number} do not belong to the same customer; give both "
+                         "the same customer first")
+    if source.internal != target.internal:
+        raise MergeError(f"{source.number} and {target.number} are not both internal or both customer-facing")
     if target.status == "closed":
         raise MergeError(f"{target.number} is closed")
     session.execute(update(TicketEvent).where(TicketEvent.ticket_id == source.id)
@@ -492,8 +524,6 @@ def merge(session: Session, source: Ticket, target: Ticket, actor: Actor) -> Tic
     for gid in linked_groups(session, source):
         if gid not in linked_groups(session, target):
             session.add(TicketFailureGroup(ticket_id=target.id, group_id=gid))
-    if target.customer_id is None and source.customer_id is not None:
-        target.customer = session.get(Customer, source.customer_id)
     source.merged_into_id = target.id
     _status_change(session, source, "closed", actor, reason=f"merged into {target.number}")
     add_event(session, source, "merged", actor, public=True, body=f"Merged into {target.number}.",

@@ -43,6 +43,8 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("LOGIN_MAX_FAILURES", 5)
     app.config.setdefault("LOGIN_WINDOW_SECONDS", 15 * 60)
     app.config.setdefault("LOGIN_MAX_FAILURES_PER_ADDRESS", 30)
+    app.config.setdefault("LOGIN_DELAY_SECONDS", 30.0)
+    app.config.setdefault("LOGIN_MAX_DELAY_SECONDS", 900.0)
 
     i18n.init_app(app)
     security.init_app(app)

@@ -60,8 +60,11 @@ def init_app(app: Flask) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths: never an open redirect."""
-    if not target:
+    """Only same-site relative paths: never an open redirect, never a control character or line break
+    (a ``Location`` header cannot hold one); anything else goes home."""
+    if not target or not isinstance(target, str):
+        return "/"
+    if any(ord(ch) < 0x20 or ch in "\x7f\x85\u2028\u2029" for ch in target):
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:

@@ -8,30 +8,29 @@ hash: changing the password or deactivating the user ends every session.
 Every POST to the console, the portal and ``/language`` must carry the session's CSRF
 token (form field ``csrf_token`` or header ``X-CSRF-Token``); without it: 400.
 
-Login rate limiting: failed logins are written to the audit log (``auth.login_failed``),
-so every server process and node sees them. After ``LOGIN_MAX_FAILURES`` failures for one
-account within ``LOGIN_WINDOW_SECONDS`` further attempts are refused until the window has
-passed, even with the right password; one address is also limited per process
-(``LOGIN_MAX_FAILURES_PER_ADDRESS``).
+Sessions end server-side: each user row has a session generation, copied into the
+session at login and compared on every request (the row is loaded anyway). Logout, a
+password change and disabling the user raise it, so every session of that user ends on
+every node at once, not when its cookie expires.
+
+Login throttling (``accounts.throttle``): after ``LOGIN_MAX_FAILURES`` failures of one
+account from one address, that address waits ``LOGIN_DELAY_SECONDS``, doubling with each
+further failure up to ``LOGIN_MAX_DELAY_SECONDS``, even with the right password; the same
+account from another address is not affected. One address is throttled likewise across
+all accounts after ``LOGIN_MAX_FAILURES_PER_ADDRESS`` failures. Failures are also audited
+(``auth.login_failed``).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 
 from flask import Flask, abort, g, redirect, request, session, url_for
-from sqlalchemy import func, select
-
 from ..db import db
-from ..models_common import utcnow
 
 CSRF_KEY = "_csrf"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -76,7 +75,8 @@ def current_staff() -> Any:
         from ..accounts.models import User
 
         row = db.session.get(User, uid)
-        if row is not None and row.active and session.get("staff_fp") == _fingerprint(row.password_hash):
+        if (row is not None and row.active and session.get("staff_fp") == _fingerprint(row.password_hash)
+                and session.get("staff_gen") == row.session_generation):
             user = row
     g.staff_user = user
     return user
@@ -92,7 +92,8 @@ def current_customer_user() -> Any:
         from ..support.models import CustomerUser
 
         row = db.session.get(CustomerUser, cid)
-        if row is not None and row.active and session.get("customer_fp") == _fingerprint(row.password_hash):
+        if (row is not None and row.active and session.get("customer_fp") == _fingerprint(row.password_hash)
+                and session.get("customer_gen") == row.session_generation):
             user = row
     g.customer_user = user
     return user
@@ -126,14 +127,22 @@ def _begin_session(**values: Any) -> None:
 
 
 def login_staff(user: Any) -> None:
-    _begin_session(staff_id=user.id, staff_fp=_fingerprint(user.password_hash))
+    _begin_session(staff_id=user.id, staff_fp=_fingerprint(user.password_hash), staff_gen=user.session_generation)
 
 
 def login_customer(user: Any) -> None:
-    _begin_session(customer_user_id=user.id, customer_fp=_fingerprint(user.password_hash))
+    _begin_session(customer_user_id=user.id, customer_fp=_fingerprint(user.password_hash),
+                   customer_gen=user.session_generation)
 
 
 def logout() -> None:
+    """End this session and every other session of the same user, on every node."""
+    from ..accounts.services import end_sessions
+
+    for user in (current_staff(), current_customer_user()):
+        if user is not None:
+            end_sessions(user)
+    db.commit()
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -169,37 +178,18 @@ def customer_required(fn: Callable) -> Callable:
     return view
 
 
-# ---------------------------------------------------------------- login rate limiting
+# ---------------------------------------------------------------- login throttling
 
-class AddressLimiter:
-    """Failed logins per client address in a sliding window (per process)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: dict[str, deque[float]] = {}
-
-    def _trim(self, key: str, window: float, now: float) -> deque[float]:
-        q = self._events.setdefault(key, deque())
-        while q and now - q[0] > window:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str, limit: int, window: float) -> bool:
-        with self._lock:
-            return len(self._trim(key, window, time.monotonic())) >= limit
-
-    def failed(self, key: str, window: float) -> None:
-        with self._lock:
-            self._trim(key, window, time.monotonic()).append(time.monotonic())
-            if len(self._events) > 10_000:  # bounded memory under a spray of addresses
-                for k in list(self._events)[:5_000]:
-                    self._events.pop(k, None)
-
-
-def _limiter() -> AddressLimiter:
+def throttle_policy() -> Any:
     from flask import current_app
 
-    return current_app.extensions.setdefault("web_login_limiter", AddressLimiter())
+    from ..accounts.throttle import ThrottlePolicy
+
+    cfg = current_app.config
+    cap = float(cfg["LOGIN_MAX_DELAY_SECONDS"])
+    return ThrottlePolicy(free=int(cfg["LOGIN_MAX_FAILURES"]), free_per_address=int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
+                          base=float(cfg["LOGIN_DELAY_SECONDS"]), cap=cap,
+                          window=max(float(cfg["LOGIN_WINDOW_SECONDS"]), cap))
 
 
 def login_target(kind: str, name: str) -> str:
@@ -207,45 +197,23 @@ def login_target(kind: str, name: str) -> str:
 
 
 def login_blocked(kind: str, name: str) -> int:
-    """Seconds until a login for this account may be tried again (0: it may now)."""
-    from flask import current_app
+    """Seconds until a login for this account may be tried again from this address (0: it may now)."""
+    from ..accounts import throttle
 
-    from ..accounts.models import AuditEvent
-
-    cfg = current_app.config
-    window = int(cfg["LOGIN_WINDOW_SECONDS"])
-    if _limiter().blocked(request.remote_addr or "-", int(cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]), window):
-        return window
-    since = utcnow() - timedelta(seconds=window)
-    rows = db.session.execute(select(func.count(AuditEvent.id), func.min(AuditEvent.at)).where(
-        AuditEvent.action == "auth.login_failed", AuditEvent.target == login_target(kind, name),
-        AuditEvent.at > since)).one()
-    count, first = rows[0] or 0, rows[1]
-    if count >= int(cfg["LOGIN_MAX_FAILURES"]):
-        if isinstance(first, str):  # some drivers return aggregates of datetimes as text
-            from datetime import datetime, timezone
-
-            first = datetime.fromisoformat(first).replace(tzinfo=timezone.utc)
-        if first is not None and first.tzinfo is None:
-            from datetime import timezone
-
-            first = first.replace(tzinfo=timezone.utc)
-        left = int(((first or utcnow()) + timedelta(seconds=window) - utcnow()).total_seconds())
-        return max(left, 1)
-    return 0
+    return throttle.wait_seconds(db.session, kind, name, request.remote_addr)
 
 
 def record_login(kind: str, name: str, ok: bool) -> None:
-    """Audit a login attempt (failed ones count towards the limit); the caller commits."""
-    from flask import current_app
-
+    """Audit a login attempt and count or clear its throttle; the caller commits."""
+    from ..accounts import throttle
     from ..accounts.services import audit
 
     if ok:
+        throttle.record_success(db.session, kind, name, request.remote_addr)
         audit(db.session, (name or "")[:120], "auth.login", login_target(kind, name),
               {"address": request.remote_addr or ""})
     else:
-        _limiter().failed(request.remote_addr or "-", float(current_app.config["LOGIN_WINDOW_SECONDS"]))
+        throttle.record_failure(db.session, kind, name, request.remote_addr, throttle_policy())
         audit(db.session, "anonymous", "auth.login_failed", login_target(kind, name),
               {"address": request.remote_addr or ""})
 
@@ -261,8 +229,11 @@ def attempt_login(form: Any, kind: str, name: str, password: str,
 
     wait = login_blocked(kind, name)
     if wait:
-        form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
-                              minutes=max(1, (wait + 59) // 60)))
+        if wait < 60:
+            form.general.append(_("Too many failed attempts. Try again in %(seconds)d s.", seconds=wait))
+        else:
+            form.general.append(_("Too many failed attempts. Try again in %(minutes)d minutes.",
+                                  minutes=(wait + 59) // 60))
         return None, 429
     user = authenticate(db.session, name, password)
     record_login(kind, name, user is not None)

@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""Publish a large artifact to a running server; report the server's memory growth and speed.
+"""Publish a large artifact to a running server: speed, server and client CPU, memory growth.
 
-Starts a server (gunicorn, one worker, embedded default: SQLite + local disk) in a
-temporary instance, publishes an artifact of ``--size-mb`` MB through the streaming
-publish client, samples the worker's RSS every 20 ms, and compares the upload's
-hashing throughput with ``sha256sum`` on the same file in the same run.
+Starts a server (the shipped gunicorn settings, one worker, embedded default: SQLite +
+local disk) in a temporary instance and alternates rounds A B B A on one file of
+``--size-mb`` MB: A runs the references, ``openssl dgst -sha256`` of the file and
+``cp`` of it to the instance's disk followed by ``sync``; B publishes it with
+``release-server publish`` (a new version each round) while the worker's RSS is
+sampled every 20 ms. Prints, per side, the median rate with min-max and the CPU
+seconds of the server process tree and of the client. Targets: publish at >= 0.5x
+``cp`` + ``sync``; server CPU under 2x ``openssl``'s for the same file; RSS growth
+under ``--limit-mb``.
 
-    .venv/bin/python scripts/bench/upload_memory.py [--size-mb 500]
+    .venv/bin/python scripts/bench/upload_memory.py [--size-mb 500] [--rounds 4]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,15 +28,9 @@ import time
 from pathlib import Path
 
 import psutil
-import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 
 def bar(value: float, scale: float, width: int = 40) -> str:
@@ -38,103 +38,138 @@ def bar(value: float, scale: float, width: int = 40) -> str:
     return "#" * n + "." * (width - n)
 
 
+def child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], **kw) -> tuple[float, float, subprocess.CompletedProcess]:  # noqa: ANN003
+    """(wall seconds, CPU seconds of the command) for one run."""
+    c0, t0 = child_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return time.perf_counter() - t0, child_cpu() - c0, proc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=4, help="A B B A ...: an even number")
     ap.add_argument("--limit-mb", type=int, default=64, help="allowed RSS growth (pass/fail)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rs-bench-upload-"))
     instance = work / "instance"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
-    env.pop("DATABASE_URL", None)
-    env.update(RELEASE_SERVER_INSTANCE_PATH=str(instance), PYTHONPATH=str(ROOT),
-               RELEASE_SERVER_MAX_ARTIFACT_SIZE=str((args.size_mb + 64) * 1024 * 1024))
+    env = benchlib.server_env(instance, RELEASE_SERVER_MAX_ARTIFACT_SIZE=str((args.size_mb + 64) * 1024 * 1024))
     cli = [sys.executable, "-m", "release_server.cli"]
     server = None
     try:
-        out = subprocess.run(cli + ["init"], env=env, capture_output=True, text=True, check=True).stdout
+        subprocess.run(cli + ["init"], env=env, capture_output=True, text=True, check=True)
         subprocess.run(cli + ["components", "create", "server"], env=env, check=True, capture_output=True)
         token = subprocess.run(cli + ["tokens", "create", "--name", "bench", "--role", "publisher"], env=env,
                                check=True, capture_output=True, text=True).stdout.strip()
-        assert "API token" in out
 
-        artifact = work / "server-9.9.9.tar.gz"
+        artifact = work / "server-9.9.tar.gz"
         print(f"writing a {args.size_mb} MB artifact ...", flush=True)
         block = os.urandom(1024 * 1024)
         with artifact.open("wb") as fh:
-            for _ in range(args.size_mb):
-                fh.write(block)
+            for i in range(args.size_mb):
+                fh.write(block[i % 256:] + block[:i % 256])
         size = artifact.stat().st_size
+        mb = size / 2**20
 
-        t0 = time.perf_counter()
-        subprocess.run(["sha256sum", str(artifact)], check=True, capture_output=True)
-        sha_secs = time.perf_counter() - t0
-
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "600",
-             "release_server:create_app()"], env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        port = benchlib.free_port()
+        server = benchlib.start_gunicorn("release_server:create_app()", port, env, ["--workers", "1"])
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                requests.get(url + "/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        requests.get(url + "/api/v1/components", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        master = psutil.Process(server.pid)
-        worker = master.children()[0]
+        worker = psutil.Process(server.pid).children()[0]
+        print(f"server: gunicorn --config python:release_server.gunicorn_conf --workers 1; {benchlib.load_line()}",
+              flush=True)
+
+        res: dict[str, list[tuple[float, float, float]]] = {"openssl": [], "cp+sync": [], "publish": []}
         base_rss = worker.memory_info().rss
+        peak = base_rss
         samples: list[tuple[float, int]] = []
-        stop = threading.Event()
+        version = 0
+        for r in range(args.rounds):
+            side = "A" if r % 4 in (0, 3) else "B"
+            if side == "A":
+                wall, cpu, _ = timed(["openssl", "dgst", "-sha256", str(artifact)])
+                res["openssl"].append((wall, cpu, 0.0))
+                dest = instance / "copy.bin"
+                c0, t0 = child_cpu(), time.perf_counter()
+                subprocess.run(["cp", str(artifact), str(dest)], check=True)
+                subprocess.run(["sync"], check=True)
+                res["cp+sync"].append((time.perf_counter() - t0, child_cpu() - c0, 0.0))
+                dest.unlink()
+                subprocess.run(["sync"], check=True)
+                print(f"  round {r + 1} A: openssl {mb / res['openssl'][-1][0]:6.0f} MB/s "
+                      f"(CPU {res['openssl'][-1][1]:.2f} s), cp+sync {mb / res['cp+sync'][-1][0]:6.0f} MB/s "
+                      f"(CPU {res['cp+sync'][-1][1]:.2f} s)", flush=True)
+                continue
+            version += 1
+            stop = threading.Event()
+            round_samples: list[tuple[float, int]] = []
 
-        def sample() -> None:
-            start = time.perf_counter()
-            while not stop.is_set():
-                samples.append((time.perf_counter() - start, worker.memory_info().rss))
-                time.sleep(0.02)
+            def sample() -> None:
+                start = time.perf_counter()
+                while not stop.is_set():
+                    round_samples.append((time.perf_counter() - start, worker.memory_info().rss))
+                    time.sleep(0.02)
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        t0 = time.perf_counter()
-        pub = subprocess.run(cli + ["publish", "--server", url, "--token", token, "--component", "server",
-                                    "--version", "9.9.9", "--quiet", str(artifact)],
-                             env=env, capture_output=True, text=True)
-        up_secs = time.perf_counter() - t0
-        stop.set()
-        sampler.join()
-        if pub.returncode != 0:
-            print(pub.stderr, file=sys.stderr)
-            return 1
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            u0, k0 = benchlib.tree_cpu_split(server.pid)
+            wall, cpu, pub = timed(cli + ["publish", "--server", url, "--token", token, "--component", "server",
+                                          "--version", f"9.9.{version}", "--quiet", str(artifact)], env=env)
+            u1, k1 = benchlib.tree_cpu_split(server.pid)
+            server_cpu = (u1 - u0) + (k1 - k0)
+            stop.set()
+            sampler.join()
+            if pub.returncode != 0:
+                print(pub.stderr, file=sys.stderr)
+                return 1
+            res["publish"].append((wall, cpu, server_cpu, u1 - u0, k1 - k0))
+            peak = max([peak] + [rss for _, rss in round_samples])
+            samples = samples or round_samples
+            print(f"  round {r + 1} B: publish {mb / wall:6.0f} MB/s, server CPU {server_cpu:.2f} s "
+                  f"(user {u1 - u0:.2f}, system {k1 - k0:.2f}), "
+                  f"client CPU {cpu:.2f} s", flush=True)
 
-        peak = max(r for _, r in samples)
+        def med(name: str, i: int) -> float:
+            return statistics.median(x[i] for x in res[name])
+
+        def rate(name: str) -> str:
+            rates = [mb / x[0] for x in res[name]]
+            return f"{statistics.median(rates):6.0f} MB/s ({min(rates):.0f}-{max(rates):.0f})"
+
         growth_mb = (peak - base_rss) / 2**20
-        sha_rate = size / sha_secs / 2**20
-        up_rate = size / up_secs / 2**20
         print()
-        print(f"artifact                     {size / 2**20:8.0f} MB")
-        print(f"server worker RSS, baseline  {base_rss / 2**20:8.1f} MB")
-        print(f"server worker RSS, peak      {peak / 2**20:8.1f} MB")
-        print(f"RSS growth                   {growth_mb:8.1f} MB   (limit {args.limit_mb} MB)")
-        print(f"sha256sum                    {sha_rate:8.0f} MB/s  (baseline, same file, same run)")
-        print(f"publish (receive+hash+store) {up_rate:8.0f} MB/s  = {up_rate / sha_rate:.2f} x sha256sum")
-        print()
-        print("worker RSS during the upload (MB above baseline; each row ~1/12 of the run):")
+        print(f"artifact {mb:.0f} MB")
+        print(f"{'':28} {'rate, median (min-max)':>26} {'server CPU s':>13} {'client CPU s':>13}")
+        print(f"{'openssl dgst -sha256':28} {rate('openssl'):>26} {'':>13} {med('openssl', 1):13.2f}")
+        print(f"{'cp + sync':28} {rate('cp+sync'):>26} {'':>13} {med('cp+sync', 1):13.2f}")
+        print(f"{'publish (CLI -> server)':28} {rate('publish'):>26} {med('publish', 2):13.2f} "
+              f"{med('publish', 1):13.2f}")
+        speed_ratio = med("cp+sync", 0) / med("publish", 0)
+        cpu_ratio = med("publish", 2) / max(med("openssl", 1), 1e-9)
+        print(f"\npublish / (cp + sync) rate: {speed_ratio:.2f}x   (target >= 0.50)")
+        print(f"server CPU / openssl CPU:   {cpu_ratio:.2f}x   (target < 2.00); "
+              f"server CPU per MB {med('publish', 2) / mb * 1000:.2f} ms, openssl {med('openssl', 1) / mb * 1000:.2f} ms")
+        print(f"server CPU split: user {med('publish', 3):.2f} s (hashing, parsing: {med('publish', 3) / med('openssl', 1):.2f}x "
+              f"openssl), system {med('publish', 4):.2f} s (socket receive, page-cache write, fsync); "
+              f"cp + sync spent {med('cp+sync', 1):.2f} s writing the same file")
+        print(f"server worker RSS: baseline {base_rss / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB, growth "
+              f"{growth_mb:.1f} MB (limit {args.limit_mb} MB)")
+        print("worker RSS during the first upload (MB above baseline; each row ~1/12 of it):")
         step = max(1, len(samples) // 12)
         scale = max(args.limit_mb, growth_mb)
         for t, rss in samples[::step]:
             g = (rss - base_rss) / 2**20
             print(f"  {t:6.1f}s |{bar(g, scale)}| {g:6.1f}")
-        print(f"  limit   |{bar(args.limit_mb, scale)}| {args.limit_mb:6.1f}")
-        ok = growth_mb < args.limit_mb
-        print("\nPASS" if ok else "\nFAIL: memory grew with the artifact")
+        ok = growth_mb < args.limit_mb and speed_ratio >= 0.5 and cpu_ratio < 2.0
+        print("\nPASS" if ok else "\nFAIL")
         return 0 if ok else 1
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
+        benchlib.stop(server)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -99,11 +99,11 @@ def test_refusals_name_the_field(client, pub, app):
     assert r.status_code == 400 and r.json["error"]["field"] == "requires.ghost"
     # empty artifact
     r = publish(client, pub, "server", "1.0", artifact=b"")
-    assert r.status_code == 400 and r.json["error"]["field"] == "artifact"
+    assert r.status_code == 400 and r.json["error"]["field"] == "artifact", r.json
     # missing parts
     r = client.post("/api/v1/components/server/releases", data={"metadata": json.dumps({"version": "1.0"})},
                     headers=pub, content_type="multipart/form-data")
-    assert r.status_code == 400 and r.json["error"]["field"] == "artifact"
+    assert r.status_code == 400 and r.json["error"]["field"] == "artifact", r.json
     r = client.post("/api/v1/components/server/releases",
                     data={"artifact": (io.BytesIO(b"x"), "a.tar.gz")}, headers=pub,
                     content_type="multipart/form-data")

@@ -356,3 +356,86 @@ def test_unassigned_queue_ticket_gets_a_customer(client, desk):
     r = client.patch(f"/api/v1/tickets/{n}", json={"customer": "Globex"}, headers=desk["staff"])
     assert r.json["customer"] == "Globex"
     assert client.get("/api/v1/tickets?queue=unassigned", headers=desk["staff"]).json["total"] == 0
+
+
+def _internal_ticket(app, subject="Rollout of server 2.0 halted: 31% failures"):
+    from release_server.db import db
+    from release_server.support import services
+
+    with app.app_context():
+        t = services.create_ticket(db.session, services.SYSTEM, subject=subject, description="internal figures",
+                                   kind="problem", internal=True, notify=False)
+        db.commit()
+        return t.number
+
+
+def test_merge_never_shows_a_customer_an_internal_or_foreign_ticket(client, app, desk):
+    internal = _internal_ticket(app)
+    mine = _open(client, desk["ann"], subject="Export broken")["number"]
+    globex = _open(client, desk["staff"], customer="Globex", subject="Globex export")["number"]
+    queued = _open(client, desk["staff"], requester_email="stranger@example.org", subject="From a stranger")["number"]
+    for source, target in ((mine, internal), (internal, mine), (mine, globex), (mine, queued), (queued, mine)):
+        r = client.post(f"/api/v1/tickets/{source}/merge", json={"into": target}, headers=desk["staff"])
+        assert r.status_code == 409, (source, target, r.json)
+        assert r.json["error"]["code"] == "invalid_merge" and r.json["error"]["field"] == "into"
+    # nothing changed: the internal ticket still has no customer, the customer's ticket is open
+    assert client.get(f"/api/v1/tickets/{internal}", headers=desk["staff"]).json["customer"] is None
+    assert client.get(f"/api/v1/tickets/{mine}", headers=desk["staff"]).json["merged_into"] is None
+    # the customer's reply answers with their own ticket, never with the internal one
+    r = client.post(f"/api/v1/tickets/{mine}/replies", json={"body": "any news?"}, headers=desk["ann"])
+    assert r.status_code == 201 and r.json["number"] == mine
+    assert "halted" not in r.text and "internal figures" not in r.text
+
+
+def test_a_merge_chain_into_a_hidden_ticket_is_not_followed(client, app, desk):
+    """A chain left by older merges (into an internal ticket) stops where the customer's view ends."""
+    from release_server.db import db
+    from release_server.support import services
+
+    internal = _internal_ticket(app)
+    mine = _open(client, desk["ann"], subject="Export broken")["number"]
+    with app.app_context():  # as an unrestricted merge left it
+        src, dst = services.find_ticket(db.session, mine), services.find_ticket(db.session, internal)
+        src.merged_into_id, src.status = dst.id, "closed"
+        src.closed_at = services.utcnow()
+        db.commit()
+    r = client.post(f"/api/v1/tickets/{mine}/replies", json={"body": "still broken"}, headers=desk["ann"])
+    assert r.status_code == 201, r.json
+    assert r.json["number"] != internal and "halted" not in r.text and "internal figures" not in r.text
+    detail = client.get(f"/api/v1/tickets/{internal}", headers=desk["staff"]).json
+    assert detail["customer"] is None
+    assert "still broken" not in [e["body"] for e in detail["timeline"]]
+    # the portal's reply goes the same way
+    from release_server.support import customers
+
+    with app.app_context():
+        user = customers.get_customer_user(db.session, "ann@acme.example")
+        customers.set_password(db.session, user, "correct horse battery")
+        db.commit()
+    ann = app.test_client()
+    form = ann.get("/portal/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    assert ann.post("/portal/login", data={"email": "ann@acme.example", "password": "correct horse battery",
+                                           "csrf_token": csrf}).status_code == 302
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', ann.get(f"/portal/tickets/{mine}").text).group(1)
+    page = ann.post(f"/portal/tickets/{mine}/reply", data={"body": "and again", "csrf_token": csrf})
+    assert page.status_code == 302 and internal not in page.headers["Location"]
+    detail = client.get(f"/api/v1/tickets/{internal}", headers=desk["staff"]).json
+    assert "and again" not in [e["body"] for e in detail["timeline"]]
+
+
+def test_an_installation_files_requests_as_its_customers_contacts_only(client, app, desk):
+    inst = enroll(client, desk["admin"], "Acme", name="berlin")
+    ih = {"Authorization": f"Bearer {inst['token']}"}
+    before = len(_outbox(app))
+    for victim in ("victim@elsewhere.example", "boss@acme.example", "ops@globex.example"):
+        r = client.post("/api/v1/tickets", json={"subject": "Hello", "requester_email": victim}, headers=ih)
+        assert r.status_code == 400, r.json
+        assert r.json["error"]["field"] == "requester_email"
+    assert len(_outbox(app)) == before  # nothing was mailed
+    assert client.get("/api/v1/tickets?customer=Acme", headers=desk["staff"]).json["total"] == 0
+    # the customer's contact address and its portal users are its contacts
+    for contact in ("it@acme.example", "ann@acme.example"):
+        r = client.post("/api/v1/tickets", json={"subject": "Hello", "requester_email": contact}, headers=ih)
+        assert r.status_code == 201 and r.json["requester_email"] == contact
+    assert {m.to_addr for m in _outbox(app)[before:]} <= {"it@acme.example", "ann@acme.example"}

@@ -261,3 +261,111 @@ def test_refuses_existing_destination(tmp_path: Path, dest: Path) -> None:
     dest.mkdir()
     with pytest.raises(ArchiveError):
         extract_archive(archive, dest)
+
+
+# ---------------------------------------------------------------- links through links, huge headers
+
+
+def _escapes(root: Path) -> list[str]:
+    """Every entry under ``root`` whose real path lies outside it."""
+    real_root = os.path.realpath(root)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in dirnames + filenames:
+            real = os.path.realpath(os.path.join(dirpath, entry))
+            if real != real_root and not real.startswith(real_root + os.sep):
+                out.append(os.path.relpath(os.path.join(dirpath, entry), root))
+    return out
+
+
+def test_refuses_a_chain_of_symlinks_that_leaves_the_release(tmp_path: Path, dest: Path) -> None:
+    archive = tar_with(
+        tmp_path / "chain.tgz",
+        (member("sub", tarfile.DIRTYPE, mode=0o755), None),
+        (member("sub/l", tarfile.SYMTYPE, ".."), None),  # the release root itself: fine alone
+        (member("sub/l2", tarfile.SYMTYPE, "l/../.."), None),  # through l: the release's parent
+    )
+    err = refused(archive, dest)
+    assert err.member == "sub/l2" and "leaves the release directory" in err.reason
+
+
+def test_refuses_a_zip_chain_of_symlinks(tmp_path: Path, dest: Path) -> None:
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, target in (("sub/l", ".."), ("sub/l2", "l/../..")):
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    assert refused(archive, dest).member == "sub/l2"
+
+
+def test_a_later_link_cannot_turn_an_earlier_one_outwards(tmp_path: Path, dest: Path) -> None:
+    archive = tar_with(
+        tmp_path / "late.tgz",
+        (member("x", tarfile.SYMTYPE, "p/q/../.."), None),  # p/q does not exist yet: the root
+        (member("p", tarfile.DIRTYPE, mode=0o755), None),
+        (member("p/q", tarfile.SYMTYPE, "."), None),  # now x leads to the release's parent
+    )
+    assert refused(archive, dest).member == "x"
+
+
+def test_inner_links_through_links_are_kept(tmp_path: Path, dest: Path) -> None:
+    archive = tar_with(
+        tmp_path / "ok.tgz",
+        (member("lib/v2/data", mode=0o644), b"payload"),
+        (member("lib/current", tarfile.SYMTYPE, "v2"), None),
+        (member("bin/data", tarfile.SYMTYPE, "../lib/current/data"), None),
+        (member("up", tarfile.SYMTYPE, "lib/current/.."), None),
+    )
+    extract_archive(archive, dest)
+    assert (dest / "bin/data").read_bytes() == b"payload"
+    assert _escapes(dest) == []
+
+
+def _raw_tar_gz(path: Path, header_type: bytes, header_size: int) -> Path:
+    """A .tar.gz whose first header declares ``header_size`` bytes of extended header (zeros), then a file."""
+    import gzip
+
+    info = tarfile.TarInfo("././@Header")
+    info.type = header_type
+    info.size = header_size
+    regular = tarfile.TarInfo("ok.txt")
+    regular.size = 2
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = bytes(1024 * 1024)
+        left = header_size + (-header_size % 512)
+        while left:
+            n = min(left, len(chunk))
+            out.write(chunk[:n])
+            left -= n
+        out.write(regular.tobuf(format=tarfile.USTAR_FORMAT) + b"ok" + bytes(510) + bytes(1024))
+    return path
+
+
+@pytest.mark.parametrize("header_type", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME,
+                                         tarfile.GNUTYPE_LONGLINK], ids=["pax", "pax-global", "gnu-longname",
+                                                                         "gnu-longlink"])
+def test_a_huge_extended_header_is_refused_before_it_is_read(tmp_path: Path, dest: Path,
+                                                             header_type: bytes) -> None:
+    import tracemalloc
+
+    size = 64 * 1024 * 1024
+    archive = _raw_tar_gz(tmp_path / "bomb.tgz", header_type, size)
+    assert archive.stat().st_size < size // 100  # small on the wire
+    tracemalloc.start()
+    try:
+        err = refused(archive, dest, max_total_bytes=1024 * 1024)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "extended header" in err.reason
+    assert peak < 8 * 1024 * 1024, f"extraction held {peak} bytes"
+
+
+def test_an_extended_header_within_the_bound_still_works(tmp_path: Path, dest: Path) -> None:
+    long_name = "/".join(["directory"] * 40) + "/file"
+    archive = tar_with(tmp_path / "pax.tgz", (member(long_name), b"x"))  # pax (default format) long name
+    extract_archive(archive, dest)
+    assert (dest / long_name).read_bytes() == b"x"

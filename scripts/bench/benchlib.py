@@ -1,0 +1,201 @@
+"""Helpers shared by the download, TUF and upload benchmarks: servers, CPU time, percentiles.
+
+CPU time is summed over a server's whole process tree (the gunicorn master and its
+workers, or nginx and its workers), user plus system, read with psutil before and
+after a measured round; on a shared machine it is far steadier than wall-clock rates.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and all its live descendants."""
+    return sum(tree_cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and all its live descendants."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0
+    user = system = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            user += t.user
+            system += t.system
+        except psutil.NoSuchProcess:
+            pass
+    return user, system
+
+
+def server_env(instance: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
+    env.pop("DATABASE_URL", None)
+    env.update(RELEASE_SERVER_INSTANCE_PATH=str(instance), PYTHONPATH=f"{ROOT}:{ROOT / 'scripts' / 'bench'}",
+               ACCESS_LOG="")
+    env.update(extra)
+    return env
+
+
+def start_gunicorn(target: str, port: int, env: dict[str, str], args: Sequence[str] = (),
+                   health: str = "/healthz", log: Path | None = None) -> subprocess.Popen:
+    """gunicorn with the shipped settings (release_server.gunicorn_conf) unless ``args`` override them."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "python:release_server.gunicorn_conf",
+                             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *args, target],
+                            env=env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT)
+    wait_http(port, health, proc)
+    return proc
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen | None = None, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status < 500:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    k = min(len(xs) - 1, max(0, int(round(p / 100 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} (1 / 5 min) on {os.cpu_count()} CPUs"
+
+
+def _load_worker(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None, seconds: float,
+                 interval: float, q) -> None:  # noqa: ANN001
+    ok = errors = 0
+    latencies: list[float] = []
+    conn = None
+    start = time.monotonic()
+    deadline = start + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        if interval:
+            wait = start + n * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        n += 1
+        t0 = time.perf_counter()
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status < 400:
+                ok += 1
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+            if resp.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = None
+        except OSError:
+            errors += 1
+            latencies.append(time.perf_counter() - t0)
+            conn = None
+    q.put((ok, errors, latencies))
+
+
+def run_load(port: int, path: str, seconds: float, clients: int, *, method: str = "GET",
+             headers: dict[str, str] | None = None, body: bytes | None = None,
+             rate_per_client: float = 0.0) -> tuple[int, int, list[float]]:
+    """``clients`` processes sending requests over keep-alive connections for ``seconds``.
+
+    ``rate_per_client`` > 0 paces each client (an open-loop load of that many requests a
+    second), else each sends as fast as answers come. Returns (ok, errors, latencies)."""
+    import multiprocessing as mp
+
+    q = mp.Queue()
+    interval = 1.0 / rate_per_client if rate_per_client else 0.0
+    procs = [mp.Process(target=_load_worker, args=(port, method, path, headers or {}, body, seconds, interval, q))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    lat: list[float] = []
+    for r in results:
+        lat.extend(r[2])
+    return sum(r[0] for r in results), sum(r[1] for r in results), lat
+
+
+def write_nginx_conf(work: Path, port: int, root: Path, upstream_port: int, blobs: Path) -> Path:
+    """A minimal nginx main configuration around the shipped server snippet (deploy/nginx)."""
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = work / "nginx.conf"
+    conf.write_text(f"""{user}daemon off;
+master_process on;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    upstream release_servers {{ server 127.0.0.1:{upstream_port}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        set $release_server_blobs {blobs};
+        include {ROOT / 'deploy' / 'nginx' / 'release-server.conf'};
+    }}
+}}
+""")
+    return conf
