@@ -43,6 +43,7 @@ from client_agent.backoff import BackoffPolicy
 from client_agent.client import ApiClient, AuthRejectedError, ApiError, CheckResult, Offer, ServerError, \
     ServerUnavailableError
 from client_agent.config import AGENT_COMPONENT, AgentConfig, Enrollment, StateDir
+from client_agent.delta import ArtifactStore, fetch_release
 from client_agent.errors import AgentError, InstallConflictError, InvalidNameError
 from client_agent.fsutil import atomic_write_bytes
 from client_agent.installer import InstallOutcome, Installer, InstallerConfig, check_name, read_installed
@@ -216,10 +217,11 @@ class ReportOutbox(Outbox):
         super().__init__(directory, policy=policy)
         self.log_file = log_file
         self.details = dict(details or {})
+        self.extra: dict[str, Any] = {}  # optional top-level report fields (transfer byte figures)
 
     def add(self, report: Mapping[str, Any], *, now: float | None = None) -> str:
         shaped = server_report(report, agent_log_tail=tail_of_file(self.log_file, AGENT_LOG_TAIL_CHARS),
-                               details=self.details)
+                               details=self.details) | self.extra
         log.info("report %s queued: %s %s -> %s %s%s", shaped["id"], shaped["component"],
                  shaped["from_version"] or "-", shaped["to_version"], shaped["outcome"],
                  f" ({shaped['stage']}: {shaped['error_code']})" if shaped.get("error_code") else "")
@@ -339,6 +341,7 @@ class Agent:
                                    policy=BackoffPolicy(base=config.backoff_base, cap=config.backoff_cap),
                                    details={"agent_version": self.version,
                                             "installation_id": enrollment.installation_id})
+        self.artifacts = ArtifactStore(state.path / "artifacts")
         self.installer = Installer(InstallerConfig(state.path, Path(config.install_dir),
                                                    keep_releases=config.keep_releases), self.outbox)
 
@@ -551,7 +554,11 @@ class Agent:
             return self._download_failed(offer, exc, started, stage="verify")
         try:
             progress = self.progress(f"{component} {version}", info.length) if self.progress else None
-            artifact = session.download(info, self.state.downloads_dir, progress)
+            fetched = fetch_release(session, info, component=component, installed_version=installed_version,
+                                    installed_path=self.state.load_releases().get(component, {}).get(
+                                        installed_version or ""), store=self.artifacts,
+                                    downloads=self.state.downloads_dir, progress=progress)
+            artifact = fetched.path
         except VerificationError as exc:
             return self._refuse(offer, exc, started)
         except (DownloadInterruptedError, OSError) as exc:
@@ -565,12 +572,18 @@ class Agent:
         from_version = layout.current_version()
         report_id = str(uuid.uuid4())
         log.info("installing %s %s -> %s", component, from_version or "-", version)
+        self.outbox.extra = fetched.report_fields()
+        self.outbox.details.update(fetched.report_details())
         try:
             outcome = self.installer.install(artifact, component, from_version, version, report_id=report_id)
         except InstallConflictError as exc:
             self._queue(offer, started, outcome="failed", stage="install", code="install_conflict",
                         message=str(exc), report_id=report_id, from_version=from_version)
             return Attempt(component, from_version, version, "failed", "install", "install_conflict", str(exc))
+        finally:
+            self.outbox.extra = {}
+            for key in fetched.report_details():
+                self.outbox.details.pop(key, None)
         if outcome.outcome == "success":
             self.state.record_release(component, version, info.path)
             planned[component] = version
@@ -584,13 +597,23 @@ class Agent:
             self._remember_failure(component, version)
         activity.info("install %s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
                       f" at {outcome.failed_stage} ({outcome.error_code})" if outcome.outcome != "success" else "")
-        artifact.unlink(missing_ok=True)
+        self._keep_artifact(component, version, artifact, outcome.outcome == "success")
         log.log(logging.INFO if outcome.outcome == "success" else logging.ERROR,
                 "%s %s -> %s: %s%s", component, outcome.from_version or "-", version, outcome.outcome,
                 f" at {outcome.failed_stage} ({outcome.error_code}): {outcome.error_message}"
                 if outcome.outcome != "success" else "")
         return Attempt(component, outcome.from_version, version, outcome.outcome, outcome.failed_stage,
                        outcome.error_code, outcome.error_message or "")
+
+    def _keep_artifact(self, component: str, version: str, artifact: Path, installed: bool) -> None:
+        """Keep the installed release's artifact as the base of the next delta patch; drop any other."""
+        if installed:
+            try:
+                self.artifacts.keep(component, version, artifact)
+                return
+            except OSError as exc:
+                log.warning("cannot keep the artifact of %s %s for delta updates: %s", component, version, exc)
+        artifact.unlink(missing_ok=True)
 
     def _drop_offer(self, component: str, version: str) -> None:
         """An offer just installed is no longer pending (``status`` stops showing it)."""

@@ -72,10 +72,12 @@ class ExtractStats:
 def detect_format(path: Path | str) -> ArchiveFormat:
     """Identify the archive type from its magic bytes (the file name is not trusted)."""
     with open(path, "rb") as fh:
-        head = fh.read(4)
+        head = fh.read(512)
     if head[:2] == b"\x1f\x8b":
         return "tar.gz"
-    if head in (b"PK\x03\x04", b"PK\x05\x06"):
+    if head[257:262] == b"ustar":  # an uncompressed tar (rebuilt from a delta patch)
+        return "tar"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     raise ArchiveError(path, "unrecognised format (expected a gzip-compressed tar or a zip)")
 
@@ -132,7 +134,7 @@ def extract_archive(
             if fmt == "zip":
                 members = _extract_zip(path, writer, max_members)
             else:
-                members = _extract_tar(path, writer, max_members)
+                members = _extract_tar(path, writer, max_members, "r:" if fmt == "tar" else "r:gz")
         except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
                 gzip.BadGzipFile, EOFError, NotImplementedError) as exc:
             raise ArchiveError(path, f"corrupt or unsupported archive: {exc}") from exc
@@ -147,10 +149,10 @@ def extract_archive(
     return ExtractStats(members=members, total_bytes=writer.total_bytes)
 
 
-def _extract_tar(path: Path, writer: _TreeWriter, max_members: int) -> int:
+def _extract_tar(path: Path, writer: _TreeWriter, max_members: int, mode: str = "r:gz") -> int:
     count = 0
     declared = 0
-    with tarfile.open(path, mode="r:gz", tarinfo=_BoundedTarInfo) as tar:
+    with tarfile.open(path, mode=mode, tarinfo=_BoundedTarInfo) as tar:
         for member in tar:
             count += 1
             if count > max_members:

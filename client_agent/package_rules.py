@@ -26,7 +26,7 @@ DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
 DEFAULT_MAX_MEMBERS = 100_000
 MAX_SYMLINK_TARGET = 4096
 
-ArchiveFormat = Literal["tar.gz", "zip"]
+ArchiveFormat = Literal["tar.gz", "tar", "zip"]
 
 
 #: Largest manifest accepted (it names a few hooks).

@@ -80,6 +80,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     worker.init_app(app)
     signing.init_app(app)
 
+    from . import deltas
+
+    deltas.init_app(app)
+
     from . import support
 
     support.init_app(app)

@@ -160,6 +160,7 @@ def init_app(app: Flask) -> None:
     """Register the API blueprint, its JSON error handlers and the OpenAPI document."""
     # Domain route modules register themselves on import.
     from .accounts import api as _accounts_api  # noqa: F401
+    from .deltas import api as _deltas_api  # noqa: F401
     from .fleet import api as _fleet_api  # noqa: F401
     from .releases import api as _releases_api  # noqa: F401
     from .rollouts import api as _rollouts_api  # noqa: F401

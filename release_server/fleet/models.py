@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base
@@ -111,6 +111,8 @@ class UpdateReport(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    bytes_downloaded: Mapped[int | None] = mapped_column(BigInteger)  # what the transfer cost
+    bytes_full: Mapped[int | None] = mapped_column(BigInteger)  # what a full download would have cost
 
     installation: Mapped[Installation] = relationship()
 

@@ -167,6 +167,9 @@ class ReportIn(BaseModel):
     log_tail: str = Field(default="", max_length=70_000)
     started_at: datetime | None = None
     details: dict = Field(default_factory=dict)
+    bytes_downloaded: int | None = Field(default=None, ge=0, le=2**62, description="Bytes the update transferred")
+    bytes_full: int | None = Field(default=None, ge=0, le=2**62,
+                                   description="Bytes a full download of the release would have taken")
 
     @field_validator("component")
     @classmethod
@@ -249,6 +252,8 @@ class ReportOut(BaseModel):
     duration_seconds: float | None
     log_tail: str
     received_at: datetime
+    bytes_downloaded: int | None = None
+    bytes_full: int | None = None
 
 
 class ReportList(BaseModel):

@@ -294,7 +294,8 @@ def store_reports(session: Session, inst: Installation, reports: list[ReportIn])
                  to_version=r.to_version, release_id=release_ids.get((r.component, r.to_version)),
                  outcome=r.outcome, stage=r.stage, error_code=r.error_code, error_message=r.error_message,
                  duration_seconds=r.duration_seconds, log_tail=r.log_tail[-65536:], details=r.details,
-                 started_at=r.started_at, received_at=now)
+                 started_at=r.started_at, received_at=now, bytes_downloaded=r.bytes_downloaded,
+                 bytes_full=r.bytes_full)
             for rid, r in unique.items()]
     session.flush()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -341,6 +342,8 @@ class StoredReport:
     details: dict
     started_at: datetime | None
     received_at: datetime
+    bytes_downloaded: int | None = None
+    bytes_full: int | None = None
 
 
 def apply_report(session: Session, inst: Installation, r: StoredReport) -> None:

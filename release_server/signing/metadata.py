@@ -85,6 +85,33 @@ def changelog_path(component: str, version: str) -> str:
     return f"{component}/changelogs/{version}.md"
 
 
+def delta_path(component: str, from_version: str, to_version: str, extension: str) -> str:
+    """Target path of a delta patch: ``<component>/deltas/<from>-<to>.<ext>``."""
+    return f"{component}/deltas/{from_version}-{to_version}.{extension}"
+
+
+def delta_custom(*, component: str, from_version: str, to_version: str, patch_format: str,
+                 from_target: Mapping[str, Any], to_target: Mapping[str, Any], base_tar: Mapping[str, Any],
+                 tar: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed ``custom`` field of a delta patch target.
+
+    ``from_target`` and ``to_target`` are the full artifacts' target paths, SHA-256 and
+    lengths; ``base_tar`` is the uncompressed tar stream the patch applies to (that of
+    ``from_target``) and ``tar`` the one it produces (that of ``to_target``), each by
+    SHA-256 and length. A client trusts nothing about a patch beyond these fields of a
+    target that TUF verified.
+    """
+    def entry(m: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+        return {k: m[k] for k in keys}
+
+    return {
+        "kind": "delta", "component": component, "from_version": from_version, "to_version": to_version,
+        "format": patch_format, "from": entry(from_target, "path", "sha256", "length"),
+        "to": entry(to_target, "path", "sha256", "length"), "base_tar": entry(base_tar, "sha256", "length"),
+        "tar": entry(tar, "sha256", "length"),
+    }
+
+
 def changelog_bytes(text: str) -> bytes:
     return (text or "").encode("utf-8")
 

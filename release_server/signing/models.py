@@ -39,7 +39,7 @@ class TufTarget(Base):
 
     path: Mapped[str] = mapped_column(String(512), primary_key=True)
     role: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "artifact" or "changelog"
+    kind: Mapped[str] = mapped_column(String(16))  # "artifact", "changelog" or "delta"
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     length: Mapped[int] = mapped_column(BigInteger)

@@ -40,8 +40,10 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
 
 from ..db import lock_row
+from ..deltas.models import ReleaseDelta
 from ..releases.models import Release
 from ..storage import BlobNotFoundError, BlobStorage, get_storage
+from ..storage.base import blob_key_for
 from . import keys as keys_mod
 from . import metadata as md
 from .errors import (AlreadyBootstrappedError, DuplicateTargetPathError, InvalidRootError, MetadataNotFoundError,
@@ -221,8 +223,16 @@ def locate_target(session: Session, name: str) -> TargetLocation:
     row = session.get(TufTarget, path)
     if row is None or row.sha256 != digest:
         raise TargetNotFoundError(name)
-    key = row.release.blob_key if row.kind == "artifact" else md.TARGETS_PREFIX + name
-    return TargetLocation(key, row.sha256, row.length, path.rsplit("/", 1)[-1])
+    return TargetLocation(_target_source(row, name), row.sha256, row.length, path.rsplit("/", 1)[-1])
+
+
+def _target_source(row: TufTarget, served: str) -> str:
+    """Storage key of a target's bytes: the release's blob, a delta's content-addressed blob, or a small file."""
+    if row.kind == "artifact":
+        return row.release.blob_key
+    if row.kind == "delta":
+        return blob_key_for(row.sha256)
+    return md.TARGETS_PREFIX + served
 
 
 # ---------------------------------------------------------------- the locked change
@@ -374,6 +384,8 @@ class _Change:
 def target_file_for(row: TufTarget) -> TargetFile:
     """The signed entry of one target, from its row and its release."""
     rel = row.release
+    if row.kind == "delta":
+        return _delta_target_file(row)
     if row.kind == "changelog":
         custom: dict[str, Any] = {"component": rel.component.name, "version": rel.version, "kind": "changelog"}
         return md.target_file(row.path, row.sha256, row.length, custom)
@@ -383,6 +395,50 @@ def target_file_for(row: TufTarget) -> TargetFile:
         yanked=rel.yanked, min_from_version=rel.min_from_version, requires=rel.requires or {},
         changelog_target=changelog_target_for(rel), changelog_sha256=md.sha256_hex(cl), changelog_length=len(cl))
     return md.target_file(row.path, row.sha256, row.length, custom)
+
+
+def _delta_target_file(row: TufTarget) -> TargetFile:
+    session = Session.object_session(row)
+    delta = session.scalar(select(ReleaseDelta).where(ReleaseDelta.target_path == row.path)) if session else None
+    if delta is None:
+        raise SigningError(f"delta target {row.path} has no delta record", code="missing_delta")
+    frm, to = delta.from_release, delta.to_release
+    custom = md.delta_custom(
+        component=to.component.name, from_version=frm.version, to_version=to.version, patch_format=delta.method,
+        from_target={"path": target_path_for(frm), "sha256": frm.artifact_sha256, "length": frm.artifact_size},
+        to_target={"path": target_path_for(to), "sha256": to.artifact_sha256, "length": to.artifact_size},
+        base_tar={"sha256": delta.base_tar_sha256, "length": delta.base_tar_length},
+        tar={"sha256": delta.tar_sha256, "length": delta.tar_length})
+    return md.target_file(row.path, row.sha256, row.length, custom)
+
+
+def add_delta_targets(session: Session, targets: Iterable[tuple[str, str, int, int]]) -> None:
+    """Sign delta patches as targets, in one metadata change: (path, sha256, length, to-release id) each.
+
+    The patch bytes must already be in storage under their content-addressed key, and
+    each path must have its ``release_deltas`` row (its custom field is built from it).
+    Does nothing (with a warning) before the repository is bootstrapped.
+    """
+    targets = list(targets)
+    if not targets:
+        return
+    if not repository_ready(session):
+        log.warning("TUF repository not bootstrapped: %d delta patch(es) not signed", len(targets))
+        return
+    change = _Change(session)
+    bins = set()
+    for path, sha, length, release_id in targets:
+        existing = session.get(TufTarget, path, populate_existing=True)
+        if existing is not None and existing.sha256 != sha:
+            raise DuplicateTargetPathError(path)
+        role = md.bin_for(path, change.bit_length)
+        if existing is None:
+            session.add(TufTarget(path=path, role=role, kind="delta", release_id=release_id, sha256=sha,
+                                  length=length))
+        bins.add(role)
+    session.flush()
+    change.resign_bins(bins)
+    change.finish()
 
 
 # ---------------------------------------------------------------- release hook
@@ -714,7 +770,7 @@ def export_tree(session: Session, dest: str) -> ExportSummary:
         copy(name, storage.size(key), lambda key=key: storage.iter_chunks(key))
     for row in session.scalars(select(TufTarget).order_by(TufTarget.path)).unique():
         served = md.hash_prefixed(row.path, row.sha256)
-        source = row.release.blob_key if row.kind == "artifact" else md.TARGETS_PREFIX + served
+        source = _target_source(row, served)
         copy("targets/" + served, row.length, lambda source=source: storage.iter_chunks(source))
     out.write("metadata/timestamp.json", iter([timestamp]))
     summary.written += 1

@@ -15,6 +15,7 @@ GROUPS = {
         ("GET", "/api/v1/components/server/releases/1.0", None),
         ("GET", "/api/v1/components/server/releases/1.0/artifact", None),
         ("GET", "/api/v1/components/server/changelog?to=1.0", None),
+        ("GET", "/api/v1/components/server/releases/1.0/deltas", None),
     ],
     "releases-write": [
         ("POST", "/api/v1/components", {"name": "web"}),
@@ -23,6 +24,7 @@ GROUPS = {
         ("POST", "/api/v1/components/server/releases/1.0/promote", {"channel": "stable"}),
         ("POST", "/api/v1/components/server/releases/1.0/yank", {"reason": "bad"}),
         ("POST", "/api/v1/components/server/releases/1.0/unyank", None),
+        ("POST", "/api/v1/components/server/releases/1.0/deltas", {}),
     ],
     "fleet-read": [
         ("GET", "/api/v1/customers", None),
@@ -53,6 +55,7 @@ GROUPS = {
         ("GET", "/api/v1/components/server/releases/1.0/restrictions", None),
         ("GET", "/api/v1/fleet/versions", None),
         ("GET", "/api/v1/fleet/adoption?component=server", None),
+        ("GET", "/api/v1/fleet/transfer", None),
     ],
     "rollouts-write": [
         ("POST", "/api/v1/rollouts", {"component": "server", "version": "1.0", "channel": "beta"}),

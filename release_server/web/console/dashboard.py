@@ -59,4 +59,14 @@ def dashboard() -> Any:
         "console/dashboard.html", by_component=dict(sorted(by_component.items())), stale=stale, total=total,
         rollouts=active[:12], rollout_figures={r.id: rollouts.figures(r) for r in active},
         tickets=queries.open_tickets_by_kind_status(session), components=components, chosen=chosen,
-        adoption_svg=adoption_chart(chosen) if chosen else None, tickets_svg=tickets_chart())
+        adoption_svg=adoption_chart(chosen) if chosen else None, tickets_svg=tickets_chart(),
+        **_transfer(session))
+
+
+def _transfer(session: Any) -> dict[str, Any]:
+    """Bytes saved by delta patches across the fleet, and the releases that saved the most."""
+    from ...deltas.services import transfer_figures
+
+    rows, total = transfer_figures(session)
+    best = sorted((r for r in rows if r.bytes_saved), key=lambda r: r.bytes_saved, reverse=True)[:5]
+    return {"transfer": total, "transfer_rows": best}

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ...accounts.services import audit
 from ...db import db
+from ...deltas import services as deltas
 from ...errors import ReleaseServerError
 from ...releases import services as releases
 from ...rollouts import services as rollouts
@@ -55,8 +56,11 @@ def _detail(component: str, version: str, form: Form | None = None, status: int 
     session = db.session
     release = releases.get_release(session, component, version)
     ros = [r for r in rollouts.list_rollouts(session, component=release.component.name) if r.release_id == release.id]
+    _, patches = deltas.deltas_to(session, component, version)
+    _, transfer = deltas.transfer_figures(session, component=release.component.name, version=release.version)
     return render_template(
-        "console/release.html", release=release, tuf=tuf_info(release), rollouts=ros,
+        "console/release.html", release=release, tuf=tuf_info(release), rollouts=ros, deltas=patches,
+        transfer=transfer,
         restrictions=rollouts.restrictions_of(session, release),
         channels=[c for c in releases.list_channels(session) if c.name not in release.channel_names],
         form=form or Form()), status
