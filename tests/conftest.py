@@ -212,6 +212,9 @@ def app(app_config: dict[str, Any]) -> Iterator[Any]:
 
     application = create_app(dict(app_config))
     yield application
+    # the per-process last-seen writer is stopped first: a flush after dispose would open a connection
+    # that outlives the test
+    application.extensions["seen_buffer"].stop()
     application.extensions["db_engine"].dispose()
 
 

@@ -217,10 +217,13 @@ class SeenBuffer:
                         return
                 idle = 0
 
-    def stop(self) -> None:
-        """Write what is pending and stop the thread."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is pending and stop the thread (waiting for it, so no write outlives the call)."""
         self._stopped = True
         self._urgent.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
         self.flush()
 
 
