@@ -23,6 +23,13 @@ def make_tarball(files: dict[str, bytes | str], *, manifest: str | None = None) 
     return buf.getvalue()
 
 
+def random_tarball(size: int) -> bytes:
+    """A valid .tar.gz artifact of about ``size`` bytes (one member of random, incompressible content)."""
+    import os
+
+    return make_tarball({"payload.bin": os.urandom(size)})
+
+
 def publish(client: Any, headers: dict[str, str], component: str, version: str, *,
             artifact: bytes | None = None, filename: str | None = None, **metadata: Any) -> Any:
     """POST a release through the API test client; returns the response."""

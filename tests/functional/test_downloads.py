@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import requests
-from factories import create_component, enroll
+from factories import create_component, enroll, random_tarball
 
-SIZE = 6 * 1024 * 1024
+#: a valid artifact (the server refuses what the agent cannot install) of about 6 MiB
+BODY = random_tarball(6 * 1024 * 1024)
+SIZE = len(BODY)
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ def staff(auth: Any) -> dict[str, str]:
 @pytest.fixture
 def release(client: Any, staff: dict[str, str]) -> dict[str, Any]:
     assert create_component(client, staff, "server").status_code == 201
-    body = os.urandom(SIZE)
+    body = BODY
     resp = publish_bytes(client, staff, "server", "1.0", body)
     assert resp.status_code == 201, resp.json
     return {"body": body, "url": resp.json["download_url"], "sha256": resp.json["artifact"]["sha256"]}

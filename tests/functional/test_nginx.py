@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import LiveServer, free_port
-from factories import create_component, publish
+from factories import create_component, publish, random_tarball
 from tuf.ngclient import Updater
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_static_export_behind_nginx_serves_a_stock_tuf_client(app: Any, client: 
         db.commit()
     staff = auth.headers("admin")
     assert create_component(client, staff, "server").status_code == 201
-    body = os.urandom(300 * 1024)
+    body = random_tarball(300 * 1024)
     assert publish(client, staff, "server", "1.0", artifact=body, changelog="first").status_code == 201
     srv = tmp_path / "srv"
     with app.app_context():

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from factories import create_component
+from factories import create_component, random_tarball
 
 BOUNDARY = "pubtestboundary0123456789"
 DECLARED = 200 * 1024 * 1024  # what the request says is coming; never sent
@@ -64,7 +64,7 @@ def served(app: Any, client: Any, auth: Any, tmp_path: Path, live_server: Any) -
     assert create_component(client, staff, "server").status_code == 201
     token = auth.token("admin")
     artifact = tmp_path / "server-1.0.tar.gz"
-    artifact.write_bytes(os.urandom(3 * 1024 * 1024))
+    artifact.write_bytes(random_tarball(3 * 1024 * 1024))
     with artifact.open("rb") as fh:
         r = requests.post(f"{live_server.url}/api/v1/components/server/releases",
                           headers={"Authorization": f"Bearer {token}"}, timeout=60,
@@ -124,7 +124,7 @@ def test_cli_publish_streams_and_stops_on_refusal(served: dict[str, Any], tmp_pa
     assert r.returncode == 1 and "409 duplicate_release [version]" in r.stderr, r.stderr
     # and a good one goes through, declared size and all
     good = tmp_path / "server-1.5.tar.gz"
-    good.write_bytes(os.urandom(2 * 1024 * 1024 + 7))
+    good.write_bytes(random_tarball(2 * 1024 * 1024 + 7))
     r = subprocess.run([sys.executable, "-m", "release_server.cli", "publish", "--component", "server",
                         "--version", "1.5", "--quiet", str(good)], capture_output=True, text=True, env=env,
                        timeout=60)
