@@ -383,8 +383,10 @@ def mailout_backend_sink() -> Any:
     class Sink(MailBackend):
         sent: list[Any] = []
 
-        def send(self, message: Any) -> None:
+        def send(self, message: Any, on_accepted: Any = None) -> None:
             self.sent.append(message)
+            if on_accepted is not None:
+                on_accepted()
 
     return Sink()
 
