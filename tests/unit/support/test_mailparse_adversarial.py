@@ -1,12 +1,16 @@
-"""Hostile shapes of mail: each 1 MB message parses in well under a second, and keeps its bounds.
+"""Hostile shapes of mail: each 1 MB message parses in linear time, and keeps its bounds.
 
 Anyone who can mail the support address can send these, and an MTA retries a message
-whose delivery failed, so parsing must be linear in the input. The time bound is CPU
-time of this process (the machine may be busy with other work) and generous: a linear
-parser needs a fraction of it, a quadratic one minutes.
+whose delivery failed, so parsing must be linear in the input. Each shape is parsed at an
+eighth of a megabyte and at a full one, and the CPU time of this process is compared: a
+linear parser takes about eight times as long for eight times the input, a quadratic one
+sixty-four times. A ratio holds on a busy machine where a fixed number of seconds does
+not; the absolute bound beside it only catches a parser gone far off (alone, the slowest
+shape takes about 0.3 s).
 """
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 
@@ -24,7 +28,7 @@ from release_server.support.mailparse import (
 )
 
 MB = 1 << 20
-LIMIT_SECONDS = 1.0
+LIMIT_SECONDS = 3.0
 
 
 def _message(extra_headers: bytes, body: bytes = b"hello\r\n") -> bytes:
@@ -77,7 +81,7 @@ BODY_SHAPES: dict[str, Callable[[int], bytes]] = {
     + b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * (size // 40) + b"--b--\r\n",
     "RFC 2231 sections": lambda size: b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
     b"--b\r\nContent-Disposition: attachment; "
-    + b"; ".join(_fill(lambda i: b"filename*%d*=%%41" % i, size // 2)) + b"\r\n\r\nx\r\n--b--\r\n",
+    + b"; ".join(_fill(lambda i: b"filename*%d*=%%41" % i, size)) + b"\r\n\r\nx\r\n--b--\r\n",
     "a run of blanks": lambda size: _message(b"", b" " * size + b"x\r\n"),
     "an Outlook header line of blanks": lambda size: _message(b"", b"From:" + b" " * size + b"x\r\n"),
     "quoted-printable with trailing blanks": lambda size: _message(
@@ -94,6 +98,7 @@ BODY_SHAPES: dict[str, Callable[[int], bytes]] = {
 
 
 def _cpu_seconds(raw: bytes) -> float:
+    gc.collect()
     start = time.process_time()
     try:
         parse_message(raw)
@@ -102,21 +107,24 @@ def _cpu_seconds(raw: bytes) -> float:
     return time.process_time() - start
 
 
+def _assert_linear(make: Callable[[int], bytes]) -> None:
+    assert len(make(MB)) >= MB * 0.9
+    small = min(_cpu_seconds(make(MB // 8)) for _ in range(2))
+    large = min(_cpu_seconds(make(MB)) for _ in range(2))
+    # Eight times the input: a linear parser takes about eight times as long, a
+    # quadratic one sixty-four times; the constant absorbs timer granularity.
+    assert large < 8 * 3 * small + 0.1
+    assert large < LIMIT_SECONDS
+
+
 @pytest.mark.parametrize("shape", sorted(HEADER_SHAPES))
-def test_a_1mb_adversarial_header_parses_in_under_a_second(shape: str) -> None:
-    raw = HEADER_SHAPES[shape](MB)
-    assert len(raw) >= MB * 0.9
-    assert _cpu_seconds(raw) < LIMIT_SECONDS
+def test_a_1mb_adversarial_header_parses_in_linear_time(shape: str) -> None:
+    _assert_linear(HEADER_SHAPES[shape])
 
 
 @pytest.mark.parametrize("shape", sorted(BODY_SHAPES))
 def test_a_1mb_adversarial_body_parses_in_linear_time(shape: str) -> None:
-    small = min(_cpu_seconds(BODY_SHAPES[shape](MB // 8)) for _ in range(2))
-    large = _cpu_seconds(BODY_SHAPES[shape](MB))
-    # Eight times the input: a linear parser takes about eight times as long, a
-    # quadratic one sixty-four times; the constant absorbs timer granularity.
-    assert large < 8 * 3 * small + 0.1
-    assert large < 3 * LIMIT_SECONDS
+    _assert_linear(BODY_SHAPES[shape])
 
 
 def test_references_keep_the_thread_root_and_the_latest_ids() -> None:
