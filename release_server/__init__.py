@@ -24,6 +24,20 @@ class DatabaseIdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def close_app(app: Flask) -> None:
+    """Release what an application holds: write its pending last-seen times, then close its connections.
+
+    For a process that builds an application and goes on without it (a script, a second
+    node in one process); the flush comes first so no write opens a connection afterwards.
+    """
+    buffer = app.extensions.get("seen_buffer")
+    if buffer is not None:
+        buffer.stop()
+    engine = app.extensions.get("db_engine")
+    if engine is not None:
+        engine.dispose()
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: defaults < ``instance/config.toml`` < environment < ``test_config``."""
     from . import api, db as db_mod, storage

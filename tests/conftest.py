@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from release_server import close_app
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -212,10 +213,7 @@ def app(app_config: dict[str, Any]) -> Iterator[Any]:
 
     application = create_app(dict(app_config))
     yield application
-    # the per-process last-seen writer is stopped first: a flush after dispose would open a connection
-    # that outlives the test
-    application.extensions["seen_buffer"].stop()
-    application.extensions["db_engine"].dispose()
+    close_app(application)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from factories import create_component, enroll, publish
 from sqlalchemy import event, select, update
 
-from release_server import create_app
+from release_server import close_app, create_app
 from release_server.db import db
 from release_server.fleet.models import InstalledComponent, Installation
 
@@ -95,7 +95,7 @@ def slow_flush(app_config):
     """An app whose flusher waits an hour, so that only explicit flushes write."""
     application = create_app({**app_config, "LAST_SEEN_FLUSH_SECONDS": 3600, "LAST_SEEN_PROMPT_SECONDS": 3600})
     yield application
-    application.extensions["db_engine"].dispose()
+    close_app(application)
 
 
 def test_a_check_writes_nothing_even_when_due_or_changed(slow_flush, backend):
@@ -191,7 +191,7 @@ def test_a_changed_inventory_is_written_promptly_and_last_seen_within_a_flush(ap
         assert got["versions"] == {"server": "1.2"}
     finally:
         app.extensions["seen_buffer"].stop()
-        app.extensions["db_engine"].dispose()
+        close_app(app)
 
 
 def test_a_late_flush_does_not_undo_a_report_stored_since(slow_flush, backend):
@@ -256,7 +256,7 @@ def test_revocation_in_another_process_is_refused_at_the_next_recheck(app_config
         assert cache.misses == misses + 1  # the refused token's own look-up, nothing for b
         assert len(cache) == 1
     finally:
-        other.extensions["db_engine"].dispose()
+        close_app(other)
 
 
 def test_the_credential_cache_is_bounded(app_config, app, client, staff, acme):
@@ -275,7 +275,7 @@ def test_the_credential_cache_is_bounded(app_config, app, client, staff, acme):
             sc.post("/api/v1/updates/check", json={}, headers=bearer(inst["token"]))
         assert cache.misses == misses
     finally:
-        small.extensions["db_engine"].dispose()
+        close_app(small)
 
 
 @pytest.mark.parametrize("token", ["rsi_abcdefgh_" + "x" * 30, "rsi_nope", "rsi_" + "a" * 8 + "_" + "y" * 40])
@@ -327,4 +327,4 @@ def test_installation_edits_reach_other_processes_exactly(app_config, app, clien
         client.delete(f"/api/v1/pins/{r.json['id']}", headers=staff)
         assert offered(b) == ["1.1"]
     finally:
-        other.extensions["db_engine"].dispose()
+        close_app(other)

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from factories import create_component, publish
+from release_server import close_app
 
 
 def _modes(root: Path) -> dict[str, int]:
@@ -46,7 +47,7 @@ def test_instance_folder_and_every_file_in_it_are_private(tmp_path: Path) -> Non
                      if mode != (0o700 if (instance / name).is_dir() else 0o600)}
             assert loose == {}
         finally:
-            app.extensions["db_engine"].dispose()
+            close_app(app)
     finally:
         os.umask(old)
 
@@ -62,7 +63,7 @@ def test_an_existing_instance_is_mended_at_start(tmp_path: Path) -> None:
         os.chmod(path, 0o644)
     os.chmod(instance, 0o755)
     app = create_app({"INSTANCE_PATH": str(instance)})
-    app.extensions["db_engine"].dispose()
+    close_app(app)
     assert stat.S_IMODE(instance.stat().st_mode) == 0o700
     assert stat.S_IMODE((instance / "secret_key").stat().st_mode) == 0o600
     assert stat.S_IMODE((instance / "release-server.db").stat().st_mode) == 0o600

@@ -12,6 +12,7 @@ import pytest
 import requests
 from factories import create_component, enroll, publish
 from prometheus_client.parser import text_string_to_metric_families
+from release_server import close_app
 
 
 def scrape(client: Any, **kwargs: Any) -> dict[str, list[Any]]:
@@ -273,7 +274,7 @@ def test_readyz_when_the_database_is_unreachable(tmp_path: Any) -> None:
         bad = failing(client)
         assert "database" in bad and "DATABASE_URL" in bad["database"]["fix"]
     finally:
-        app.extensions["db_engine"].dispose()
+        close_app(app)
 
 
 # ---------------------------------------------------------------- request ids and logs

@@ -26,7 +26,7 @@ def _link_tarball() -> bytes:
     (b"just some text, not an archive\n", None),
     (_link_tarball(), "current"),
     (make_tarball({"a": "b"}, manifest='[hooks.post_install]\ncommand = []\n'), "update.toml"),
-])
+], ids=["not-an-archive", "link-out-of-the-tree", "hook-without-command"])
 def test_uninstallable_artifacts_are_refused_and_nothing_is_stored(client, pub, app, artifact, member):
     from release_server.storage import get_storage
 

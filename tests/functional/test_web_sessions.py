@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from release_server import close_app
 
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "another horse battery"
@@ -90,7 +91,7 @@ def test_logout_ends_every_session_of_the_user_on_every_node(app: Any, app_confi
         assert not logged_in(replay(node2, stolen), face)  # on every node
         assert login(phone, face).status_code == 302 and logged_in(phone, face)  # a new login works
     finally:
-        node2.extensions["db_engine"].dispose()
+        close_app(node2)
 
 
 @pytest.mark.parametrize("face", sorted(FACES))
@@ -186,7 +187,7 @@ def test_wrong_passwords_from_one_address_never_lock_the_owner_out(app: Any, app
         c2.environ_base["REMOTE_ADDR"] = "203.0.113.9"
         assert login(c2, face).status_code == 429
     finally:
-        node2.extensions["db_engine"].dispose()
+        close_app(node2)
     # the owner, from their own address, logs in at once
     assert login(owner, face).status_code == 302 and logged_in(owner, face)
 

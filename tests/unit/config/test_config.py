@@ -6,6 +6,7 @@ import pytest
 from release_server import create_app
 from release_server.config import load_config
 from release_server.errors import ConfigError
+from release_server import close_app
 
 
 def test_precedence_defaults_file_env(tmp_path):
@@ -47,7 +48,7 @@ def test_database_url_selects_postgresql(tmp_path):
     app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "postgresql://u@127.0.0.1:1/db"})
     assert app.extensions["db_engine"].dialect.name == "postgresql"
     assert app.extensions["db_engine"].driver == "psycopg"
-    app.extensions["db_engine"].dispose()
+    close_app(app)
 
 
 def test_unknown_storage_backend_refused(tmp_path):
@@ -65,7 +66,7 @@ def test_embedded_default_is_sqlite_wal_with_foreign_keys(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert app.config["STORAGE_PATH"].startswith(str(tmp_path))
-    app.extensions["db_engine"].dispose()
+    close_app(app)
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
 
 
@@ -108,7 +109,7 @@ def test_library_logs_stay_at_warning_unless_verbose(tmp_path, monkeypatch):
     from release_server.cli import cli
 
     app = create_app({"INSTANCE_PATH": str(tmp_path)})
-    app.extensions["db_engine"].dispose()
+    close_app(app)
     for name in ("tuf.api._payload", "securesystemslib.signer", "alembic.runtime.migration", "botocore.hooks"):
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
         assert logging.getLogger(name).isEnabledFor(logging.WARNING), name

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from factories import create_component, publish
 from sqlalchemy import event
+from release_server import close_app
 
 
 class FakeClock:
@@ -89,7 +90,7 @@ def other_process(app_config: dict[str, Any]) -> Any:
 
     other = create_app(dict(app_config))
     yield other
-    other.extensions["db_engine"].dispose()
+    close_app(other)
 
 
 def test_release_change_elsewhere_is_served_once_the_state_version_moves(
