@@ -476,9 +476,17 @@ def drop_database(state: dict) -> None:
 def down(args: argparse.Namespace) -> int:
     state_dir = args.state_dir.resolve()
     state = read_state(state_dir)
-    order = {"nginx": 0, "worker": 1, "node": 2, "s3": 3}
-    for proc in sorted(state["processes"], key=lambda p: order.get(p["kind"], 9)):
-        stop(proc)
+    # nginx and the workers first, then the nodes, then the store; each group stops in parallel
+    for kinds in (("nginx", "worker"), ("node",), ("s3",)):
+        group = [p for p in state["processes"] if p["kind"] in kinds]
+        for proc in group:
+            if alive(proc.get("pid")):
+                try:
+                    os.killpg(proc["pid"], signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in group:
+            stop(proc)
     drop_database(state)
     state["state"] = "down"
     write_json(state_dir / "cluster.json", state)
