@@ -405,10 +405,7 @@ def up(args: argparse.Namespace) -> int:
                 fd = os.open(state_dir / "admin-credentials", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(out.stdout)
-        token = re.search(r"API token:\s*(\S+)", (state_dir / "admin-credentials").read_text()) \
-            if (state_dir / "admin-credentials").exists() else None
         state["admin_credentials"] = str(state_dir / "admin-credentials")
-        state["admin_token_file"] = str(state_dir / "admin-credentials") if token else None
         state["root_json"] = str(state_dir / "root-keys" / "1.root.json")
 
         for i, p in enumerate(node_ports):
@@ -438,7 +435,8 @@ def up(args: argparse.Namespace) -> int:
         for proc in state["processes"]:
             wait_ready(proc, state_dir)
         # the lease holder's first export: until then nginx has no TUF repository to serve
-        wait_for("the first TUF export", lambda: (state_dir / "srv/tuf/metadata/timestamp.json").exists(), 90)
+        if args.workers:
+            wait_for("the first TUF export", lambda: (state_dir / "srv/tuf/metadata/timestamp.json").exists(), 90)
         for proc in state["processes"]:
             if proc.get("_popen") is not None and proc["_popen"].poll() is not None:
                 raise ClusterError(f"{proc['name']} exited (see {state_dir}/logs/{proc['name']}.log)")
