@@ -103,3 +103,17 @@ def test_nginx_site_renders_to_a_configuration_nginx_accepts(tmp_path: Path) -> 
                           str(tmp_path / "logs" / "error.log")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert f"include {cluster.SNIPPET};" in body  # the shipped snippet itself, not a copy
+
+
+def test_cluster_script_mistakes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cluster.main(["status", "--state-dir", str(tmp_path)]) == 1
+    assert "no cluster in" in capsys.readouterr().err
+    (tmp_path / "cluster.json").write_text('{"state": "down", "nginx": "", "nodes": [], "processes": '
+                                           '[{"name": "node-1", "kind": "node", "pid": null}]}')
+    assert cluster.main(["kill", "node-9", "--state-dir", str(tmp_path)]) == 1
+    assert "no process named 'node-9'; there are: node-1" in capsys.readouterr().err
+    assert cluster.main(["kill", "node-1", "--state-dir", str(tmp_path)]) == 1
+    assert "node-1 is not running" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cluster.main(["up", "--state-dir", str(tmp_path), "--tick", "5", "--lease-seconds", "2"])
+    assert exc.value.code == 2 and "--tick must be shorter" in capsys.readouterr().err
