@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -269,6 +270,7 @@ def main() -> int:
     finally:
         for size, c in clusters.items():
             cluster("down", c.dir)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
