@@ -117,3 +117,22 @@ def test_cluster_script_mistakes_are_one_line_errors(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit) as exc:
         cluster.main(["up", "--state-dir", str(tmp_path), "--tick", "5", "--lease-seconds", "2"])
     assert exc.value.code == 2 and "--tick must be shorter" in capsys.readouterr().err
+
+
+def test_cluster_uses_the_database_and_store_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        s3_endpoint: str) -> None:
+    """DATABASE_URL and RELEASE_SERVER_STORAGE_BACKEND=s3 given: no database created, no S3 server started."""
+    bucket = f"given-{os.getpid()}"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://rs@db.invalid:5432/release")
+    for key, value in {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": s3_endpoint, "S3_BUCKET": bucket,
+                       "S3_ACCESS_KEY_ID": "test", "S3_SECRET_ACCESS_KEY": "test"}.items():
+        monkeypatch.setenv(f"RELEASE_SERVER_{key}", value)
+    state: dict = {"processes": []}
+    assert cluster.database_url(state) == "postgresql+psycopg://rs@db.invalid:5432/release"
+    settings = cluster.storage_settings(state, tmp_path)
+    assert settings["RELEASE_SERVER_S3_ENDPOINT_URL"] == s3_endpoint and settings["RELEASE_SERVER_S3_BUCKET"] == bucket
+    assert state == {"processes": []}  # nothing of its own to start or drop
+    from release_server.storage.s3 import S3Storage
+
+    store = S3Storage(bucket=bucket, endpoint_url=s3_endpoint, access_key_id="test", secret_access_key="test")
+    store.client.head_bucket(Bucket=bucket)  # the bucket exists now (made if missing)
