@@ -188,11 +188,11 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
 
 
 def process_env(state_dir: Path, extra: dict[str, str]) -> dict[str, str]:
-    """This machine's environment without release-server settings, then node.env, then the unit's own."""
+    """This machine's environment without release-server settings, then the unit's own, then node.env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_") and k != "DATABASE_URL"}
+    env.update(extra)  # as systemd does: EnvironmentFile= wins over Environment=
     if (state_dir / "node.env").exists():  # not yet for the S3 server started before it is written
         env.update(read_env_file(state_dir / "node.env"))
-    env.update(extra)
     env["PYTHONPATH"] = str(ROOT)
     return env
 
