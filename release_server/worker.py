@@ -268,9 +268,9 @@ def worker_command(once: bool, tick: float, lease_seconds: float) -> None:
             return
         click.echo(f"ran {len(jobs())} job(s), {failed} failed")
         sys.exit(1 if failed else 0)
-    click.echo(f"worker {holder}: jobs {', '.join(j.name for j in jobs())}")
     if tick >= lease_seconds:
         raise click.UsageError(f"--tick ({tick:g}) must be shorter than --lease-seconds ({lease_seconds:g})")
+    click.echo(f"worker {holder}: jobs {', '.join(j.name for j in jobs())}")
     run_forever(holder, tick_seconds=tick, ttl_seconds=lease_seconds)
 
 
