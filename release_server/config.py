@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     # behind nginx: local-disk downloads answer "X-Accel-Redirect: <prefix>/<storage key>" and the proxy
     # sends the file from an internal location aliased to STORAGE_PATH (README, "Downloads")
     "DOWNLOAD_ACCEL_REDIRECT": None,
+    # behind proxies: how many of them append to X-Forwarded-For / set X-Forwarded-Proto (0: none, the
+    # client is the peer). nginx in front of every node: 1, so login throttling sees the real address.
+    "TRUSTED_PROXIES": 0,
     "MAX_ARTIFACT_SIZE": 2 * 1024 * 1024 * 1024,
     "MAX_CHANGELOG_CHARS": 200_000,
     "PUBLIC_URL": "http://127.0.0.1:8000",

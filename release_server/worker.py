@@ -10,6 +10,13 @@ exits non-zero if any failed (for a systemd timer or cron).
 
 Each package adds its jobs with :func:`register_job` from its ``init_app`` (TUF refresh
 and export, rollout phases, the mail outbox, auto-closing tickets).
+
+Failover: a worker that is killed stops renewing, and the next worker takes the lease once
+it has expired (``--lease-seconds``, default 60; renewed every ``--tick``). Whoever takes
+an expired lease from another holder runs the takeover hooks (:func:`register_takeover_hook`)
+with the dead holder's id in the same transaction, so work that holder had claimed (the
+mail outbox's claims, for one) is handed on at once instead of waiting for its claim to
+run out. :func:`current_holder` names the lease this process holds, for such claims.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from datetime import datetime, timedelta
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import Boolean, Float, Integer, String, Text, or_, update
+from sqlalchemy import Boolean, Float, Integer, String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, db
@@ -81,6 +88,31 @@ def jobs() -> list[WorkerJob]:
     return list(current_app.extensions.get("worker_jobs", []))
 
 
+def register_takeover_hook(app: Flask, name: str, hook: Callable[[object, str], object]) -> None:
+    """``hook(session, previous_holder)`` runs when this process takes an expired lease from another holder."""
+    hooks: dict[str, Callable[[object, str], object]] = app.extensions.setdefault("worker_takeover_hooks", {})
+    hooks[name] = hook
+
+
+_current_holder: str | None = None
+_current_ttl: float = 60.0
+
+
+def current_holder() -> str | None:
+    """The worker lease this process holds while it runs jobs (None outside a worker)."""
+    return _current_holder
+
+
+def renew_current() -> bool:
+    """Renew the lease this process holds, from inside a long job; False when it was lost (stop then).
+
+    Outside a worker (a CLI command running a job by hand) there is no lease and this is True.
+    """
+    if _current_holder is None:
+        return True
+    return acquire_lease(_current_holder, _current_ttl)
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -93,14 +125,25 @@ def acquire_lease(holder: str, ttl_seconds: float) -> bool:
         if session.get(WorkerLease, WORKER_LEASE) is None:
             session.add(WorkerLease(name=WORKER_LEASE, holder=None, expires_at=None))
             session.flush()
+        # the row stays locked until commit: the holder read here is the one this update replaces
+        query = select(WorkerLease.holder).where(WorkerLease.name == WORKER_LEASE)
+        if session.get_bind().dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already holds the lock
+            query = query.with_for_update()
+        before = session.execute(query).scalar_one_or_none()
         result = session.execute(
             update(WorkerLease)
             .where(WorkerLease.name == WORKER_LEASE,
                    or_(WorkerLease.holder.is_(None), WorkerLease.holder == holder,
                        WorkerLease.expires_at.is_(None), WorkerLease.expires_at < now))
-            .values(holder=holder, expires_at=now + timedelta(seconds=ttl_seconds)))
+            .values(holder=holder, expires_at=now + timedelta(seconds=ttl_seconds))
+            .execution_options(synchronize_session=False))
+        taken = result.rowcount == 1
+        if taken and before and before != holder:
+            log.warning("worker %s took over the lease from %s", holder, before)
+            for name, hook in current_app.extensions.get("worker_takeover_hooks", {}).items():
+                hook(session, before)
         session.commit()
-        return result.rowcount == 1
+        return taken
     finally:
         session.close()
 
@@ -163,11 +206,14 @@ def _record_run(name: str, started_at: datetime, duration: float, ok: bool, erro
 
 def run_once(holder: str, ttl_seconds: float = 300) -> tuple[bool, int]:
     """Run every job once if the lease is ours: (lease taken, number of failed jobs)."""
+    global _current_holder, _current_ttl
     if not acquire_lease(holder, ttl_seconds):
         return False, 0
+    _current_holder, _current_ttl = holder, ttl_seconds
     try:
         failed = sum(0 if run_job(job) else 1 for job in jobs())
     finally:
+        _current_holder = None
         release_lease(holder)
     return True, failed
 
@@ -181,7 +227,9 @@ def run_forever(holder: str, *, tick_seconds: float = 5.0, ttl_seconds: float = 
     def _stop(_sig: int, _frame: object) -> None:
         stopping["flag"] = True
 
+    global _current_holder, _current_ttl
     previous = signal.signal(signal.SIGTERM, _stop)
+    _current_holder, _current_ttl = holder, ttl_seconds
     try:
         while not (stopping["flag"] or should_stop()):
             if acquire_lease(holder, ttl_seconds):
@@ -198,6 +246,7 @@ def run_forever(holder: str, *, tick_seconds: float = 5.0, ttl_seconds: float = 
             while time.monotonic() < deadline and not (stopping["flag"] or should_stop()):
                 time.sleep(min(0.5, tick_seconds))
     finally:
+        _current_holder = None
         signal.signal(signal.SIGTERM, previous)
         release_lease(holder)
 
@@ -206,19 +255,23 @@ def run_forever(holder: str, *, tick_seconds: float = 5.0, ttl_seconds: float = 
 @click.option("--once", is_flag=True, help="Run every job once and exit (non-zero if one failed).")
 @click.option("--tick", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
               help="Seconds between checks for due jobs.")
+@click.option("--lease-seconds", type=click.FloatRange(1, 86400), default=60.0, show_default=True,
+              help="How long the lease outlives its last renewal: a killed worker's successor waits this long.")
 @with_appcontext
-def worker_command(once: bool, tick: float) -> None:
+def worker_command(once: bool, tick: float, lease_seconds: float) -> None:
     """Run the periodic jobs (TUF refresh, rollout phases, mail outbox, ...) while holding the worker lease."""
     holder = holder_id()
     if once:
-        got, failed = run_once(holder)
+        got, failed = run_once(holder, max(lease_seconds, 300.0))
         if not got:
             click.echo("another worker holds the lease; nothing run")
             return
         click.echo(f"ran {len(jobs())} job(s), {failed} failed")
         sys.exit(1 if failed else 0)
+    if tick >= lease_seconds:
+        raise click.UsageError(f"--tick ({tick:g}) must be shorter than --lease-seconds ({lease_seconds:g})")
     click.echo(f"worker {holder}: jobs {', '.join(j.name for j in jobs())}")
-    run_forever(holder, tick_seconds=tick)
+    run_forever(holder, tick_seconds=tick, ttl_seconds=lease_seconds)
 
 
 def init_app(app: Flask) -> None:

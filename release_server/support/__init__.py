@@ -50,7 +50,7 @@ def init_app(app: Flask) -> None:
 
 
 def _register_jobs(app: Flask) -> None:
-    from ..worker import register_job
+    from ..worker import register_job, register_takeover_hook
 
     def deliver_outbox() -> None:
         from .mailout import deliver_outbox as deliver
@@ -69,6 +69,15 @@ def _register_jobs(app: Flask) -> None:
             app.logger.info("auto-closed %d processed ticket(s)", len(closed))
 
     register_job(app, "support-mail-outbox", float(app.config.get("MAIL_OUTBOX_INTERVAL", 30.0)), deliver_outbox)
+
+    def release_claims(session, previous: str) -> None:  # noqa: ANN001
+        from .mailout import release_claims_of
+
+        count = release_claims_of(session, previous)
+        if count:
+            app.logger.warning("outbox: %d mail(s) claimed by %s are due again", count, previous)
+
+    register_takeover_hook(app, "support-mail-outbox", release_claims)
     if app.config.get("IMAP_HOST") and app.config.get("IMAP_USER"):
         def poll_mailbox() -> None:
             from .cli import store_one

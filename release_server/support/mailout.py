@@ -17,6 +17,12 @@ Message-ID and Date, so the receiving side can drop the copy. A recipient the se
 refuses for good (5xx) marks the row ``failed``/``refused`` and leaves an internal
 note on the ticket.
 
+A claim made by the worker names its lease holder (``claimed_by``). When that worker dies
+and another takes the lease over, the takeover hook (:func:`release_claims_of`) makes
+the dead holder's claims due again at once, and the worker renews its lease between
+messages and stops when it has lost it, so two workers never send from the outbox at
+the same time. A copy sent twice across such a takeover has the same Message-ID.
+
 Every message carries our own Message-ID (recorded for threading replies back to the
 ticket), ``[PREFIX-000123]`` in its subject, In-Reply-To/References to the ticket's
 earlier mail, and, when no person wrote it, ``Auto-Submitted: auto-generated``.
@@ -247,8 +253,14 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
             .order_by(MailMessage.id).limit(limit)))
     finally:
         reader.close()
+    from ..worker import current_holder, renew_current
+
     claim = timedelta(seconds=max(CLAIM_SECONDS, 2 * float(backend.max_send_seconds) + 60))
+    claimer = current_holder()
     for mail_id in due:
+        if not renew_current():  # another worker has the outbox now
+            log.warning("worker lease lost: outbox delivery stops here")
+            break
         session = db.new_session(write=True)
         try:
             claimed = session.execute(
@@ -256,7 +268,7 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
                                           or_(MailMessage.status == "pending",
                                               MailMessage.status == "sending"),
                                           MailMessage.next_attempt_at <= now)
-                .values(status="sending", next_attempt_at=now + claim)
+                .values(status="sending", next_attempt_at=now + claim, claimed_by=claimer)
                 .execution_options(synchronize_session=False)).rowcount
             mail = session.get(MailMessage, mail_id) if claimed else None
             message = build_message(mail) if mail is not None else None
@@ -291,12 +303,22 @@ def deliver_outbox(*, limit: int = 200, now: datetime | None = None, backend: Ma
     return result
 
 
+def release_claims_of(session: Session, holder: str) -> int:
+    """A dead worker's claims: due again now (a takeover hook; the caller commits). Returns how many."""
+    return session.execute(
+        update(MailMessage).where(MailMessage.direction == "out", MailMessage.status == "sending",
+                                  MailMessage.claimed_by == holder)
+        .values(status="pending", next_attempt_at=utcnow(), claimed_by=None)
+        .execution_options(synchronize_session=False)).rowcount
+
+
 def _finish(db: Any, mail_id: int, error: MailDeliveryError | None, max_attempts: int) -> str:
     """Record one attempt in its own transaction: "sent", "failed" or "retry"."""
     session = db.new_session(write=True)
     try:
         mail = session.get(MailMessage, mail_id)
         mail.attempts += 1
+        mail.claimed_by = None
         if error is None:
             mail.status, mail.sent_at, mail.last_error = "sent", utcnow(), ""
             outcome = "sent"

@@ -223,3 +223,65 @@ def test_the_acknowledgement_threads_onto_the_mail_that_opened_the_ticket(client
     (sent,) = smtp.messages
     assert sent["In-Reply-To"] == "<first@client.example>"
     assert "<root@client.example>" in sent["References"] and sent["References"].endswith("<first@client.example>")
+
+
+def _claim_as(app, mail_id, holder, lease_expires_in):
+    """As a worker ``holder`` that claimed the mail and whose lease runs out in ``lease_expires_in``."""
+    from release_server.db import db
+    from release_server.models_common import utcnow
+    from release_server.support.models import MailMessage
+    from release_server.worker import WORKER_LEASE, WorkerLease
+
+    with app.app_context():
+        mail = db.session.get(MailMessage, mail_id)
+        mail.status, mail.claimed_by, mail.next_attempt_at = "sending", holder, utcnow() + timedelta(hours=1)
+        lease = db.session.get(WorkerLease, WORKER_LEASE) or WorkerLease(name=WORKER_LEASE)
+        lease.holder, lease.expires_at = holder, utcnow() + lease_expires_in
+        db.session.add(lease)
+        db.commit()
+
+
+def test_a_dead_workers_claim_is_handed_to_the_worker_that_takes_over(client, app, desk, smtp):
+    from release_server import worker
+
+    open_ticket(client, desk)
+    mail = rows(app)[0]
+    _claim_as(app, mail.id, "dead-node:1:aaaa", timedelta(seconds=-1))  # killed mid-send: its lease ran out
+    assert deliver(app).sent == 0  # nobody else touches a claim by itself
+    with app.app_context():
+        assert worker.acquire_lease("live-node:2:bbbb", 30)  # the takeover
+    assert status_of(app, mail.id) == "pending"
+    assert deliver(app).sent == 1
+    assert [m["Message-ID"] for m in smtp.messages] == [f"<{mail.message_id}>"]
+    assert rows(app)[0].claimed_by is None
+
+
+def test_a_live_workers_claim_and_lease_are_left_alone(client, app, desk, smtp):
+    from release_server import worker
+
+    open_ticket(client, desk)
+    mail = rows(app)[0]
+    _claim_as(app, mail.id, "busy-node:1:cccc", timedelta(seconds=30))
+    with app.app_context():
+        assert not worker.acquire_lease("other-node:2:dddd", 30)
+    assert status_of(app, mail.id) == "sending" and deliver(app).sent == 0
+
+
+def test_a_worker_that_lost_its_lease_stops_sending(client, app, desk, smtp):
+    from release_server import worker
+    from release_server.db import db
+    from release_server.worker import WORKER_LEASE, WorkerLease
+
+    for i in range(3):
+        open_ticket(client, desk, email=f"user{i}@acme.example")
+    with app.app_context():
+        assert worker.acquire_lease("me:1:eeee", 30)
+        lease = db.session.get(WorkerLease, WORKER_LEASE)
+        lease.holder = "someone-else:2:ffff"  # taken over while this worker was paused
+        db.commit()
+        worker._current_holder, worker._current_ttl = "me:1:eeee", 30.0
+        try:
+            assert deliver(app).sent == 0
+        finally:
+            worker._current_holder = None
+    assert smtp.messages == [] and {r.status for r in rows(app)} == {"pending"}

@@ -219,6 +219,39 @@ def test_one_address_is_throttled_across_accounts(app: Any, people: None) -> Non
     assert login(_client(app, "198.51.100.7"), "console").status_code == 302
 
 
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(app_config: dict, proxies: int) -> None:
+    """TRUSTED_PROXIES=1 (nginx in front): each client by the address nginx saw; 0: the peer, forged headers ignored."""
+    from release_server import create_app
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+
+    application = create_app(dict(app_config, TRUSTED_PROXIES=proxies, LOGIN_MAX_FAILURES_PER_ADDRESS=3))
+    try:
+        with application.app_context():
+            accounts.create_user(db.session, "alice", PASSWORD, "admin")
+            db.commit()
+        proxy = _client(application, "127.0.0.1")  # every request comes from nginx
+        one = {"HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+        for k in range(3):
+            proxy.environ_base.update(one)
+            assert login(proxy, "console", name=f"user{k}", password="guess").status_code == 401
+        other = _client(application, "127.0.0.1")
+        other.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+        # a client's own forged entry before the one nginx appended changes nothing
+        forged = _client(application, "127.0.0.1")
+        forged.environ_base["HTTP_X_FORWARDED_FOR"] = "192.0.2.1, 203.0.113.9"
+        if proxies:
+            assert login(proxy, "console").status_code == 429
+            assert login(forged, "console").status_code == 429
+            assert login(other, "console").status_code == 302  # another client behind the same proxy
+        else:  # the header is not trusted: all three are the proxy's own address
+            assert login(other, "console").status_code == 429
+    finally:
+        application.extensions["seen_buffer"].stop()
+        application.extensions["db_engine"].dispose()
+
+
 def test_the_delay_rule() -> None:
     from release_server.accounts.throttle import delay_after
 
