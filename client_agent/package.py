@@ -40,12 +40,11 @@ from client_agent.errors import ArchiveError, UnsafeArchiveError
 from client_agent.fsutil import fsync_dir
 from client_agent.package_rules import (  # noqa: F401 - the format's rules, re-exported
     DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, HOOK_NAMES, MANIFEST_NAME, ArchiveFormat,
-    HookSpec, Manifest, normalize_member_name, parse_manifest, parse_manifest_bytes)
+    HookSpec, LinkTracker, Manifest, normalize_member_name, parse_manifest, parse_manifest_bytes)
 
 _MAX_SYMLINK_TARGET = 4096
 #: Largest pax or GNU long-name header accepted; ``tarfile`` reads such a header whole into memory.
 MAX_EXTENDED_HEADER = 64 * 1024
-_MAX_LINK_HOPS = 40
 _CHUNK = 1024 * 1024
 
 def load_manifest(release_dir: Path | str) -> Manifest:
@@ -233,7 +232,7 @@ class _TreeWriter:
         self.max_total_bytes = max_total_bytes
         self.total_bytes = 0
         self._dirs: set[str] = set()
-        self._links: dict[str, str] = {}  # symlinks written so far: member name -> target
+        self._links = LinkTracker()  # symlinks written so far, resolved as the OS would follow them
 
     def directory(self, name: str) -> None:
         path = self._prepare(name)
@@ -249,7 +248,7 @@ class _TreeWriter:
     def file(self, name: str, src: IO[bytes], *, executable: bool) -> None:
         path = self._prepare(name)
         self._clear(name, path)
-        self._links.pop(name, None)
+        self._links.links.pop(name, None)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
             while chunk := src.read(_CHUNK):
@@ -263,49 +262,18 @@ class _TreeWriter:
 
     def symlink(self, name: str, target: str) -> None:
         check_symlink_target(name, target)
-        self._resolve_link(name, target)
+        self._links.resolve(name, target)
         path = self._prepare(name)
         self._clear(name, path)
-        self._links.pop(name, None)
+        self._links.links.pop(name, None)
         os.symlink(target, path)
-        self._links[name] = target
-
-    def _resolve_link(self, name: str, target: str) -> str:
-        """Where the link ``name -> target`` leads, following the links written so far as the OS would.
-
-        Raises ``UnsafeArchiveError`` when the path leaves the root at any step, or after too
-        many hops (a loop). Returns the resolved path relative to the root ("" for the root).
-        """
-        resolved = name.split("/")[:-1]
-        pending = target.split("/")
-        pending.reverse()
-        hops = 0
-        while pending:
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    raise UnsafeArchiveError(name, f"symlink target {target!r} leaves the release directory")
-                resolved.pop()
-                continue
-            resolved.append(part)
-            link = self._links.get("/".join(resolved))
-            if link is not None:
-                hops += 1
-                if hops > _MAX_LINK_HOPS:
-                    raise UnsafeArchiveError(name, "too many levels of symbolic links")
-                resolved.pop()
-                if link.startswith("/"):
-                    raise UnsafeArchiveError(name, f"symlink target {target!r} leads to an absolute path")
-                pending.extend(reversed(link.split("/")))
-        return "/".join(resolved)
+        self._links.links[name] = target
 
     def check_links(self) -> None:
         """Check every symlink again against the finished tree (a later link can change where an earlier leads)."""
         root = os.path.realpath(self.root)
-        for name, target in self._links.items():
-            self._resolve_link(name, target)
+        for name, target in self._links.links.items():
+            self._links.resolve(name, target)
             real = os.path.realpath(self.root / name)
             if real != root and not real.startswith(root + os.sep):
                 raise UnsafeArchiveError(name, f"symlink target {target!r} leaves the release directory")
@@ -326,7 +294,7 @@ class _TreeWriter:
             raise UnsafeArchiveError(name, f"hard link target {target!r} is not a regular file")
         path = self._prepare(name)
         self._clear(name, path)
-        self._links.pop(name, None)
+        self._links.links.pop(name, None)
         os.link(source, path, follow_symlinks=False)
 
     def sync_dirs(self) -> None:
