@@ -54,6 +54,8 @@ def M(code: str, /, **params: Any) -> Message:  # noqa: N802 - reads like a cons
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
     if isinstance(value, Message):
         return {"$": "msg", "code": value.code, "params": value.params}
     if isinstance(value, datetime):
@@ -152,6 +154,15 @@ CATALOGUE: dict[str, Any] = {
     "ticket.reason.reopened_by_reply": _l("reopened by a reply"),
     "ticket.reason.closed_by_customer": _l("closed by the customer"),
     "ticket.groups_linked": _l("Failure groups: %(groups)s"),
+    "ticket.empty_message": _l("(empty message)"),
+    # notes the mail gateway writes (support.mailin, support.mailout)
+    "mail.bounce": _l("Delivery failure (%(sender)s): %(subject)s\n\n%(text)s"),
+    "mail.bounce.mail_system": _l("mail system"),
+    "mail.attachments_skipped": _l("Attachments not stored (they remain in the raw message): %(files)s"),
+    "mail.attachment_skipped.too_large": _l("%(filename)s (%(size)s, more than the %(limit)s allowed)"),
+    "mail.attachment_skipped.too_many": _l("%(filename)s (the request already has %(limit)s attachments)"),
+    "mail.attachment_skipped.empty": _l("%(filename)s (the file is empty)"),
+    "mail.refused": _l("The mail server refused the mail \"%(subject)s\" for good:\n%(recipients)s"),
     # mails (support.mailout); rendered in the recipient's language when queued
     "mail.registered": _l("Your request has been registered under the number %(number)s.\n"
                           "Please quote [%(number)s] in the subject of every message about it.\n\n"

@@ -55,3 +55,17 @@ def enroll(client: Any, staff_headers: dict[str, str], customer: str, *, name: s
                                                "tags": tags or [], **extra})
     assert resp.status_code == 201, resp.json
     return resp.json
+
+
+def timeline_in(app: Any, locale: str, number: str) -> list[str]:
+    """A ticket's timeline as a reader of ``locale`` sees it in the console (system texts rendered from their codes)."""
+    from sqlalchemy import select
+
+    from release_server.db import db
+    from release_server.messages import text_of
+    from release_server.support.models import Ticket, TicketEvent
+
+    with app.test_request_context():
+        t = db.session.scalar(select(Ticket).where(Ticket.number == number))
+        events = db.session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == t.id).order_by(TicketEvent.id))
+        return [text_of(e, "body", locale) for e in events]

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import ValidationError
 from ..fleet.models import Customer
+from ..messages import M, size
 from ..storage import BlobStorage, StoredBlob
 from . import mailout, services
 from .errors import AttachmentTooLargeError, MailTooLargeError, TooManyAttachmentsError
@@ -115,7 +116,7 @@ def ingest(session: Session, storage: BlobStorage, raw: bytes) -> IngestResult:
         actor = Actor(actor.name, "customer", customer_id=ticket.customer_id, email=actor.email)
         if loop:
             reason = parsed.auto_submitted_reason or "sent by a mail system"
-            services.add_note(session, ticket, actor, parsed.reply_text or parsed.text or "(empty)",
+            services.add_note(session, ticket, actor, parsed.reply_text or parsed.text or M("ticket.empty_message"),
                               kind="auto_reply", mail_id=mail.id, data={"reason": reason})
             mail.status, mail.outcome, mail.ticket_id = "auto", "auto_reply", ticket.id
             _attachments(session, storage, ticket, actor, parsed, public=False)
@@ -197,7 +198,8 @@ def _bounce(session: Session, mail: MailMessage, parsed: ParsedMail, prefix: str
         original.outcome = "bounced"
     text = parsed.text.strip() or parsed.subject
     services.add_note(session, ticket, services.SYSTEM,
-                      f"Delivery failure ({parsed.from_addr or 'mail system'}): {parsed.subject}\n\n{text[:4000]}",
+                      M("mail.bounce", sender=parsed.from_addr or M("mail.bounce.mail_system"),
+                        subject=parsed.subject, text=text[:4000]),
                       kind="bounce", mail_id=mail.id,
                       data={"original_message_id": parsed.bounce_original_message_id})
     mail.ticket_id = ticket.id
@@ -265,14 +267,20 @@ def _attachments(session: Session, storage: BlobStorage, ticket: Ticket, actor: 
     for att in parsed.attachments:
         try:
             services.check_attachment_allowed(session, ticket, att.filename, att.size)
-        except (AttachmentTooLargeError, TooManyAttachmentsError, ValidationError) as e:
-            skipped.append(f"{att.filename}: {e.message}")
+        except AttachmentTooLargeError as e:
+            skipped.append(M("mail.attachment_skipped.too_large", filename=att.filename, size=size(att.size),
+                             limit=size(e.limit)))
+            continue
+        except TooManyAttachmentsError as e:
+            skipped.append(M("mail.attachment_skipped.too_many", filename=att.filename, limit=e.limit))
+            continue
+        except ValidationError:
+            skipped.append(M("mail.attachment_skipped.empty", filename=att.filename))
             continue
         blob: StoredBlob = storage.put_stream(io.BytesIO(att.data))
         services.add_attachment(session, ticket, actor, blob, att.filename, att.content_type, public=public)
     if skipped:
-        services.add_note(session, ticket, services.SYSTEM,
-                          "Attachments not stored (they remain in the raw message):\n" + "\n".join(skipped))
+        services.add_note(session, ticket, services.SYSTEM, M("mail.attachments_skipped", files=skipped))
 
 
 # ---------------------------------------------------------------- mail that could not be read

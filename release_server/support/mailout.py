@@ -44,7 +44,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..messages import Message, render as render_message, text_of
+from ..messages import M, Message, render as render_message, text_of
 from ..models_common import utcnow
 from .errors import MailDeliveryError
 from .mailbackends import MailBackend, backend_from_config
@@ -349,7 +349,7 @@ def _note_refusal(session: Session, mail: MailMessage, error: MailDeliveryError)
         return
     lines = [f"{addr}: {code} {reply}".strip() for addr, (code, reply) in sorted(error.refused.items())]
     services.add_note(session, ticket, services.SYSTEM,
-                      f"The mail server refused the mail \"{mail.subject}\" for good:\n" + "\n".join(lines),
+                      M("mail.refused", subject=mail.subject, recipients="\n".join(lines)),
                       kind="mail_refused", mail_id=mail.id,
                       data={"recipients": {a: [c, r] for a, (c, r) in error.refused.items()},
                             "message_id": mail.message_id})

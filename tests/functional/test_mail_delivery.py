@@ -11,6 +11,7 @@ from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
+from factories import timeline_in
 from sqlalchemy import select
 
 
@@ -206,6 +207,8 @@ def test_a_recipient_refused_for_good_is_marked_and_noted_on_the_ticket(client, 
     notes = [e for e in ticket["timeline"] if e["kind"] == "mail_refused"]
     assert len(notes) == 1 and not notes[0]["public"]
     assert "gone@acme.example" in notes[0]["body"] and "550" in notes[0]["body"]
+    (note_ru,) = [b for b in timeline_in(app, "ru", number) if "gone@acme.example" in b]
+    assert note_ru.startswith("Почтовый сервер окончательно отказался принять письмо «") and "550" in note_ru
     assert smtp.messages == []
 
 

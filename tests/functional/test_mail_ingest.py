@@ -6,6 +6,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import pytest
+from factories import timeline_in
 
 
 @pytest.fixture
@@ -180,6 +181,10 @@ def test_bounce_of_our_mail_becomes_an_internal_note(client, app, desk):
     assert (r["outcome"], r["ticket"], r["auto_answer"]) == ("bounce", n, False)
     t = ticket(client, desk, n)
     assert t["timeline"][-1]["kind"] == "bounce" and not t["timeline"][-1]["public"]
+    assert t["timeline"][-1]["body"].startswith("Delivery failure (mailer-daemon@mx.acme.example): Undelivered")
+    ru = timeline_in(app, "ru", n)[-1]
+    assert ru.startswith("Письмо не доставлено (mailer-daemon@mx.acme.example): Undelivered")
+    assert "mailbox unknown" in ru
     assert len(outbox(app)) == 1
     assert client.get("/api/v1/tickets", headers=desk["staff"]).json["total"] == 1  # no ticket from the bounce
 
@@ -218,5 +223,7 @@ def test_mail_limits_and_roles(client, app, desk, auth):
     t = ticket(client, desk, r["ticket"])
     assert [a["filename"] for a in t["attachments"]] == ["a.txt"]
     assert any(e["kind"] == "note" and "b.txt" in e["body"] for e in t["timeline"])
+    ru = [b for b in timeline_in(app, "ru", r["ticket"]) if "b.txt" in b]
+    assert ru == ["Вложения не сохранены (они остались в исходном письме): b.txt (у обращения уже 1 вложений)"]
     assert client.post("/api/v1/support/mail", data=mail(), headers={**auth.headers("publisher"),
                        "Content-Type": "message/rfc822"}).status_code == 403
