@@ -18,7 +18,7 @@ class Customer(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    contact_email: Mapped[str | None] = mapped_column(String(254))
+    contact_email: Mapped[str | None] = mapped_column(String(254), index=True)
     mail_domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     # defaults for the customer's contacts who chose nothing themselves (language of mails and pages, time zone)
     locale: Mapped[str | None] = mapped_column(String(8))
@@ -26,6 +26,15 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     installations: Mapped[list[Installation]] = relationship(back_populates="customer")
+
+
+class CustomerMailDomain(Base):
+    """A mail domain of a customer's users, one row each: incoming mail finds its customer by index."""
+
+    __tablename__ = "customer_mail_domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
 
 
 class EnrollmentToken(Base):

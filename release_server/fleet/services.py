@@ -29,7 +29,7 @@ from ..db import lock_row
 from ..errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from ..models_common import utcnow
 from ..releases.models import Component, Release
-from .models import Customer, EnrollmentToken, InstalledComponent, Installation, UpdateReport
+from .models import Customer, CustomerMailDomain, EnrollmentToken, InstalledComponent, Installation, UpdateReport
 from .schemas import EnrollRequest, ReportIn
 
 ENROLL_RE = re.compile(r"rse_([a-z0-9]{8})_([A-Za-z0-9_-]{20,})")
@@ -89,9 +89,11 @@ def create_customer(session: Session, name: str, contact_email: str | None = Non
         raise ValidationError("customer name holds a line break or a control character", field="name")
     if session.scalar(select(Customer.id).where(Customer.name == name)) is not None:
         raise DuplicateCustomerError(name)
-    customer = Customer(name=name, contact_email=contact_email,
-                        mail_domains=sorted({d.lower().lstrip("@") for d in mail_domains}))
+    domains = sorted({d.strip().lower().lstrip("@") for d in mail_domains} - {""})
+    customer = Customer(name=name, contact_email=contact_email, mail_domains=domains)
     session.add(customer)
+    session.flush()
+    session.add_all(CustomerMailDomain(domain=d, customer_id=customer.id) for d in domains)
     session.flush()
     return customer
 

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import ValidationError
-from ..fleet.models import Customer
+from ..fleet.models import Customer, CustomerMailDomain
 from ..messages import M, size
 from ..storage import BlobStorage, StoredBlob
 from . import mailout, services
@@ -236,28 +236,31 @@ def _sender_belongs(session: Session, ticket: Ticket, sender: str) -> bool:
 
 
 def identify_customer(session: Session, sender: str) -> Customer | None:
-    """The customer a sender belongs to: customer user, contact address, earlier requester, then mail domain."""
-    sender = parseaddr(sender)[1].strip().lower()
+    """The customer a sender belongs to: customer user, contact address, earlier requester, then mail domain.
+
+    Each step is one indexed lookup, so the cost does not grow with the number of customers or tickets.
+    """
+    written = parseaddr(sender)[1].strip()
+    sender = written.lower()
     if not sender or "@" not in sender:
         return None
+    spellings = sorted({written, sender})  # as stored: lower case, or as the sender wrote it
     user = session.scalar(select(CustomerUser).where(CustomerUser.email == sender, CustomerUser.active.is_(True)))
     if user is not None:
         return user.customer
-    customer = session.scalar(select(Customer).where(func.lower(Customer.contact_email) == sender)
+    customer = session.scalar(select(Customer).where(Customer.contact_email.in_(spellings))
                               .order_by(Customer.id).limit(1))
     if customer is not None:
         return customer
-    cid = session.scalar(select(Ticket.customer_id).where(func.lower(Ticket.requester_email) == sender,
+    cid = session.scalar(select(Ticket.customer_id).where(Ticket.requester_email.in_(spellings),
                                                          Ticket.customer_id.is_not(None))
                          .order_by(Ticket.id.desc()).limit(1))
     if cid is not None:
         return session.get(Customer, cid)
     domain = sender.rpartition("@")[2]
-    for customer in session.scalars(select(Customer).order_by(Customer.id)):
-        domains = {d.lower().lstrip("@") for d in (customer.mail_domains or [])}
-        if domain in domains:
-            return customer
-    return None
+    cid = session.scalar(select(CustomerMailDomain.customer_id).where(CustomerMailDomain.domain == domain)
+                         .order_by(CustomerMailDomain.customer_id).limit(1))
+    return session.get(Customer, cid) if cid is not None else None
 
 
 def _attachments(session: Session, storage: BlobStorage, ticket: Ticket, actor: Actor, parsed: ParsedMail, *,

@@ -227,3 +227,36 @@ def test_mail_limits_and_roles(client, app, desk, auth):
     assert ru == ["Вложения не сохранены (они остались в исходном письме): b.txt (у обращения уже 1 вложений)"]
     assert client.post("/api/v1/support/mail", data=mail(), headers={**auth.headers("publisher"),
                        "Content-Type": "message/rfc822"}).status_code == 403
+
+
+def test_the_sender_is_matched_by_index_among_many_customers(app):
+    """Mail finds its customer in a few indexed lookups: by user, contact, earlier requester, then domain."""
+    from sqlalchemy import event
+
+    from release_server.db import db
+    from release_server.fleet import services as fleet
+    from release_server.support.mailin import identify_customer
+
+    with app.app_context():
+        for i in range(300):
+            fleet.create_customer(db.session, f"Customer {i}", f"it@c{i}.example", [f"C{i}.Example", f"@mail.c{i}.example"])
+        db.commit()
+        db.session.expunge_all()
+        statements = []
+
+        def count(conn, cursor, statement, *rest):  # noqa: ANN001, ANN002
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            found = identify_customer(db.session, "Ann <ann@MAIL.c299.example>")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert found is not None and found.name == "Customer 299"
+        scans = [s for s in statements if "FROM customers" in s and "WHERE" not in s]
+        assert scans == []  # not every customer read to find one
+        assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 5
+        assert identify_customer(db.session, "it@c7.example").name == "Customer 7"  # contact address
+        assert identify_customer(db.session, "IT@C7.example").name == "Customer 7"  # whatever the case
+        assert identify_customer(db.session, "x@c8.example").name == "Customer 8"  # a domain, stored lower-case
+        assert identify_customer(db.session, "x@unknown.example") is None
