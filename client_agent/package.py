@@ -40,7 +40,8 @@ from client_agent.errors import ArchiveError, UnsafeArchiveError
 from client_agent.fsutil import fsync_dir
 from client_agent.package_rules import (  # noqa: F401 - the format's rules, re-exported
     DEFAULT_HOOK_TIMEOUT, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, HOOK_NAMES, MANIFEST_NAME, ArchiveFormat,
-    HookSpec, LinkTracker, Manifest, normalize_member_name, parse_manifest, parse_manifest_bytes)
+    HookSpec, LinkTracker, Manifest, normalize_member_name, parse_manifest, parse_manifest_bytes,
+    zip_directory_entries)
 
 _MAX_SYMLINK_TARGET = 4096
 #: Largest pax or GNU long-name header accepted; ``tarfile`` reads such a header whole into memory.
@@ -184,6 +185,9 @@ def _extract_tar(path: Path, writer: _TreeWriter, max_members: int, mode: str = 
 
 
 def _extract_zip(path: Path, writer: _TreeWriter, max_members: int) -> int:
+    with open(path, "rb") as fh:
+        if zip_directory_entries(fh) > max_members:
+            raise UnsafeArchiveError("", f"archive has more than {max_members} members")
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         if len(infos) > max_members:

@@ -200,3 +200,42 @@ class LinkTracker:
         """Check the link at ``member`` and remember it."""
         self.resolve(member, target)
         self.links[member] = target
+
+
+def zip_directory_entries(fh: Any) -> int:
+    """How many entries a zip's central directory declares, read from its end records alone.
+
+    ``zipfile`` builds an object for every entry of the directory before anything can be
+    counted, so the count is taken first, from the end of central directory record or,
+    when that says 0xFFFF (a zip64 archive), from the zip64 record its locator points to.
+    ``fh`` is a binary file open for reading. Raises ``UnsafeArchiveError`` when no end
+    record is found or the zip64 records do not hold together.
+    """
+    import struct
+
+    fh.seek(0, 2)
+    end = fh.tell()
+    start = max(0, end - 65536 - 22)  # the record is last, after a comment of at most 65,535 bytes
+    fh.seek(start)
+    tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        raise UnsafeArchiveError("", "no end of central directory record")
+    entries = struct.unpack("<H", tail[at + 10:at + 12])[0]
+    if entries != 0xFFFF:
+        return entries
+    locator_at = start + at - 20  # the zip64 end locator sits just before the end record
+    if locator_at < 0:
+        raise UnsafeArchiveError("", "zip64 end of central directory locator missing")
+    fh.seek(locator_at)
+    loc = fh.read(20)
+    if len(loc) != 20 or loc[:4] != b"PK\x06\x07":
+        raise UnsafeArchiveError("", "zip64 end of central directory locator missing")
+    record_at = struct.unpack("<Q", loc[8:16])[0]
+    if record_at > end - 56:
+        raise UnsafeArchiveError("", "zip64 end of central directory record out of range")
+    fh.seek(record_at)
+    record = fh.read(56)
+    if len(record) != 56 or record[:4] != b"PK\x06\x06":
+        raise UnsafeArchiveError("", "zip64 end of central directory record missing")
+    return struct.unpack("<Q", record[32:40])[0]

@@ -27,7 +27,7 @@ from typing import BinaryIO
 from client_agent.errors import ManifestError, UnsafeArchiveError
 from client_agent.package_rules import (DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, MANIFEST_NAME,
                                         MAX_MANIFEST_BYTES, MAX_SYMLINK_TARGET, LinkTracker, format_from_magic,
-                                        normalize_member_name, parse_manifest_bytes)
+                                        normalize_member_name, parse_manifest_bytes, zip_directory_entries)
 
 from ..errors import ValidationError
 
@@ -232,13 +232,9 @@ def _check_zip(path: Path, listing: _Listing) -> None:
 def _check_zip_directory_size(path: Path, max_members: int) -> None:
     """Refuse a zip whose central directory lists too many entries, before zipfile loads it."""
     with open(path, "rb") as fh:
-        fh.seek(0, 2)
-        end = fh.tell()
-        fh.seek(max(0, end - 65536 - 22))
-        tail = fh.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        raise zipfile.BadZipFile("no end of central directory record")
-    entries = struct.unpack("<H", tail[at + 10:at + 12])[0]
-    if entries != 0xFFFF and entries > max_members:
+        try:
+            entries = zip_directory_entries(fh)
+        except UnsafeArchiveError as e:
+            raise zipfile.BadZipFile(e.reason) from None
+    if entries > max_members:
         raise InvalidArtifactError(f"the archive has more than {max_members} members")
