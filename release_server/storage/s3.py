@@ -100,8 +100,9 @@ class S3Storage(BlobStorage):
             self._upload(reader, tmp_key)
             digest = reader.hash.hexdigest()
             key = blob_key_for(digest)
-            if not self.exists(key):
-                self.client.copy({"Bucket": self.bucket, "Key": tmp_key}, self.bucket, self._k(key))
+            # copied even when the blob exists: the copy is fresh, so the sweep of unreferenced blobs
+            # keeps it through its grace period while the new reference is being committed
+            self.client.copy({"Bucket": self.bucket, "Key": tmp_key}, self.bucket, self._k(key))
         except (BotoCoreError, ClientError) as e:
             raise StorageError(f"S3 upload failed: {e}") from e
         finally:
@@ -117,6 +118,9 @@ class S3Storage(BlobStorage):
             if not self.exists(key):
                 with open(path, "rb") as fh:
                     self._upload(fh, self._k(key))
+            else:  # fresh again, as above: a copy onto itself gives the object a new modification time
+                self.client.copy({"Bucket": self.bucket, "Key": self._k(key)}, self.bucket, self._k(key),
+                                 ExtraArgs={"MetadataDirective": "REPLACE"})
         except (BotoCoreError, ClientError) as e:
             raise StorageError(f"S3 upload failed: {e}") from e
         if move:

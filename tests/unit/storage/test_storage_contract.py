@@ -169,3 +169,25 @@ def test_partial_writes_are_found_after_their_grace_and_removed(storage: BlobSto
     assert storage.read(blob.key) == b"a finished object"
     if storage.name == "s3":
         assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("how", ["stream", "file"])
+def test_storing_an_existing_blob_again_makes_it_fresh_for_the_sweep(storage: BlobStorage, tmp_path, how: str):
+    """A publish that reuses an old, unreferenced blob must not lose it to a sweep running meanwhile."""
+    import hashlib
+    import time
+
+    data = b"stored twice" * 100
+    first = storage.put_stream(io.BytesIO(data))
+    (before,) = [o.modified for o in storage.scan("sha256/") if o.key == first.key]
+    time.sleep(1.1)  # S3 keeps modification times to the second
+    if how == "stream":
+        again = storage.put_stream(io.BytesIO(data))
+    else:
+        path = tmp_path / "again.bin"
+        path.write_bytes(data)
+        again = storage.put_file(path, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    assert again.key == first.key
+    (after,) = [o.modified for o in storage.scan("sha256/") if o.key == first.key]
+    assert after > before
+    assert storage.read(first.key) == data
