@@ -306,8 +306,7 @@ def storage_settings(state: dict, state_dir: Path) -> dict[str, str]:
 
 def render_nginx(state_dir: Path, port: int, node_ports: list[int]) -> Path:
     work = state_dir / "nginx"
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (work / d).mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     upstreams = "\n    ".join(f"server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in node_ports)
     values = {"UPSTREAM_SERVERS": upstreams, "LISTEN": f"127.0.0.1:{port}", "ROOT": str(state_dir / "srv"),
               "BLOBS": str(state_dir / "blobs"), "SNIPPET": str(SNIPPET)}
@@ -322,25 +321,10 @@ def render_nginx(state_dir: Path, port: int, node_ports: list[int]) -> Path:
     if left:
         raise ClusterError(f"{SITE_TEMPLATE}: placeholders left unrendered: {', '.join(sorted(set(left)))}")
     (work / "site.conf").write_text(site)
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    conf = work / "nginx.conf"
-    conf.write_text(f"""{user}daemon off;
-worker_processes 2;
-pid {work}/nginx.pid;
-error_log {state_dir}/logs/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    include {work}/site.conf;
-}}
-""")
-    return conf
+    from release_server.nginx_conf import write_main_config
+
+    return write_main_config(work, f"include {work}/site.conf;", error_log=state_dir / "logs" / "nginx-error.log",
+                             workers=2, connections=4096)
 
 
 def nginx_binary() -> str:

@@ -169,33 +169,14 @@ def run_load(port: int, path: str, seconds: float, clients: int, *, method: str 
 
 def write_nginx_conf(work: Path, port: int, root: Path, upstream_port: int, blobs: Path) -> Path:
     """A minimal nginx main configuration around the shipped server snippet (deploy/nginx)."""
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (work / d).mkdir(parents=True, exist_ok=True)
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    conf = work / "nginx.conf"
-    conf.write_text(f"""{user}daemon off;
-master_process on;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    keepalive_requests 100000;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    upstream release_servers {{ server 127.0.0.1:{upstream_port}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        set $release_server_blobs {blobs};
-        include {ROOT / 'deploy' / 'nginx' / 'release-server.conf'};
-    }}
-}}
-""")
-    return conf
+    from release_server.nginx_conf import write_main_config
+
+    return write_main_config(work, f"""sendfile on;
+keepalive_requests 100000;
+upstream release_servers {{ server 127.0.0.1:{upstream_port}; }}
+server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    set $release_server_blobs {blobs};
+    include {ROOT / 'deploy' / 'nginx' / 'release-server.conf'};
+}}""")

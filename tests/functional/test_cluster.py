@@ -256,7 +256,8 @@ def test_two_nodes_publish_at_once_and_a_stock_client_sees_every_release(cluster
     root = Metadata.from_bytes(root_v1)
     meta_dir = Path(cluster.state["state_dir"]) / "srv" / "tuf" / "metadata"
     versions = sorted(int(p.name.split(".")[0]) for p in meta_dir.glob("*.snapshot.json"))
-    assert versions == list(range(1, live + 1)) and live >= 41
+    # (the export may already hold a newer one than the timestamp read above: a node's lazy re-sign)
+    assert versions == list(range(1, versions[-1] + 1)) and versions[-1] >= max(live, 41)
     previous: dict[str, int] = {}
     for v in versions:
         snap = Metadata.from_bytes((meta_dir / f"{v}.snapshot.json").read_bytes())

@@ -22,6 +22,8 @@ from conftest import LiveServer, free_port
 from factories import create_component, publish, random_tarball
 from tuf.ngclient import Updater
 
+from release_server.nginx_conf import write_main_config
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "nginx" / "release-server.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -41,33 +43,13 @@ class Nginx:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.work = work
-        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (work / d).mkdir(parents=True, exist_ok=True)
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = work / "nginx.conf"
-        conf.write_text(f"""{user}daemon off;
-master_process on;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    include /etc/nginx/mime.types;
-    access_log off;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    upstream release_servers {{ server 127.0.0.1:{upstream_port}; }}
-    server {{
-        listen 127.0.0.1:{self.port};
-        root {root};
-        set $release_server_blobs {blobs};
-        include {SHIPPED};
-    }}
-}}
-""")
+        conf = write_main_config(work, f"""upstream release_servers {{ server 127.0.0.1:{upstream_port}; }}
+server {{
+    listen 127.0.0.1:{self.port};
+    root {root};
+    set $release_server_blobs {blobs};
+    include {SHIPPED};
+}}""", connections=256)
         self.proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(work), "-e", str(work / "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
