@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "LAST_SEEN_PROMPT_SECONDS": 0.05,  # a changed inventory is written this soon
     "INSTALLATION_AUTH_CACHE_SIZE": 20_000,  # installation credentials cached per process
     "CATALOG_RECHECK_SECONDS": 1.0,
+    "WARM_CACHES": True,  # the app factory loads the catalog and compiles the check's queries (warmup.py)
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling
     "LOGIN_MAX_FAILURES": 5,  # per (account, address) before delays start

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
@@ -72,6 +72,13 @@ class MetadataCache:
     def invalidate(self) -> None:
         with self._lock:
             self._timestamp = None
+
+    def expire_check(self) -> None:
+        """Keep the cached bytes but look at the database again on the next request."""
+        with self._lock:
+            cur = self._timestamp
+            if cur is not None:
+                self._timestamp = replace(cur, checked_at=float("-inf"))
 
     def timestamp(self, session: Callable[[], Session], state_version: int,
                   write_session: Callable[[], Session] | None = None) -> CachedMetadata:
