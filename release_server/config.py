@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DATABASE_URL": None,  # default: sqlite under the instance folder
     "DATABASE_ECHO": False,
+    "REQUEST_THREADS": 1,  # request threads of this process (gunicorn_conf sets it per worker from --threads)
+    "DATABASE_POOL_SIZE": 10,  # connections kept open per process; at most REQUEST_THREADS + DATABASE_POOL_EXTRA
+    "DATABASE_POOL_EXTRA": 4,  # connections beyond one per request thread (background writers)
     "STORAGE_BACKEND": "local",  # "local" or "s3"
     "STORAGE_PATH": None,  # default: <instance>/blobs
     "UPLOAD_TMP_DIR": None,  # default: <instance>/uploads (same filesystem as blobs)
