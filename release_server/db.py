@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -85,8 +85,10 @@ def make_engine(url: str, echo: bool = False, *, threads: int = 1, pool_size: in
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            immediate = conn.get_execution_options().get("sqlite_immediate", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get("single_read", False):
+                return  # one SELECT, atomic on its own (see Database.read_connection)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate", False) else "BEGIN")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=kept, max_overflow=overflow)
@@ -150,6 +152,9 @@ class Database:
                              pool_extra=int(app.config.get("DATABASE_POOL_EXTRA", DEFAULT_POOL_EXTRA)))
         app.extensions["db_engine"] = engine
         app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+        # one statement, no transaction around it: no BEGIN and ROLLBACK round trips (see read_connection)
+        app.extensions["db_read_engine"] = (engine.execution_options(single_read=True) if is_sqlite(engine)
+                                            else engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.extensions["db_write_sessionmaker"] = sessionmaker(
             bind=engine.execution_options(sqlite_immediate=True) if is_sqlite(engine) else engine,
             expire_on_commit=False)
@@ -175,6 +180,15 @@ class Database:
         """A session outside the request's own (for background work); the caller closes it."""
         key = "db_write_sessionmaker" if write else "db_sessionmaker"
         return current_app.extensions[key]()
+
+    def read_connection(self) -> Connection:
+        """A connection for one read statement outside any transaction; the caller closes it.
+
+        A single SELECT is consistent on its own, so the hot path's look-ups (an
+        installation's credentials on a cache miss) skip the session and the BEGIN and
+        ROLLBACK around the query: on PostgreSQL one round trip instead of three. Never
+        for more than one statement that must agree with another."""
+        return current_app.extensions["db_read_engine"].connect()
 
     def commit(self) -> None:
         self.session.commit()
