@@ -38,7 +38,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
+SANE_REQUEST_ID = _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
 
 #: Loggers of libraries kept at warning unless verbose.
 LIBRARY_LOGGERS = ("tuf", "securesystemslib", "alembic", "botocore", "boto3", "s3transfer", "urllib3",
@@ -132,11 +132,15 @@ request_log = logging.getLogger("release_server.request")
 job_log = logging.getLogger("release_server.job")
 
 
+def new_request_id() -> str:
+    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex without building a UUID
+
+
 def _incoming_request_id() -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
-    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex without building a UUID
+    return new_request_id()
 
 
 #: Endpoints whose successful answers are logged at debug (see the module docstring).

@@ -83,12 +83,19 @@ class MetadataCache:
     def timestamp(self, session: Callable[[], Session], state_version: int,
                   write_session: Callable[[], Session] | None = None) -> CachedMetadata:
         """The current ``timestamp.json``; re-signed first when it is within its refresh margin."""
+        fresh = self.fresh_timestamp(state_version)
+        if fresh is not None:
+            return fresh
+        return self._load_timestamp(session(), state_version, write_session, self._timestamp)
+
+    def fresh_timestamp(self, state_version: int) -> CachedMetadata | None:
+        """The cached ``timestamp.json`` if it may be served as it is (no look at the database due), else None."""
         cur = self._timestamp
         if (cur is not None and cur.state_version == state_version
                 and time.monotonic() - cur.checked_at < self.recheck_seconds
                 and services.utcnow() < cur.refresh_after):
             return cur.meta
-        return self._load_timestamp(session(), state_version, write_session, cur)
+        return None
 
     def _load_timestamp(self, session: Session, state_version: int, write_session: Callable[[], Session] | None,
                         cur: _Timestamp | None) -> CachedMetadata:
