@@ -315,3 +315,23 @@ def test_the_coroutine_test_of_a_hook_is_made_once(app: Any) -> None:
     assert app.ensure_sync(hook) is hook
     assert app._ensured[hook] is hook
     assert app.ensure_sync(hook) is hook
+
+
+def test_a_credential_miss_is_one_statement_outside_any_transaction(app_config: dict, client: Any, staff: dict,
+                                                                   acme: str) -> None:
+    a = enroll(client, staff, "Acme", name="a")
+    b = enroll(client, staff, "Acme", name="b")
+    fresh = create_app({**app_config, "CATALOG_RECHECK_SECONDS": 3600.0})
+    try:
+        fc = fresh.test_client()
+        assert fc.post("/api/v1/updates/check", json={}, headers=bearer(a["token"])).status_code == 200
+        seen: list[str] = []
+        stop = statements(fresh.extensions["db_engine"], seen)
+        try:  # the state row is fresh now: b's check reads only its credentials, on a bare connection
+            assert fc.post("/api/v1/updates/check", json={}, headers=bearer(b["token"])).status_code == 200
+        finally:
+            stop()
+        assert len(seen) == 1 and "FROM installations" in seen[0], seen  # no BEGIN (SQLite), no session
+    finally:
+        fresh.extensions["seen_buffer"].stop()
+        fresh.extensions["db_engine"].dispose()
