@@ -36,6 +36,30 @@ def close_app(app: Flask) -> None:
     engine = app.extensions.get("db_engine")
     if engine is not None:
         engine.dispose()
+class ReleaseServerFlask(Flask):
+    """Flask, with the coroutine test of each hook and view made once, not on every request.
+
+    Flask asks ``inspect.iscoroutinefunction`` about every before/after/teardown hook and
+    the view on each request; the answer never changes for a function, so it is kept.
+    """
+
+    _SYNC_CACHE_MAX = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ensured: dict[Any, Any] = {}
+
+    def ensure_sync(self, func: Any) -> Any:
+        try:
+            return self._ensured[func]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: asked every time
+            return super().ensure_sync(func)
+        wrapped = super().ensure_sync(func)
+        if len(self._ensured) < self._SYNC_CACHE_MAX:
+            self._ensured[func] = wrapped
+        return wrapped
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -57,7 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         instance = instance_path_default()
         if not os.path.isdir(instance):
             raise InstanceNotFoundError(instance)
-    app = Flask(__name__, instance_path=instance, instance_relative_config=True)
+    app = ReleaseServerFlask(__name__, instance_path=instance, instance_relative_config=True)
     app.request_class = UploadRequest
     app.url_map.converters["int"] = DatabaseIdConverter
     app.session_interface = ApiAwareSessionInterface()
@@ -124,4 +148,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
+    if app.config.get("WARM_CACHES", True):
+        from .warmup import warm
+
+        warm(app)
     return app

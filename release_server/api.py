@@ -101,13 +101,14 @@ def parse_query(model: type[pydantic.BaseModel]) -> Any:
 def endpoint(rule: str, *, methods: Iterable[str] = ("GET",), roles: Iterable[str], summary: str, tag: str,
              body: type[pydantic.BaseModel] | None = None, query: type[pydantic.BaseModel] | None = None,
              response: type[pydantic.BaseModel] | None = None, multipart: dict[str, Any] | None = None,
-             status: int = 200, binary: bool = False, readonly: bool = False) -> Callable:
+             status: int = 200, binary: bool = False, readonly: bool = False, hot_path: bool = False) -> Callable:
     """Declare an API route: who may call it and what it accepts and returns.
 
     The view receives ``principal`` plus ``body``/``query`` (parsed models) when declared,
     and returns a pydantic model, a dict, or a Flask response. ``readonly`` routes use a
     read transaction even for POST (SQLite: no write lock); they open their own write
-    session when they must write.
+    session when they must write. ``hot_path`` routes are the fleet's polls: their
+    successful answers are logged at debug (see :mod:`release_server.logs`).
     """
     spec = RouteSpec(rule, tuple(methods), frozenset(roles), summary, tag, body, query, response, multipart,
                      status, binary)
@@ -132,6 +133,10 @@ def endpoint(rule: str, *, methods: Iterable[str] = ("GET",), roles: Iterable[st
             return jsonify(result), spec.status
 
         ROUTES.append(spec)
+        if hot_path:
+            from .logs import hot_path as declare_hot_path
+
+            declare_hot_path(f"{api_bp.name}.{fn.__name__}")
         api_bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=list(spec.methods))
         return view
 

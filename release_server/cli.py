@@ -474,7 +474,8 @@ def init_app(app: Flask) -> None:
 def _create_app() -> Flask:
     from . import create_app
 
-    return create_app()
+    # commands serve no checks: the hot path's caches stay cold (release_server.warmup)
+    return create_app({"WARM_CACHES": False})
 
 
 #: Commands that work on a database whose schema is behind (they are how it catches up).

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DATABASE_URL": None,  # default: sqlite under the instance folder
     "DATABASE_ECHO": False,
+    "REQUEST_THREADS": 1,  # request threads of this process (gunicorn_conf sets it per worker from --threads)
+    "DATABASE_POOL_SIZE": 10,  # connections kept open per process; at most REQUEST_THREADS + DATABASE_POOL_EXTRA
+    "DATABASE_POOL_EXTRA": 4,  # connections beyond one per request thread (background writers)
     "STORAGE_BACKEND": "local",  # "local" or "s3"
     "STORAGE_PATH": None,  # default: <instance>/blobs
     "UPLOAD_TMP_DIR": None,  # default: <instance>/uploads (same filesystem as blobs)
@@ -62,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "LAST_SEEN_PROMPT_SECONDS": 0.05,  # a changed inventory is written this soon
     "INSTALLATION_AUTH_CACHE_SIZE": 20_000,  # installation credentials cached per process
     "CATALOG_RECHECK_SECONDS": 1.0,
+    "WARM_CACHES": True,  # the app factory loads the catalog and compiles the check's queries (warmup.py)
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
     # web console and portal: login throttling
     "LOGIN_MAX_FAILURES": 5,  # per (account, address) before delays start

@@ -9,6 +9,15 @@ requests that change data (POST, PUT, PATCH, DELETE, unless the route is declare
 read-only) and CLI commands start with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock instead of
 failing on a lock upgrade; reads begin deferred. PostgreSQL uses row locks where a
 service needs one (see :func:`lock_row`).
+
+The connection pool is sized from the process's request threads (``REQUEST_THREADS``,
+set for each gunicorn worker from its ``--threads`` by ``release_server.gunicorn_conf``):
+at most ``REQUEST_THREADS + DATABASE_POOL_EXTRA`` connections (the extra ones for the
+process's own background threads, such as the last-seen writer), of which
+``DATABASE_POOL_SIZE`` stay open when idle. So no request thread ever waits for a
+connection another thread of its process holds. On PostgreSQL every process may open that
+many, so ``max_connections`` must cover ``WORKERS x (THREADS + DATABASE_POOL_EXTRA)`` on
+every node, plus the worker process and the command line (README, "Production layout").
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -41,10 +50,27 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_EXTRA = 4
+
+
+def pool_limits(threads: int, pool_size: int = DEFAULT_POOL_SIZE, extra: int = DEFAULT_POOL_EXTRA) -> tuple[int, int]:
+    """(pool_size, max_overflow) for a process of ``threads`` request threads: ``threads + extra`` at most."""
+    most = max(1, threads) + max(0, extra)
+    kept = max(1, min(pool_size, most))
+    return kept, most - kept
+
+
+def make_engine(url: str, echo: bool = False, *, threads: int = 1, pool_size: int = DEFAULT_POOL_SIZE,
+                pool_extra: int = DEFAULT_POOL_EXTRA) -> Engine:
+    """The engine for ``url``; its pool holds at most ``threads + pool_extra`` connections."""
     url = normalise_url(url)
+    kept, overflow = pool_limits(threads, pool_size, pool_extra)
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False})
+        pool: dict[str, Any] = {}
+        if ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
+            pool = {"pool_size": kept, "max_overflow": overflow}
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 60, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -59,11 +85,57 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            immediate = conn.get_execution_options().get("sqlite_immediate", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            if options.get("single_read", False):
+                return  # one SELECT, atomic on its own (see Database.read_connection)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate", False) else "BEGIN")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=kept, max_overflow=overflow)
+
+
+def connection_budget(engine: Engine, processes: int, threads: int, extra: int = DEFAULT_POOL_EXTRA
+                      ) -> tuple[int, int] | None:
+    """(connections ``processes`` servers of ``threads`` threads may open, what PostgreSQL allows).
+
+    What PostgreSQL allows is ``max_connections`` less ``superuser_reserved_connections``;
+    None on SQLite (no server, no limit)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        most = int(conn.execute(text("SHOW max_connections")).scalar_one())
+        reserved = int(conn.execute(text("SHOW superuser_reserved_connections")).scalar_one())
+    return processes * (max(1, threads) + max(0, extra)), most - reserved
+
+
+def check_connection_budget(workers: int, threads: int) -> str | None:
+    """A warning when this node's gunicorn workers may open more connections than PostgreSQL allows."""
+    import logging
+
+    try:
+        from sqlalchemy.pool import NullPool
+
+        from . import instance_path_default
+        from .config import load_config
+
+        config = load_config(instance_path_default())
+        if not str(config.get("DATABASE_URL") or "").startswith(("postgres", "postgresql")):
+            return None  # SQLite (the default): no connection limit
+        engine = create_engine(normalise_url(config["DATABASE_URL"]), poolclass=NullPool)
+        try:
+            budget = connection_budget(engine, workers, threads, int(config.get("DATABASE_POOL_EXTRA",
+                                                                                DEFAULT_POOL_EXTRA)))
+        finally:
+            engine.dispose()
+    except Exception as e:  # noqa: BLE001 - a check before serving must not stop the server
+        logging.getLogger(__name__).debug("connection budget not checked: %s", e)
+        return None
+    if budget is None or budget[0] <= budget[1]:
+        return None
+    return (f"PostgreSQL allows {budget[1]} connections but {workers} workers x {threads} threads may open "
+            f"{budget[0]} from this node alone: raise max_connections, lower THREADS or WORKERS, or use PgBouncer")
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -74,9 +146,15 @@ class Database:
     """The application's database handle, bound with :meth:`init_app`."""
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"], app.config.get("DATABASE_ECHO", False))
+        engine = make_engine(app.config["DATABASE_URL"], app.config.get("DATABASE_ECHO", False),
+                             threads=int(app.config.get("REQUEST_THREADS", 1)),
+                             pool_size=int(app.config.get("DATABASE_POOL_SIZE", DEFAULT_POOL_SIZE)),
+                             pool_extra=int(app.config.get("DATABASE_POOL_EXTRA", DEFAULT_POOL_EXTRA)))
         app.extensions["db_engine"] = engine
         app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+        # one statement, no transaction around it: no BEGIN and ROLLBACK round trips (see read_connection)
+        app.extensions["db_read_engine"] = (engine.execution_options(single_read=True) if is_sqlite(engine)
+                                            else engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.extensions["db_write_sessionmaker"] = sessionmaker(
             bind=engine.execution_options(sqlite_immediate=True) if is_sqlite(engine) else engine,
             expire_on_commit=False)
@@ -102,6 +180,15 @@ class Database:
         """A session outside the request's own (for background work); the caller closes it."""
         key = "db_write_sessionmaker" if write else "db_sessionmaker"
         return current_app.extensions[key]()
+
+    def read_connection(self) -> Connection:
+        """A connection for one read statement outside any transaction; the caller closes it.
+
+        A single SELECT is consistent on its own, so the hot path's look-ups (an
+        installation's credentials on a cache miss) skip the session and the BEGIN and
+        ROLLBACK around the query: on PostgreSQL one round trip instead of three. Never
+        for more than one statement that must agree with another."""
+        return current_app.extensions["db_read_engine"].connect()
 
     def commit(self) -> None:
         self.session.commit()

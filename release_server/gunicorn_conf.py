@@ -14,10 +14,21 @@ the number of transfers a process carries at once without queuing other requests
 ``BIND`` (default ``127.0.0.1:8000``; a ``--bind`` on the command line wins),
 ``GUNICORN_TIMEOUT`` (seconds a silent worker is given before it is restarted; the
 threaded worker reports in between transfers, so it need not cover a download).
+
+Each worker's database pool is sized from its thread count (``post_fork`` passes the
+effective ``--threads`` to the app as ``REQUEST_THREADS``; see :mod:`release_server.db`):
+up to ``THREADS + DATABASE_POOL_EXTRA`` connections per worker, so a thread never waits
+for another's connection. On PostgreSQL that is ``WORKERS x (THREADS + 4)`` connections
+per node at most (2 x 68 = 136 with the defaults, above PostgreSQL's default
+``max_connections`` of 100): raise ``max_connections`` (200 covers one node with the
+defaults, the worker process and the command line), lower ``THREADS``, or put PgBouncer
+in front. ``when_ready`` logs a warning when the server's ``max_connections`` is too low
+for this node alone.
 """
 from __future__ import annotations
 
 import os
+from typing import Any
 
 wsgi_app = "release_server:create_app()"
 bind = [os.environ.get("BIND", "127.0.0.1:8000")]
@@ -31,3 +42,18 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
 sendfile = True
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In the new worker, before it builds the app: its pool is sized from its threads."""
+    os.environ["RELEASE_SERVER_REQUEST_THREADS"] = str(max(1, int(worker.cfg.threads)))
+
+
+def when_ready(server: Any) -> None:
+    """Warn when PostgreSQL cannot take the connections this node's workers may open."""
+    from release_server.db import check_connection_budget
+
+    cfg = server.cfg
+    message = check_connection_budget(cfg.workers, max(1, int(cfg.threads)))
+    if message:
+        server.log.warning(message)

@@ -4,6 +4,13 @@
 otherwise a new one is made), echoes it in the ``X-Request-ID`` response header and, when
 the request ends, logs one line on the ``release_server.request`` logger with the method,
 path (never the query string), route, status, duration, response size and request id.
+The fleet's hot path (the routes declared with :func:`hot_path`: the update check and
+TUF metadata, asked by every installation on every poll) logs its successful answers at
+debug instead: at info level a fleet's polls would be most of the log and a good share
+of each answer's CPU time. Their failures (status 400 and above) are logged at info like
+any other request, and every request is still counted in the metrics
+(:mod:`release_server.metrics`). ``LOG_HOT_PATH`` set to true logs them at info too.
+A line's fields are built only when its level is enabled.
 A worker job logs one line on ``release_server.job`` through :func:`job_context`.
 
 :func:`configure` sets up the process's handler when nothing else did: text lines, or
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -30,7 +38,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
+SANE_REQUEST_ID = _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
 
 #: Loggers of libraries kept at warning unless verbose.
 LIBRARY_LOGGERS = ("tuf", "securesystemslib", "alembic", "botocore", "boto3", "s3transfer", "urllib3",
@@ -124,19 +132,39 @@ request_log = logging.getLogger("release_server.request")
 job_log = logging.getLogger("release_server.job")
 
 
+def new_request_id() -> str:
+    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex without building a UUID
+
+
 def _incoming_request_id() -> str:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+#: Endpoints whose successful answers are logged at debug (see the module docstring).
+HOT_PATH_ENDPOINTS: set[str] = set()
+
+
+def hot_path(endpoint: str) -> None:
+    """Declare ``endpoint`` (``blueprint.view``) part of the fleet's hot path."""
+    HOT_PATH_ENDPOINTS.add(endpoint)
+
+
+def request_started() -> float | None:
+    """When this request started (``time.perf_counter()``), for whatever measures its duration."""
+    return g.get("_request_started")
 
 
 def init_app(app: Flask) -> None:
+    hot_level = logging.INFO if app.config.get("LOG_HOT_PATH", False) else logging.DEBUG
+
     @app.before_request
     def _start() -> None:
         g._request_started = time.perf_counter()
-        g.request_id = _incoming_request_id()
-        g._request_id_token = request_id_var.set(g.request_id)
+        g.request_id = rid = _incoming_request_id()
+        g._request_id_token = request_id_var.set(rid)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -144,12 +172,17 @@ def init_app(app: Flask) -> None:
         if rid is None:  # a request that failed before _start
             rid = _incoming_request_id()
         response.headers[REQUEST_ID_HEADER] = rid
+        status = response.status_code
+        level = hot_level if status < 400 and request.endpoint in HOT_PATH_ENDPOINTS else logging.INFO
+        if not request_log.isEnabledFor(level):
+            return response
         started = g.get("_request_started")
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
         rule = request.url_rule.rule if request.url_rule is not None else None
-        request_log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": {
-            "request_id": rid, "method": request.method, "path": request.path, "route": rule,
-            "status": response.status_code, "duration_ms": duration_ms,
+        method, path = request.method, request.path
+        request_log.log(level, "%s %s %s", method, path, status, extra={"fields": {
+            "request_id": rid, "method": method, "path": path, "route": rule,
+            "status": status, "duration_ms": duration_ms,
             "bytes": response.content_length, "remote_addr": request.remote_addr,
         }})
         return response

@@ -52,29 +52,47 @@ REQUEST_SECONDS = Histogram(f"{PREFIX}_http_request_duration_seconds", "Time to 
                             ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 
+_CHILDREN_MAX = 4096  # label combinations kept resolved per process (methods and routes are few)
+_children: dict[tuple, Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, resolved once per process: the hot path counts without building it again.
+
+    Under prometheus-client's multiprocess mode a child checks the process id on every
+    increment, so one resolved before a fork still counts into the right file."""
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = metric.labels(*labels)
+        if len(_children) < _CHILDREN_MAX:
+            _children[key] = child
+    return child
+
+
 def count_check(result: str) -> None:
     """One answered check: ``offers`` when something was offered, else ``nothing_new``."""
-    CHECKS.labels(result=result).inc()
+    _child(CHECKS, result).inc()
 
 
 def count_offers(components: Iterable[str]) -> None:
     for component in components:
-        OFFERS.labels(component=component).inc()
+        _child(OFFERS, component).inc()
 
 
 def count_bytes(route: str, nbytes: int | None) -> None:
     if nbytes:
-        BYTES_SERVED.labels(route=route).inc(nbytes)
+        _child(BYTES_SERVED, route).inc(nbytes)
 
 
 def count_report(outcome: str) -> None:
-    REPORTS.labels(outcome=outcome).inc()
+    _child(REPORTS, outcome).inc()
 
 
 def count_request(method: str, route: str | None, status: int, seconds: float) -> None:
     route = route or "(unmatched)"
-    REQUESTS.labels(method=method, route=route, status=f"{status // 100}xx").inc()
-    REQUEST_SECONDS.labels(route=route).observe(seconds)
+    _child(REQUESTS, method, route, f"{status // 100}xx").inc()
+    _child(REQUEST_SECONDS, route).observe(seconds)
 
 
 # ---------------------------------------------------------------- state at scrape time
@@ -251,20 +269,20 @@ def _allowed(config: Any, remote_addr: str | None, authorization: str, proxied: 
 def init_app(app: Any) -> None:
     import time
 
-    from flask import Response, current_app, g, request
+    from flask import Response, current_app, request
 
     from .api import error_response
 
-    @app.before_request
-    def _metrics_start() -> None:
-        g._metrics_started = time.perf_counter()
+    from .logs import request_started
 
     @app.after_request
     def _metrics_count(response: Any) -> Any:
-        started = g.get("_metrics_started")
+        # the start time is the request log's (release_server.logs): one hook fewer per request
+        started = request_started()
         if started is not None and request.endpoint != "metrics_view":
-            rule = request.url_rule.rule if request.url_rule is not None else None
-            count_request(request.method, rule, response.status_code, time.perf_counter() - started)
+            rule = request.url_rule
+            count_request(request.method, rule.rule if rule is not None else None, response.status_code,
+                          time.perf_counter() - started)
         return response
 
     @app.get("/metrics")

@@ -76,7 +76,7 @@ def _authenticate_installation(secret: str, roles: frozenset[str]) -> Any:
         return db.session
 
     _, auth_version = get_cache().versions(session)
-    principal = get_auth_cache().lookup(session, secret, auth_version)
+    principal = get_auth_cache().lookup(session, secret, auth_version, connect=db.read_connection)
     if principal is None:
         raise AuthenticationError("the installation token is unknown or revoked", field="Authorization")
     if "installation" not in roles:

@@ -107,8 +107,13 @@ class InstallationAuthCache:
     def applied_version(self) -> int | None:
         return self._applied
 
-    def lookup(self, session: Callable[[], Session], secret: str, auth_version: int) -> InstallationPrincipal | None:
-        """``session`` is a callable: no session is created unless the database must be read."""
+    def lookup(self, session: Callable[[], Session], secret: str, auth_version: int,
+               connect: Callable[[], Connection] | None = None) -> InstallationPrincipal | None:
+        """``session`` is a callable: no session is created unless the database must be read.
+
+        ``connect``, when given, opens the connection a miss reads the credentials on
+        (one statement, no transaction: :meth:`release_server.db.Database.read_connection`),
+        so a miss costs no session either."""
         if auth_version != self._applied:
             self.catch_up(session(), auth_version)
         digest = token_digest(secret)
@@ -119,7 +124,11 @@ class InstallationAuthCache:
                 return hit
             generation = self._applied
         self.misses += 1
-        principal = load_principal(session(), secret)
+        if connect is not None:
+            with connect() as conn:
+                principal = load_principal(conn, secret)
+        else:
+            principal = load_principal(session(), secret)
         if principal is None:
             return None
         with self._lock:

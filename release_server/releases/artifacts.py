@@ -7,7 +7,9 @@ applies the agent's own rules from ``client_agent.package_rules`` (no agent I/O 
 imported): archive format by magic bytes, member names, member types (no devices or
 fifos), links resolved against the links before them, hard links to earlier files,
 member count and expanded size, and the manifest. Tar extended headers (pax, GNU long
-names) are bounded before ``tarfile`` reads them, since it holds each one in memory.
+names) are bounded before ``tarfile`` reads them, since it holds each one in memory: the
+check is made by the header objects themselves (:class:`_BoundedTarInfo`) as ``tarfile``
+meets them, so a ``.tar.gz`` is decompressed once, in the same pass as the listing.
 
 A refusal is :class:`InvalidArtifactError` (400, field ``artifact``) naming the member.
 """
@@ -33,9 +35,9 @@ from ..errors import ValidationError
 
 #: Largest tar extended header (pax record set, GNU long name or link) accepted.
 MAX_EXTENDED_HEADER = 64 * 1024
-_BLOCK = 512
 _CHUNK = 1024 * 1024
-_EXTENDED_TYPES = {b"x", b"g", b"L", b"K"}
+_EXTENDED_TYPES = {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                   tarfile.GNUTYPE_LONGLINK}
 
 
 class InvalidArtifactError(ValidationError):
@@ -134,7 +136,6 @@ def check_artifact(path: str | Path, *, max_members: int = DEFAULT_MAX_MEMBERS,
         if fmt == "zip":
             _check_zip(Path(path), listing)
         else:
-            _check_tar_headers(Path(path))
             _check_tar(Path(path), listing)
     except UnsafeArchiveError as e:
         raise InvalidArtifactError(e.reason, e.member) from None
@@ -144,42 +145,20 @@ def check_artifact(path: str | Path, *, max_members: int = DEFAULT_MAX_MEMBERS,
     return ArtifactSummary(fmt, listing.count, listing.total, listing.manifest)
 
 
-def _tar_size(field: bytes) -> int:
-    if field[:1] in (b"\x80", b"\xff"):  # base-256
-        value = int.from_bytes(field[1:], "big")
-        return -value if field[:1] == b"\xff" else value
-    text = field.split(b"\0", 1)[0].strip() or b"0"
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise tarfile.HeaderError(f"bad size field {text!r}") from None
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses an extended header larger than ``MAX_EXTENDED_HEADER`` before it is read."""
 
-
-def _check_tar_headers(path: Path) -> None:
-    """Walk the raw tar headers: extended headers must be small before tarfile buffers them."""
-    with gzip.open(path, "rb") as raw:
-        while True:
-            header = raw.read(_BLOCK)
-            if len(header) < _BLOCK or header == b"\0" * _BLOCK:
-                return
-            size = _tar_size(header[124:136])
-            if size < 0:
-                raise tarfile.HeaderError("negative member size")
-            kind = header[156:157]
-            if kind in _EXTENDED_TYPES and size > MAX_EXTENDED_HEADER:
-                name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-                raise InvalidArtifactError(f"extended tar header of {size} bytes (at most {MAX_EXTENDED_HEADER})",
-                                           name)
-            remaining = (size + _BLOCK - 1) // _BLOCK * _BLOCK
-            while remaining:
-                got = raw.read(min(remaining, _CHUNK))
-                if not got:
-                    return
-                remaining -= len(got)
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size < 0:
+            raise tarfile.HeaderError("negative member size")
+        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise InvalidArtifactError(f"extended tar header of {self.size} bytes (at most {MAX_EXTENDED_HEADER})",
+                                       self.name)
+        return super()._proc_member(tarfile_)
 
 
 def _check_tar(path: Path, listing: _Listing) -> None:
-    with tarfile.open(path, mode="r|gz") as tar:
+    with tarfile.open(path, mode="r|gz", tarinfo=_BoundedTarInfo, bufsize=_CHUNK) as tar:
         for m in tar:
             if m.ischr() or m.isblk() or m.isfifo():
                 kind = "device"

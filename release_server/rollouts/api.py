@@ -15,7 +15,7 @@ from .catalog import offers_for
 
 
 @endpoint("/updates/check", methods=["POST"], roles={"installation"}, body=CheckRequest, response=CheckResponse,
-          readonly=True, summary="Which release each component should move to now", tag="agent")
+          readonly=True, hot_path=True, summary="Which release each component should move to now", tag="agent")
 def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse:
     # A component the installation runs but has not installed yet gets its first install.
     planned: dict = {c: None for c in body.components if c not in body.installed}

@@ -128,6 +128,12 @@ class CatalogCache:
                 self._checked_at = now
         return self._versions
 
+    def fresh_versions(self) -> tuple[int, int] | None:
+        """The cached (catalog, auth) versions while no look at the database is due, else None."""
+        if time.monotonic() - self._checked_at < self.recheck_seconds:
+            return self._versions
+        return None
+
     def invalidate(self) -> None:
         with self._lock:
             self._checked_at = -1e9

@@ -4,6 +4,10 @@ Adoption is rebuilt from what the fleet reported: an installation runs, at the e
 of a day, the version of its last successful update before then; before its first
 reported update, the version that update started from; with no update reported, the
 version it reports now (from the day it enrolled).
+
+The console's dashboard asks for these on every view, so they read columns and
+aggregates, never whole installations: the fleet is counted in SQL and the adoption
+rebuild holds one (id, enrolled) pair per installation.
 """
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..fleet.models import InstalledComponent, Installation, UpdateReport
-from ..fleet.services import health_of
 from ..models_common import utcnow
 from .models import Rollout
 
@@ -27,16 +30,27 @@ def versions_in_use(session: Session) -> tuple[list[tuple[str, str, int]], int, 
                            .where(Installation.revoked_at.is_(None))
                            .group_by(InstalledComponent.component, InstalledComponent.version)).all()
     out = sorted(((c, v, n) for c, v, n in rows), key=lambda r: (r[0], Version(r[1])), reverse=False)
-    insts = list(session.scalars(select(Installation).where(Installation.revoked_at.is_(None))))
-    now = utcnow()
-    stale = sum(1 for i in insts if health_of(i, now) == "stale")
-    return out, stale, len(insts)
+    # stale as fleet.services.health_of has it: never seen, or not seen for STALE_AFTER_HOURS
+    seen_before = utcnow() - timedelta(hours=_stale_after_hours())
+    live = Installation.revoked_at.is_(None)
+    total, stale = session.execute(select(
+        func.count(Installation.id),
+        func.count(Installation.id).filter((Installation.last_seen_at.is_(None))
+                                           | (Installation.last_seen_at < seen_before))).where(live)).one()
+    return out, stale or 0, total or 0
+
+
+def _stale_after_hours() -> float:
+    from flask import current_app, has_app_context
+
+    return current_app.config.get("STALE_AFTER_HOURS", 48) if has_app_context() else 48
 
 
 def adoption(session: Session, component: str, days: int, today: date | None = None) -> list[tuple[date, dict]]:
     today = today or utcnow().date()
     first_day = today - timedelta(days=days - 1)
-    insts = {i.id: i for i in session.scalars(select(Installation).where(Installation.revoked_at.is_(None)))}
+    insts = dict(session.execute(select(Installation.id, Installation.enrolled_at)
+                                 .where(Installation.revoked_at.is_(None))).all())
     current = dict(session.execute(select(InstalledComponent.installation_id, InstalledComponent.version)
                                    .where(InstalledComponent.component == component)).all())
     events: dict[str, list[tuple[datetime, str | None, str]]] = defaultdict(list)
@@ -51,8 +65,8 @@ def adoption(session: Session, component: str, days: int, today: date | None = N
         day = first_day + timedelta(days=n)
         end = datetime.combine(day + timedelta(days=1), datetime.min.time()).replace(tzinfo=utcnow().tzinfo)
         counts: Counter[str] = Counter()
-        for inst_id, inst in insts.items():
-            if inst.enrolled_at >= end:
+        for inst_id, enrolled_at in insts.items():
+            if enrolled_at >= end:
                 continue
             evs = events.get(inst_id, [])
             before = [e for e in evs if e[0] < end]

@@ -16,9 +16,10 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Wire the signing package into the app (hooks, routes, CLI commands, worker jobs)."""
     from .. import worker
-    from . import cli, serving, services, views
+    from . import cli, fastpath, serving, services, views
 
     serving.init_app(app)
+    fastpath.init_app(app)
     hooks = app.extensions.setdefault("release_hooks", [])
     if services.on_release_event not in hooks:
         hooks.append(services.on_release_event)

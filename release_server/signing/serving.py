@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app, has_app_context
@@ -73,15 +73,29 @@ class MetadataCache:
         with self._lock:
             self._timestamp = None
 
+    def expire_check(self) -> None:
+        """Keep the cached bytes but look at the database again on the next request."""
+        with self._lock:
+            cur = self._timestamp
+            if cur is not None:
+                self._timestamp = replace(cur, checked_at=float("-inf"))
+
     def timestamp(self, session: Callable[[], Session], state_version: int,
                   write_session: Callable[[], Session] | None = None) -> CachedMetadata:
         """The current ``timestamp.json``; re-signed first when it is within its refresh margin."""
+        fresh = self.fresh_timestamp(state_version)
+        if fresh is not None:
+            return fresh
+        return self._load_timestamp(session(), state_version, write_session, self._timestamp)
+
+    def fresh_timestamp(self, state_version: int) -> CachedMetadata | None:
+        """The cached ``timestamp.json`` if it may be served as it is (no look at the database due), else None."""
         cur = self._timestamp
         if (cur is not None and cur.state_version == state_version
                 and time.monotonic() - cur.checked_at < self.recheck_seconds
                 and services.utcnow() < cur.refresh_after):
             return cur.meta
-        return self._load_timestamp(session(), state_version, write_session, cur)
+        return None
 
     def _load_timestamp(self, session: Session, state_version: int, write_session: Callable[[], Session] | None,
                         cur: _Timestamp | None) -> CachedMetadata:

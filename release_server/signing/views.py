@@ -13,7 +13,7 @@ import re
 
 from flask import Blueprint, Response, request
 
-from .. import metrics
+from .. import logs, metrics
 from ..db import db
 from ..downloads import blob_response
 from ..rollouts import catalog
@@ -25,6 +25,7 @@ bp = Blueprint("tuf", __name__, url_prefix="/tuf")
 
 METADATA_NAME = re.compile(r"(timestamp|[1-9][0-9]{0,9}\.(root|snapshot|targets|bins-[0-9a-f]{1,4}))\.json")
 IMMUTABLE = "public, max-age=31536000, immutable"
+logs.hot_path(f"{bp.name}.metadata")  # every installation asks for timestamp.json on every poll
 
 
 def _json_response(meta: CachedMetadata, cache_control: str) -> Response:

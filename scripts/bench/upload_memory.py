@@ -50,6 +50,39 @@ def timed(cmd: list[str], **kw) -> tuple[float, float, subprocess.CompletedProce
     return time.perf_counter() - t0, child_cpu() - c0, proc
 
 
+class _Payload:
+    """``size_mb`` MiB of incompressible bytes (a random block, rotated), read like a file."""
+
+    def __init__(self, size_mb: int) -> None:
+        self.block = os.urandom(1024 * 1024)
+        self.left = size_mb * 1024 * 1024
+        self.i = 0
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while self.left and (n < 0 or len(out) < n):
+            b = self.block[self.i % 256:] + self.block[:self.i % 256]
+            self.i += 1
+            take = b[:min(len(b), self.left, (n - len(out)) if n >= 0 else len(b))]
+            out += take
+            self.left -= len(take)
+            if len(take) < len(b):
+                self.block = b[len(take):] + b[:len(take)]  # go on from where this read stopped
+                self.i = 0
+        return bytes(out)
+
+
+def write_artifact(path: Path, size_mb: int) -> None:
+    """A ``.tar.gz`` the agent could install (publish refuses anything else): one member of
+    incompressible content, so the archive is about as large as its payload."""
+    import tarfile
+
+    info = tarfile.TarInfo("payload.bin")
+    info.size, info.mode = size_mb * 1024 * 1024, 0o644
+    with tarfile.open(path, "w:gz", compresslevel=0) as tar:  # stored: deflate finds nothing to gain anyway
+        tar.addfile(info, _Payload(size_mb))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=500)
@@ -70,10 +103,7 @@ def main() -> int:
 
         artifact = work / "server-9.9.tar.gz"
         print(f"writing a {args.size_mb} MB artifact ...", flush=True)
-        block = os.urandom(1024 * 1024)
-        with artifact.open("wb") as fh:
-            for i in range(args.size_mb):
-                fh.write(block[i % 256:] + block[:i % 256])
+        write_artifact(artifact, args.size_mb)
         size = artifact.stat().st_size
         mb = size / 2**20
 

@@ -103,3 +103,32 @@ def test_member_limits(tmp_path: Path):
     path = tar_of(tmp_path / "b.tar.gz", member("big"), data={"big": b"x" * 1000})
     with pytest.raises(InvalidArtifactError, match="expands beyond"):
         check_artifact(path, max_total_bytes=999)
+
+
+def test_a_gnu_long_name_declaring_more_than_the_bound_is_refused_before_it_is_read(tmp_path: Path):
+    # a GNU long-name header claiming 1 GiB: tarfile would try to read (and hold) all of it
+    head = tarfile.TarInfo("././@LongLink")
+    head.type = tarfile.GNUTYPE_LONGNAME
+    head.size = 1 << 30
+    raw = head.tobuf(format=tarfile.GNU_FORMAT)[:512] + b"x" * 4096
+    path = tmp_path / "long.tar.gz"
+    path.write_bytes(gzip.compress(raw))
+    err = refused(path)
+    assert "extended tar header" in err.message and str(1 << 30) in err.message
+
+
+def test_a_tarball_is_decompressed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import zlib
+
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(make_tarball({f"f{i}": "x" * 1000 for i in range(20)}, manifest="[hooks]\n"))
+    made = []
+    real = zlib.decompressobj
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zlib, "decompressobj", counting)
+    assert check_artifact(path).members == 21
+    assert len(made) == 1  # one pass: the listing and the extended-header bound together
