@@ -131,6 +131,16 @@ CATALOGUE: dict[str, Any] = {
     "failure.escalated": _l("Now a problem: an installation was left not working."),
     "failure.regression": _l("Reopened: the failure happened again after the request was processed (regression)."),
     "failure.mail_details": _l("Component: %(component)s\nTarget version: %(version)s"),
+    # fix releases (support.fixes)
+    "fix.linked": _l("Fixed in %(component)s %(version)s."),
+    "fix.linked.development": _l("Implemented in %(component)s %(version)s."),
+    "fix.implemented_mail": _l("Your request %(number)s is implemented in %(component)s %(version)s."),
+    "fix.unlinked": _l("%(component)s %(version)s is no longer named as the fix."),
+    "fix.installed": _l("%(installation)s now runs %(version)s, which fixes this failure "
+                        "(installations still waiting: %(remaining)s)."),
+    "fix.pending": _l("Still waiting for the fix: %(installations)s."),
+    "fix.processed": _l("Fixed: every affected installation now runs a fixing version (%(version)s): "
+                        "%(installations)s."),
     # rollout halts (rollouts, support.services)
     "halt.reason.automatic": _l("failure rate %(rate)s above %(threshold)s after %(attempts)s attempts"),
     "halt.reason.default": _l("failure threshold exceeded"),

@@ -146,6 +146,9 @@ class FailureGroup(Base):
     state_changed_by: Mapped[str | None] = mapped_column(String(120))
     ignored_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ignored_until_reports: Mapped[int | None] = mapped_column(Integer)  # total report count that ends the ignore
+    #: the fingerprint without the target version (:func:`.fingerprint.cause_of`): the same failure on a later
+    #: release, which reopens a group resolved in that release or an older one as a regression
+    cause: Mapped[str | None] = mapped_column(String(64), index=True)
     # Counts and last seen are aggregates over failure_group_reports/_installations (see failures.stats):
     # no per-report update of this row, so concurrent reports of one cause never queue on it.
 
@@ -160,6 +163,12 @@ class FailureGroupInstallation(Base):
                                                  primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: when the installation reported success on a release that fixes the group (None: not fixed there yet)
+    fixed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fixed_version: Mapped[str | None] = mapped_column(String(64))
+
+
+Index("ix_failure_group_installations_installation_id", FailureGroupInstallation.installation_id)
 
 
 class FailureGroupReport(Base):
@@ -182,6 +191,30 @@ class TicketFailureGroup(Base):
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("failure_groups.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ReleaseFixedGroup(Base):
+    """A release that fixes a failure group (linked at publish or afterwards, audited)."""
+
+    __tablename__ = "release_fixed_groups"
+
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("failure_groups.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    linked_by: Mapped[str] = mapped_column(String(120), default="")
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReleaseFixedTicket(Base):
+    """A release that fixes (or implements) a ticket: shown on both, the customer sees only their own."""
+
+    __tablename__ = "release_fixed_tickets"
+
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+    linked_by: Mapped[str] = mapped_column(String(120), default="")
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class MailMessage(Base):

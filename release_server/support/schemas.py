@@ -122,11 +122,17 @@ class AttachmentOut(BaseModel):
     url: str
 
 
+class FixRefOut(BaseModel):
+    component: str
+    version: str
+
+
 class TicketDetail(TicketOut):
     description: str
     failure_groups: list[int]
     timeline: list[EventOut]
     attachments: list[AttachmentOut]
+    fixed_by: list[FixRefOut] = Field(default_factory=list, description="Releases that fix this request")
 
 
 class AttachmentList(BaseModel):
@@ -151,6 +157,9 @@ class FailureGroupOut(BaseModel):
     regressions: int
     first_seen_at: datetime | None
     last_seen_at: datetime | None
+    state: str = "unresolved"
+    resolved_in_version: str | None = None
+    fixed_by: list[FixRefOut] = Field(default_factory=list, description="Releases that fix this group")
 
 
 class FailureGroupList(BaseModel):
@@ -204,3 +213,68 @@ class CustomerTokenOut(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     token: str = Field(description="The secret: shown once, never again")
+
+
+class FixLinkBody(BaseModel):
+    """Tickets and failure groups a release fixes (linked, or unlinked)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tickets: list[str] = Field(default_factory=list, max_length=200, description="Ticket numbers")
+    groups: list[int] = Field(default_factory=list, max_length=200, description="Failure group numbers")
+    restrict_to_affected: bool = Field(default=False, description="Also limit the release to the affected "
+                                                                  "installations (adds to its restriction)")
+
+
+class ReleaseFixesOut(BaseModel):
+    component: str
+    version: str
+    tickets: list[str]
+    groups: list[int]
+    restricted_installations: list[str]
+
+
+class InstallationFixOut(BaseModel):
+    installation_id: str
+    name: str
+    customer: str
+    state: str = Field(description="fixed | waiting | failing | stale")
+    first_failed_at: datetime
+    fixed_at: datetime | None
+    fixed_version: str | None
+    running: str | None
+    health: str
+
+
+class SpanOut(BaseModel):
+    first_failure_at: datetime | None
+    fix_published_at: datetime | None
+    fix_installed_at: datetime | None
+    processed_at: datetime | None
+    to_fix_published_seconds: float | None
+    to_fix_installed_seconds: float | None
+    to_processed_seconds: float | None
+
+
+class CustomerSpanOut(SpanOut):
+    customer: str
+
+
+class GroupFixStatusOut(BaseModel):
+    group_id: int
+    state: str
+    resolved_in_version: str | None
+    fixed_by: list[FixRefOut]
+    installations: list[InstallationFixOut]
+    figures: SpanOut
+    customers: list[CustomerSpanOut]
+
+
+class GroupSpanOut(SpanOut):
+    group_id: int
+    component: str
+    target_version: str
+
+
+class CustomerFiguresOut(BaseModel):
+    customer: str
+    items: list[GroupSpanOut]
