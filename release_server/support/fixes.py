@@ -424,10 +424,10 @@ def _settle_halt_tickets(session: Session, group_ids: set[int]) -> None:
     """A halt ticket is processed once every installation affected by each of its groups runs a fix."""
     if not group_ids:
         return
+    linked = select(TicketFailureGroup.ticket_id).where(TicketFailureGroup.group_id.in_(group_ids))
     tickets = list(session.scalars(
-        select(Ticket).join(TicketFailureGroup, TicketFailureGroup.ticket_id == Ticket.id)
-        .where(TicketFailureGroup.group_id.in_(group_ids), Ticket.internal.is_(True),
-               Ticket.rollout_id.is_not(None), Ticket.status.in_(OPEN_STATUSES)).distinct()))
+        select(Ticket).where(Ticket.id.in_(linked), Ticket.internal.is_(True), Ticket.rollout_id.is_not(None),
+                             Ticket.status.in_(OPEN_STATUSES)).order_by(Ticket.id)))
     for ticket in tickets:
         gids = services.linked_groups(session, ticket)
         if not gids:
