@@ -93,6 +93,8 @@ OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "f
 ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
                   "completed": _l("Completed")}
 GROUP_STATE_LABELS = {"unresolved": _l("Unresolved"), "resolved": _l("Resolved"), "ignored": _l("Ignored")}
+FIX_STATE_LABELS = {"fixed": _l("Fix installed"), "waiting": _l("Waiting for the fix"),
+                    "failing": _l("Failing"), "stale": _l("Not seen lately")}
 TUF_ROLE_LABELS = {"root": _l("Root (trust anchor)"), "targets": _l("Targets (what may be installed)"),
                    "snapshot": _l("Snapshot (consistent versions)"), "timestamp": _l("Timestamp (freshness)")}
 FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("Assignee"),
@@ -109,6 +111,7 @@ FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("
 LABEL_TABLES: dict[str, Mapping[Any, Any]] = {
     "kind": KIND_LABELS, "status": STATUS_LABELS, "priority": PRIORITY_LABELS, "source": SOURCE_LABELS,
     "outcome": OUTCOME_LABELS, "rollout": ROLLOUT_LABELS, "group_state": GROUP_STATE_LABELS,
+    "fix_state": FIX_STATE_LABELS,
     "tuf_role": TUF_ROLE_LABELS, "field": FIELD_LABELS,
 }
 

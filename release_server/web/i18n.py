@@ -28,7 +28,7 @@ from flask_babel import Babel, lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from ..messages import DEFAULT_LANGUAGE as DEFAULT, LANGUAGES  # noqa: F401 - re-exported
-from ..messages import (FIELD_LABELS, GROUP_STATE_LABELS, KIND_LABELS, OUTCOME_LABELS, PRIORITY_LABELS,  # noqa: F401
+from ..messages import (FIELD_LABELS, FIX_STATE_LABELS, GROUP_STATE_LABELS, KIND_LABELS, OUTCOME_LABELS, PRIORITY_LABELS,  # noqa: F401
                         ROLLOUT_LABELS, SOURCE_LABELS, STATUS_LABELS, TUF_ROLE_LABELS)
 
 COOKIE = "lang"

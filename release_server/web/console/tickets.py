@@ -17,7 +17,7 @@ from ...accounts.models import User
 from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
-from ...support import failures, services as support
+from ...support import failures, fixes, services as support
 from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
 from .. import attachments, queries
 from ..forms import Form, service_error_text
@@ -90,14 +90,21 @@ def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) 
     users = {u.id: u for u in _assignable()}
     assignee = session.get(User, ticket.assignee_id) if ticket.assignee_id else None
     installation = fleet.get_installation(session, ticket.installation_id) if ticket.installation_id else None
+    release = None
+    if ticket.release_id is not None:
+        from ...releases.models import Release
+
+        release = session.get(Release, ticket.release_id)
     base = {"reply": Form(), "note": Form(), "request_info": Form(), "process": Form(),
+            "fix": Form({"component": release.component.name if release else ""}), "yank": Form(),
             "assign": Form({"assignee": assignee.username if assignee else ""}),
             "change": Form({"kind": ticket.kind, "priority": ticket.priority})}
     base.update(forms or {})
     return render_template("console/ticket.html", t=ticket, events=events, event_atts=event_atts,
                            attachments=atts, groups=groups, users=users, assignee=assignee,
                            installation=installation, forms=base, kinds=KINDS, priorities=PRIORITIES,
-                           previewable=attachments.previewable,
+                           previewable=attachments.previewable, fixed_by=fixes.fixes_of_ticket(session, ticket),
+                           release=release,
                            transitions=support.TRANSITIONS.get(ticket.status, frozenset())), status
 
 
@@ -239,3 +246,50 @@ def ticket_attachment(number: str, attachment_id: int) -> Any:
     return attachments.serve(att, inline=request.args.get("inline") == "1")
 
 
+
+
+@bp.post("/tickets/<number>/fix")
+@staff_required(*SUPPORT)
+def ticket_fix(number: str) -> Any:
+    """Name the release that fixes (or implements) this request; for a halt ticket, the release whose
+    installation by the affected closes it."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        from ...releases import services as releases
+
+        component = form.text("component", required=True, max_length=64)
+        version = form.text("version", required=True, max_length=64)
+        if not form.ok:
+            return False
+        release = releases.get_release(db.session, component, version)
+        groups = support.linked_groups(db.session, ticket) if ticket.internal else []
+        plan = fixes.resolve(db.session, release.component, [] if ticket.internal else [ticket.number], groups)
+        fixes.link(db.session, release, plan, actor.name)
+        return True
+
+    return _act(number, "fix", do, _("The fixing release is linked."))
+
+
+@bp.post("/tickets/<number>/yank")
+@staff_required(*SUPPORT)
+def ticket_yank(number: str) -> Any:
+    """From a halt ticket: yank the release that halted (installations that took it go back to the last good one)."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        from ...accounts.services import audit
+        from ...releases import services as releases
+        from ...releases.models import Release
+
+        reason = form.text("reason", required=True, max_length=2000)
+        release = db.session.get(Release, ticket.release_id) if ticket.release_id else None
+        if release is None:
+            form.error("reason", _("This ticket names no release."))
+        if not form.ok:
+            return False
+        if not release.yanked:
+            releases.yank(db.session, release, reason)
+            audit(db.session, actor.name, "release.yank", f"release:{release.component.name}/{release.version}",
+                  {"reason": reason, "ticket": ticket.number})
+            support.add_note(db.session, ticket, actor, reason, kind="yanked",
+                             data={"component": release.component.name, "version": release.version})
+        return True
+
+    return _act(number, "yank", do, _("The release is yanked."))
