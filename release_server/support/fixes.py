@@ -75,6 +75,13 @@ def resolve(session: Session, component: Component | str, tickets: Iterable[str]
             raise NotFoundError(f"no ticket {ref!r}", field=f"{field_prefix}fixes.{i}")
         if ticket.internal and ticket.rollout_id is None:
             raise ValidationError(f"ticket {ticket.number} is internal", field=f"{field_prefix}fixes.{i}")
+        if ticket.internal:  # a rollout-halt ticket: the fix is for the groups that halted it
+            halt_groups = services.linked_groups(session, ticket)
+            if not halt_groups:
+                raise ValidationError(f"halt ticket {ticket.number} names no failure group",
+                                      field=f"{field_prefix}fixes.{i}")
+            groups += [g for g in halt_groups if g not in groups]
+            continue
         ticket_ids.append(services.root_of(session, ticket).id)
     group_ids = []
     for i, gid in enumerate(groups):

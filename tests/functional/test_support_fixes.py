@@ -183,3 +183,57 @@ def test_customer_sees_only_their_own_fix_and_figures(client, app, auth):
     assert item["group_id"] == gid and item["to_processed_seconds"] is not None
     assert item["to_fix_installed_seconds"] is not None and item["to_fix_published_seconds"] is not None
     assert client.get("/api/v1/customers/Nobody/fix-figures", headers=admin).status_code == 404
+
+
+def test_halted_rollout_ticket_is_closed_by_its_fix_and_offers_yank(app, client, auth):
+    from functional.test_web_tickets import post
+
+    pub, admin = auth.headers("publisher"), auth.headers("admin")
+    assert client.post("/api/v1/customers", json={"name": "Acme", "contact_email": "it@acme.example"},
+                       headers=admin).status_code == 201
+    create_component(client, pub, "server")
+    for v in ("1.0", "2.0"):
+        assert publish(client, pub, "server", v, channels=["stable"]).status_code == 201
+    rid = client.post("/api/v1/rollouts", json={"component": "server", "version": "2.0", "start": True,
+                                                "failure_threshold": 0.1, "min_attempts": 5}, headers=pub).json["id"]
+    client.post(f"/api/v1/rollouts/{rid}/percentage", json={"percent": 100}, headers=pub)
+    insts = [enroll(client, admin, "Acme", name=f"h{k}", installed={"server": "1.0"}) for k in range(5)]
+    for inst in insts[:4]:
+        send(client, inst, report("success"))
+    send(client, insts[4], report("failed"))
+    assert client.get(f"/api/v1/rollouts/{rid}", headers=pub).json["state"] == "halted"
+    (halt,) = [t for t in client.get("/api/v1/tickets?kind=problem", headers=admin).json["items"] if t["internal"]]
+
+    # the fix names the halt ticket: it stands for the groups that halted the rollout
+    resp = publish(client, pub, "server", "2.0.1", channels=["stable"], fixes=[halt["number"]],
+                   restrict_to_affected=True)
+    assert resp.status_code == 201, resp.json
+    restr = client.get("/api/v1/components/server/releases/2.0.1/restrictions", headers=admin).json
+    assert restr["installations"] == [insts[4]["installation_id"]]
+    detail = client.get(f"/api/v1/tickets/{halt['number']}", headers=admin).json
+    assert detail["fixed_by"] == [{"component": "server", "version": "2.0.1"}]
+    send(client, insts[4], report("success", "2.0.1"))
+    detail = client.get(f"/api/v1/tickets/{halt['number']}", headers=admin).json
+    assert detail["status"] == "processed"
+
+    # the console's halt ticket page offers the yank of the halted release
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+
+    with app.app_context():
+        accounts.create_user(db.session, "sue", "correct horse battery staple", "support")
+        db.commit()
+    sue = app.test_client()
+    from functional.test_web_tickets import login
+
+    assert login(sue, "/console/login", username="sue", password="correct horse battery staple").status_code == 302
+    page = sue.get(f"/console/tickets/{halt['number']}")
+    assert 'id="ticket-yank-form"' in page.text and 'id="ticket-fix-form"' in page.text
+    resp = post(sue, f"/console/tickets/{halt['number']}/yank", {"reason": " "}, f"/console/tickets/{halt['number']}")
+    assert resp.status_code == 400
+    resp = post(sue, f"/console/tickets/{halt['number']}/yank", {"reason": "migration breaks health checks"},
+                f"/console/tickets/{halt['number']}")
+    assert resp.status_code == 302, resp.text
+    assert client.get("/api/v1/components/server/releases/2.0", headers=admin).json["yanked"] is True
+    timeline = client.get(f"/api/v1/tickets/{halt['number']}", headers=admin).json["timeline"]
+    assert any(e["kind"] == "yanked" for e in timeline)

@@ -261,8 +261,7 @@ def ticket_fix(number: str) -> Any:
         if not form.ok:
             return False
         release = releases.get_release(db.session, component, version)
-        groups = support.linked_groups(db.session, ticket) if ticket.internal else []
-        plan = fixes.resolve(db.session, release.component, [] if ticket.internal else [ticket.number], groups)
+        plan = fixes.resolve(db.session, release.component, [ticket.number])
         fixes.link(db.session, release, plan, actor.name)
         return True
 
