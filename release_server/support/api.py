@@ -21,7 +21,7 @@ from ..storage import get_storage
 from . import customers, failures, fixes, mailin, services
 from .errors import AttachmentTooLargeError
 from .models import FailureGroup, MailMessage, Ticket, TicketAttachment
-from .schemas import (AttachmentList, AttachmentOut, CustomerFiguresOut, CustomerSpanOut, CustomerTokenCreate,
+from .schemas import (AttachmentList, AttachmentOut, DepartmentBody, ReviewBody, CustomerFiguresOut, CustomerSpanOut, CustomerTokenCreate,
                       CustomerTokenOut, CustomerUserCreate, CustomerUserOut, EventOut, FailureGroupList,
                       FailureGroupOut, FailureGroupQuery, FixLinkBody, FixRefOut, GroupFixStatusOut, GroupSpanOut,
                       InstallationFixOut, MailIngestOut, MergeBody, ReleaseFixesOut, SpanOut, TextBody, TicketCreate,
@@ -50,7 +50,8 @@ def _ticket_fields(t: Ticket) -> dict:
                 regression=t.regression, installation_id=t.installation_id, release_id=t.release_id,
                 failure_group_id=t.failure_group_id, previous_ticket=previous.number if previous else None,
                 merged_into=merged.number if merged else None, created_at=t.created_at, updated_at=t.updated_at,
-                processed_at=t.processed_at, closed_at=t.closed_at)
+                processed_at=t.processed_at, closed_at=t.closed_at, department=t.department, review=t.review,
+                review_reason=t.review_reason)
 
 
 def attachment_out(t: Ticket, a: TicketAttachment) -> AttachmentOut:
@@ -92,8 +93,13 @@ def create_ticket(principal, body: TicketCreate) -> TicketDetail:  # noqa: ANN00
     session = db.session
     if actor.staff:
         customer = fleet_services.get_customer(session, body.customer) if body.customer else None
-        requester, source, installation = body.requester_email, "api", body.installation_id
+        requester, source, installation = body.requester_email, body.source, body.installation_id
+        if source == "phone" and not (requester or customer):
+            raise ValidationError("a request taken by phone names the contact (requester_email) or the customer",
+                                  field="requester_email")
     else:
+        if body.source != "api":
+            raise ValidationError("only staff register requests received by phone", field="source")
         customer = fleet_services.get_customer(session, actor.customer_id)
         if actor.kind == "installation":
             requester = customers.installation_requester(session, customer, body.requester_email)
@@ -117,7 +123,8 @@ def list_tickets(principal, query: TicketQuery) -> TicketList:  # noqa: ANN001
     statuses = query.status if isinstance(query.status, list) else ([query.status] if query.status else [])
     flt = services.TicketFilter(number=query.number, status=statuses, kind=query.kind, customer=query.customer,
                                 unassigned_queue=query.queue == "unassigned", assignee=query.assignee,
-                                source=query.source, failure_group=query.failure_group, q=query.q,
+                                source=query.source, failure_group=query.failure_group,
+                                department=query.department, q=query.q,
                                 page=query.page, per_page=query.per_page)
     rows, total = services.list_tickets(db.session, services.actor_of(principal), flt)
     return TicketList(items=[ticket_out(t) for t in rows], total=total, page=query.page, per_page=query.per_page)
@@ -150,6 +157,28 @@ def reply(principal, number: str, body: TextBody) -> TicketDetail:  # noqa: ANN0
         services.staff_reply(db.session, ticket, actor, body.body)
     else:
         ticket, _ = services.customer_message(db.session, ticket, actor, body.body)
+    db.commit()
+    return ticket_detail(ticket, actor)
+
+
+@endpoint("/tickets/<number>/department", methods=["POST"], roles=SUPPORT, body=DepartmentBody,
+          response=TicketDetail, summary="Escalate to development, or hand back to support (on the timeline)",
+          tag="support")
+def set_department(principal, number: str, body: DepartmentBody) -> TicketDetail:  # noqa: ANN001
+    actor = services.actor_of(principal)
+    ticket = services.get_ticket(db.session, number, actor)
+    services.set_department(db.session, ticket, actor, body.department, body.note)
+    db.commit()
+    return ticket_detail(ticket, actor)
+
+
+@endpoint("/tickets/<number>/review", methods=["POST"], roles=SUPPORT, body=ReviewBody, response=TicketDetail,
+          summary="Review a development request: accepted, or declined with a reason (the customer is told)",
+          tag="support")
+def review_request(principal, number: str, body: ReviewBody) -> TicketDetail:  # noqa: ANN001
+    actor = services.actor_of(principal)
+    ticket = services.get_ticket(db.session, number, actor)
+    services.review_request(db.session, ticket, actor, body.outcome, body.reason)
     db.commit()
     return ticket_detail(ticket, actor)
 

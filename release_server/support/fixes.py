@@ -144,7 +144,7 @@ def link(session: Session, release: Release, plan: FixPlan, actor: str, *, at_pu
         ticket = session.get(Ticket, tid)
         _linked_event(session, ticket, component, version, None)
         if ticket.kind == "development" and ticket.failure_group_id is None:
-            mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply",
+            mailout.queue_mail(session, ticket, to=services.recipient_of(session, ticket), kind="reply",
                                text=M("fix.implemented_mail", number=ticket.number, component=component,
                                       version=version), auto=True)
     if new_t or new_g:

@@ -26,7 +26,11 @@ KINDS = ("incident", "problem", "service", "development")
 STATUSES = ("new", "in_progress", "waiting_for_customer", "processed", "closed")
 OPEN_STATUSES = ("new", "in_progress", "waiting_for_customer")
 PRIORITIES = ("low", "normal", "high", "urgent")
-SOURCES = ("mail", "portal", "agent", "api", "failure_report")
+SOURCES = ("mail", "portal", "agent", "api", "failure_report", "phone")
+#: The vendor's two departments: support answers customers and links them with development, which fixes and builds.
+DEPARTMENTS = ("support", "development")
+#: The outcome of reviewing a development request (an improvement proposal).
+REVIEW_OUTCOMES = ("accepted", "declined")
 
 
 class TicketCounter(Base):
@@ -70,6 +74,9 @@ class Ticket(Base):
     previous_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     regression: Mapped[bool] = mapped_column(Boolean, default=False)
+    department: Mapped[str] = mapped_column(String(20), default="support", server_default="support", index=True)
+    review: Mapped[str | None] = mapped_column(String(12))  # accepted | declined (development requests)
+    review_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

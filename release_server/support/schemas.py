@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Kind = Literal["incident", "problem", "service", "development"]
 Status = Literal["new", "in_progress", "waiting_for_customer", "processed", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
-Source = Literal["mail", "portal", "agent", "api", "failure_report"]
+Source = Literal["mail", "portal", "agent", "api", "failure_report", "phone"]
+Department = Literal["support", "development"]
 MAX_TEXT = 100_000
 
 
@@ -23,6 +24,8 @@ class TicketCreate(BaseModel):
     requester_email: str | None = Field(default=None, max_length=254)
     requester_name: str = Field(default="", max_length=200)
     installation_id: str | None = Field(default=None, max_length=36)
+    source: Literal["api", "phone"] = Field(default="api", description="'phone': staff register a request "
+                                                                       "received by phone on a contact's behalf")
 
 
 class TicketPatch(BaseModel):
@@ -64,6 +67,7 @@ class TicketQuery(BaseModel):
     assignee: str | None = None
     source: Source | None = None
     failure_group: int | None = None
+    department: Department | None = Field(default=None, description="A department's queue")
     q: str | None = Field(default=None, max_length=200, description="Text search")
     page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=200)
@@ -90,6 +94,9 @@ class TicketOut(BaseModel):
     updated_at: datetime
     processed_at: datetime | None
     closed_at: datetime | None
+    department: str = "support"
+    review: str | None = None
+    review_reason: str | None = None
 
 
 class TicketList(BaseModel):
@@ -278,3 +285,19 @@ class GroupSpanOut(SpanOut):
 class CustomerFiguresOut(BaseModel):
     customer: str
     items: list[GroupSpanOut]
+
+
+class DepartmentBody(BaseModel):
+    """Escalate a ticket to development, or hand it back to support."""
+
+    model_config = ConfigDict(extra="forbid")
+    department: Department
+    note: str = Field(default="", max_length=MAX_TEXT, description="Why (internal)")
+
+
+class ReviewBody(BaseModel):
+    """The outcome of reviewing a development request; the customer is told, in their language."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["accepted", "declined"]
+    reason: str = Field(default="", max_length=MAX_TEXT, description="Required when declined; told to the customer")

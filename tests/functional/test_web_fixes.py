@@ -57,3 +57,32 @@ def test_fix_for_the_affected_from_the_group_page(app: Any, client: Any, world: 
     assert 'id="ticket-fixed-by"' in portal.text and "server 2.0.1" in portal.text
     ru = ann.get(f"/portal/tickets/{number}", headers={"Accept-Language": "ru"})
     assert ru.status_code == 200
+
+
+def test_department_and_review_forms(app: Any, client: Any, world: dict) -> None:  # noqa: F811
+    headers, number = world["headers"], world["number"]
+    sue = staff(app)
+    page = sue.get(f"/console/tickets/{number}")
+    assert 'id="department-form"' in page.text and 'id="review-form"' not in page.text  # not a development request
+    resp = post(sue, f"/console/tickets/{number}/department", {"department": "development", "note": "bug"},
+                f"/console/tickets/{number}")
+    assert resp.status_code == 302
+    assert client.get(f"/api/v1/tickets/{number}", headers=headers).json["department"] == "development"
+    listing = sue.get("/console/tickets?department=development&status=")
+    assert number in listing.text
+    assert number not in sue.get("/console/tickets?department=support&status=").text
+
+    dev = client.post("/api/v1/tickets", json={"subject": "CSV export", "kind": "development", "customer": "Acme",
+                                               "requester_email": "ann@acme.example"}, headers=headers).json
+    page = sue.get(f"/console/tickets/{dev['number']}")
+    assert 'id="review-form"' in page.text
+    resp = post(sue, f"/console/tickets/{dev['number']}/review", {"outcome": "declined", "reason": ""},
+                f"/console/tickets/{dev['number']}")
+    assert resp.status_code == 400 and 'id="review-reason-error"' in resp.text
+    resp = post(sue, f"/console/tickets/{dev['number']}/review", {"outcome": "declined", "reason": "out of scope"},
+                f"/console/tickets/{dev['number']}")
+    assert resp.status_code == 302
+    got = client.get(f"/api/v1/tickets/{dev['number']}", headers=headers).json
+    assert (got["review"], got["status"]) == ("declined", "processed")
+    ann = customer(app, "ann@acme.example")
+    assert "out of scope" in ann.get(f"/portal/tickets/{dev['number']}").text

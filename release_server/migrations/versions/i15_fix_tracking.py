@@ -1,4 +1,5 @@
-"""fix tracking: releases that fix failure groups and tickets; fixed installations; failure causes
+"""fix tracking: releases that fix failure groups and tickets; fixed installations; failure causes;
+ticket departments and development-request reviews
 
 Revision ID: i1501
 Revises: i1601
@@ -44,6 +45,11 @@ def upgrade() -> None:
     with op.batch_alter_table('failure_groups', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cause', sa.String(length=64), nullable=True))
         batch_op.create_index(batch_op.f('ix_failure_groups_cause'), ['cause'], unique=False)
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('department', sa.String(length=20), server_default='support', nullable=False))
+        batch_op.add_column(sa.Column('review', sa.String(length=12), nullable=True))
+        batch_op.add_column(sa.Column('review_reason', sa.Text(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_tickets_department'), ['department'], unique=False)
     _fill_causes()
 
 
@@ -63,6 +69,11 @@ def _fill_causes() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tickets_department'))
+        batch_op.drop_column('review_reason')
+        batch_op.drop_column('review')
+        batch_op.drop_column('department')
     with op.batch_alter_table('failure_groups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_failure_groups_cause'))
         batch_op.drop_column('cause')

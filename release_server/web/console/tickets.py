@@ -18,7 +18,7 @@ from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
 from ...support import failures, fixes, services as support
-from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
+from ...support.models import DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from .. import attachments, queries
 from ..forms import Form, service_error_text
 from ..security import current_staff, staff_actor, staff_required
@@ -55,7 +55,8 @@ def tickets() -> Any:
         page = 1
     flt = support.TicketFilter(status=statuses, kind=kind, customer=args.get("customer") or None,
                                assignee=assignee, q=q or None, page=page, per_page=PER_PAGE,
-                               unassigned_queue=args.get("queue") == "unassigned")
+                               unassigned_queue=args.get("queue") == "unassigned",
+                               department=args.get("department") if args.get("department") in DEPARTMENTS else None)
     error = None
     try:
         rows, total = support.list_tickets(session, actor, flt)
@@ -65,7 +66,8 @@ def tickets() -> Any:
     return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), users=users, error=error,
                            filters={"status": status_arg, "kind": kind or "", "customer": args.get("customer", ""),
-                                    "assignee": args.get("assignee", ""), "q": q})
+                                    "assignee": args.get("assignee", ""), "q": q,
+                                    "department": args.get("department", "")})
 
 
 def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) -> Any:
@@ -97,6 +99,7 @@ def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) 
         release = session.get(Release, ticket.release_id)
     base = {"reply": Form(), "note": Form(), "request_info": Form(), "process": Form(),
             "fix": Form({"component": release.component.name if release else ""}), "yank": Form(),
+            "department": Form(), "review": Form(),
             "assign": Form({"assignee": assignee.username if assignee else ""}),
             "change": Form({"kind": ticket.kind, "priority": ticket.priority})}
     base.update(forms or {})
@@ -128,7 +131,10 @@ def _act(number: str, form_name: str, do: Any, done: str) -> Any:
     except ReleaseServerError as e:
         db.rollback()
         form.service_error(e, {"body": "body", "file": "files", "assignee": "assignee", "kind": "kind",
-                               "priority": "priority", "status": "body", "number": "body"})
+                               "priority": "priority", "status": "body", "number": "body",
+                               "department": "department", "reason": "reason", "outcome": "outcome",
+                               "version": "version", "component": "component", "fixes.0": "version",
+                               "fixes_groups.0": "version"})
     db.rollback()
     return _page(number, {form_name: form}, 400)
 
@@ -292,3 +298,33 @@ def ticket_yank(number: str) -> Any:
         return True
 
     return _act(number, "yank", do, _("The release is yanked."))
+
+
+@bp.post("/tickets/<number>/department")
+@staff_required(*SUPPORT)
+def ticket_department(number: str) -> Any:
+    """Escalate to the development department, or hand back to support."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        department = form.choice("department", DEPARTMENTS)
+        note = form.text("note", max_length=2000)
+        if not form.ok:
+            return False
+        support.set_department(db.session, ticket, actor, department or "", note)
+        return True
+
+    return _act(number, "department", do, _("Department saved."))
+
+
+@bp.post("/tickets/<number>/review")
+@staff_required(*SUPPORT)
+def ticket_review(number: str) -> Any:
+    """The review of a development request: accepted, or declined with a reason; the customer is told."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        outcome = form.choice("outcome", REVIEW_OUTCOMES)
+        reason = form.text("reason", max_length=100_000)
+        if not form.ok:
+            return False
+        support.review_request(db.session, ticket, actor, outcome or "", reason)
+        return True
+
+    return _act(number, "review", do, _("Review saved; the customer is told."))
