@@ -52,6 +52,12 @@ def test_fix_for_the_affected_from_the_group_page(app: Any, client: Any, world: 
     release_page = sue.get("/console/releases/server/2.0.1")
     assert 'id="release-fixes"' in release_page.text and f"Failure group #{gid}" in release_page.text
 
+    customer_id = client.get("/api/v1/customers", headers=headers).json
+    cid = next(c["id"] for c in (customer_id["items"] if isinstance(customer_id, dict) else customer_id)
+               if c["name"] == "Acme")
+    cust_page = sue.get(f"/console/customers/{cid}")
+    assert 'id="customer-fix-figures"' in cust_page.text and f"Failure group #{gid}" in cust_page.text
+
     ann = customer(app, "ann@acme.example")
     portal = ann.get(f"/portal/tickets/{number}")
     assert 'id="ticket-fixed-by"' in portal.text and "server 2.0.1" in portal.text
