@@ -43,6 +43,7 @@ def init_app(app: Flask) -> None:
         if hook not in report_hooks:
             report_hooks.append(hook)
     app.extensions["release_fixes"] = fixes.ReleaseFixes
+    app.extensions["ticket_owners"] = fixes.ticket_owners
     halt_hooks = app.extensions.setdefault("rollout_halt_hooks", [])
     if failures.on_rollout_halt not in halt_hooks:
         halt_hooks.append(failures.on_rollout_halt)

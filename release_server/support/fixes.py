@@ -599,6 +599,17 @@ class ReleaseFixes:
         return {"tickets": [t.number for t in links.tickets], "groups": links.group_ids}
 
 
+def ticket_owners(session: Session, seqs: set[int]) -> dict[int, int | None]:
+    """Whose each ticket (by number) is, for changelogs offered to installations: internal tickets are nobody's."""
+    out: dict[int, int | None] = {}
+    wanted = sorted(seqs)
+    for start in range(0, len(wanted), 500):
+        for seq, cid, internal in session.execute(select(Ticket.seq, Ticket.customer_id, Ticket.internal)
+                                                  .where(Ticket.seq.in_(wanted[start:start + 500]))):
+            out[int(seq)] = None if internal else cid
+    return out
+
+
 def require_ticket(session: Session, ref: str) -> Ticket:
     ticket = services.find_ticket(session, ref)
     if ticket is None:

@@ -237,3 +237,23 @@ def test_halted_rollout_ticket_is_closed_by_its_fix_and_offers_yank(app, client,
     assert client.get("/api/v1/components/server/releases/2.0", headers=admin).json["yanked"] is True
     timeline = client.get(f"/api/v1/tickets/{halt['number']}", headers=admin).json["timeline"]
     assert any(e["kind"] == "yanked" for e in timeline)
+
+
+def test_changelog_shows_a_customer_only_their_own_ticket_numbers(client, auth):
+    admin, insts = _fleet(client, auth)
+    gid, tickets = _failing(client, admin, insts)
+    changelog = f"* Migration fixed ({tickets['Acme']}, {tickets['Globex']})"
+    assert publish(client, admin, "server", "2.0.1", channels=["stable"], changelog=changelog,
+                   fixes_groups=[gid]).status_code == 201
+
+    def offered(key):
+        r = client.post("/api/v1/updates/check", json={"installed": {"server": "1.0"}},
+                        headers={"Authorization": f"Bearer {insts[key]['token']}"})
+        assert r.status_code == 200, r.json
+        return next(o["changelog"] for o in r.json["offers"] if o["component"] == "server")
+
+    acme, globex = offered("acme1"), offered("globex1")
+    assert tickets["Acme"] in acme and tickets["Globex"] not in acme and "OTK-…" in acme
+    assert tickets["Globex"] in globex and tickets["Acme"] not in globex
+    # staff read the changelog as written
+    assert client.get("/api/v1/components/server/releases/2.0.1", headers=admin).json["changelog"] == changelog
