@@ -64,6 +64,12 @@ def test_fix_for_the_affected_from_the_group_page(app: Any, client: Any, world: 
     ru = ann.get(f"/portal/tickets/{number}", headers={"Accept-Language": "ru"})
     assert ru.status_code == 200
 
+    # named by mistake: taken back from the group page (audited); the group is unresolved again
+    resp = post(sue, f"/console/failure-groups/{gid}/unfix", {"version": "2.0.1"}, f"/console/failure-groups/{gid}")
+    assert resp.status_code == 302
+    got = client.get(f"/api/v1/failure-groups/{gid}", headers=headers).json
+    assert got["fixed_by"] == [] and got["state"] == "unresolved"
+
 
 def test_department_and_review_forms(app: Any, client: Any, world: dict) -> None:  # noqa: F811
     headers, number = world["headers"], world["number"]

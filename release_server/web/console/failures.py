@@ -141,3 +141,25 @@ def failure_group_fix(group_id: int) -> Any:
                                    "fixes_groups.0": "version"})
     db.rollback()
     return _group_page(group_id, None, 400, form)
+
+
+@bp.post("/failure-groups/<int:group_id>/unfix")
+@staff_required(*ALL)
+def failure_group_unfix(group_id: int) -> Any:
+    """Take back a release named as the group's fix (audited)."""
+    session = db.session
+    group = failures.get_group(session, group_id)
+    form = Form(request.form)
+    version = form.text("version", required=True, max_length=64)
+    if form.ok:
+        try:
+            release = releases.get_release(session, group.component, version)
+            fixes.unlink(session, release, fixes.FixPlan([], [group.id]), current_staff().username)
+            db.commit()
+            flash(_("%(version)s is no longer named as the fix.", version=release.version))
+            return redirect(url_for("console.failure_group_detail", group_id=group.id))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"version": "version"})
+    db.rollback()
+    return _group_page(group_id, None, 400, form)
