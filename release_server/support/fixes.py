@@ -533,8 +533,8 @@ def figures(session: Session, group_id: int) -> GroupFigures:
     group = session.get(FailureGroup, group_id)
     if group is None:
         raise UnknownFailureGroupError(group_id)
-    published = session.scalar(select(func.min(ReleaseFixedGroup.linked_at))
-                               .where(ReleaseFixedGroup.group_id == group_id))
+    published = _aware(session.scalar(select(func.min(ReleaseFixedGroup.linked_at))
+                                      .where(ReleaseFixedGroup.group_id == group_id)))
     by_ticket = dict(session.execute(
         select(Ticket.customer_id, func.min(ReleaseFixedTicket.linked_at))
         .join(ReleaseFixedTicket, ReleaseFixedTicket.ticket_id == Ticket.id)
