@@ -257,3 +257,22 @@ def test_changelog_shows_a_customer_only_their_own_ticket_numbers(client, auth):
     assert tickets["Globex"] in globex and tickets["Acme"] not in globex
     # staff read the changelog as written
     assert client.get("/api/v1/components/server/releases/2.0.1", headers=admin).json["changelog"] == changelog
+
+
+def test_a_staged_fix_for_the_affected_is_never_offered_to_anyone_else(client, auth):
+    admin, insts = _fleet(client, auth)
+    gid, _tickets = _failing(client, admin, insts)
+    resp = publish(client, admin, "server", "2.0.1", channels=["stable"], fixes_groups=[gid],
+                   restrict_to_affected=True, rollout={"schedule": [{"percent": 100}], "min_attempts": 1})
+    assert resp.status_code == 201, resp.json
+    rollouts = client.get("/api/v1/rollouts?component=server", headers=admin).json["items"]
+    assert any(r["version"] == "2.0.1" for r in rollouts)
+
+    def offered(key):
+        r = client.post("/api/v1/updates/check", json={"installed": {"server": "2.0"}},
+                        headers={"Authorization": f"Bearer {insts[key]['token']}"})
+        assert r.status_code == 200, r.json
+        return {o["version"] for o in r.json.get("offers", [])}
+
+    assert "2.0.1" in offered("acme1") and "2.0.1" in offered("globex1")
+    assert "2.0.1" not in offered("other")
