@@ -9,6 +9,12 @@ installation was left not working: a *problem*) is fingerprinted
 (:mod:`.fingerprint`) and joins its group; the group's ticket for the report's customer
 is opened on the first report and gets a timeline entry for every later one.
 
+A failure whose fingerprint has no group yet but whose *cause* (the fingerprint without
+the target version) is that of a group resolved in version X, on X or newer, joins that
+group instead: it is the fix's regression, and reopens the group and the customer's
+ticket (one look-up per batch, only for fingerprints without a group). A failure marks
+the installation's row of the group not fixed any more (:mod:`.fixes` follows the fixes).
+
 Concurrency without application locks: the group (unique fingerprint), the group's
 installation rows (primary key) and the customer's ticket (unique ``(failure_group_id,
 customer_id)``) are each *insert-or-get*: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``

@@ -1,8 +1,10 @@
 """Failure groups as issues to work: unresolved, resolved (optionally "in version X") or ignored.
 
-* *resolved* says the cause is fixed (``in_version``: the release that fixes it). A report
-  that joins a resolved group is a *regression*: the group is unresolved again and its
-  ``regressions`` count goes up.
+* *resolved* says the cause is fixed (``in_version``: the release that fixes it; linking a
+  fixing release sets it, see :mod:`.fixes`). A report that joins a resolved group is a
+  *regression* (the group is unresolved again and its ``regressions`` count goes up),
+  except, for a group resolved in a version, a failure of an older release: that
+  installation has not taken the fix yet.
 * *ignored* hides a group from the default list, until a moment (``ignored_until``) or
   until it has had ``N`` more reports (``ignored_until_reports`` holds the total count
   that ends it); then the next report makes it unresolved again. Without either, it
