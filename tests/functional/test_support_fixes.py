@@ -276,3 +276,18 @@ def test_a_staged_fix_for_the_affected_is_never_offered_to_anyone_else(client, a
 
     assert "2.0.1" in offered("acme1") and "2.0.1" in offered("globex1")
     assert "2.0.1" not in offered("other")
+
+
+def test_cli_restrict_to_affected_needs_what_it_fixes(tmp_path):
+    from click.testing import CliRunner
+
+    from release_server.client_cli import publish as publish_cmd
+
+    artifact = tmp_path / "a.tar.gz"
+    artifact.write_bytes(b"x")
+    result = CliRunner().invoke(publish_cmd, ["--server", "http://127.0.0.1:9", "--token", "t", "--component", "app",
+                                              "--version", "1.1.1", "--restrict-to-affected", str(artifact)])
+    assert result.exit_code == 2 and "--restrict-to-affected needs --fixes or --fixes-group" in result.output
+    result = CliRunner().invoke(publish_cmd, ["--server", "http://127.0.0.1:9", "--token", "t", "--component", "app",
+                                              "--version", "1.1.1", "--fixes-group", "0", str(artifact)])
+    assert result.exit_code == 2
