@@ -41,11 +41,18 @@ EXIT_UNREACHABLE = 3
 @click.option("--rollout-min-attempts", type=click.IntRange(min=1), default=20, show_default=True,
               help="Attempts before the failure rate counts.")
 @click.option("--rollout-draft", is_flag=True, help="Create the rollout as a draft (offered to nobody yet).")
+@click.option("--fixes", "fixes", multiple=True, metavar="TICKET",
+              help="A ticket this release fixes, e.g. OTK-000123 (repeatable).")
+@click.option("--fixes-group", "fixes_groups", multiple=True, type=click.IntRange(min=1), metavar="GROUP",
+              help="A failure group this release fixes, by number (repeatable); it is resolved in this version.")
+@click.option("--restrict-to-affected", is_flag=True,
+              help="Offer the release only to the installations affected by what it fixes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def publish(server: str, token: str, component: str, version: str, channels: tuple[str, ...],
             changelog: Path | None, critical: bool, min_from_version: str | None, requires: tuple[str, ...],
             rollout_schedule: str | None, rollout_threshold: float, rollout_min_attempts: int, rollout_draft: bool,
+            fixes: tuple[str, ...], fixes_groups: tuple[int, ...], restrict_to_affected: bool,
             quiet: bool, artifact: Path) -> None:
     """Publish ARTIFACT as a new release of a component (optionally as a staged rollout, in one step)."""
     reqs = {}
@@ -58,6 +65,14 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
                 "requires": reqs, "filename": artifact.name}
     if changelog is not None:
         metadata["changelog"] = changelog.read_text(encoding="utf-8")
+    if restrict_to_affected and not (fixes or fixes_groups):
+        raise click.UsageError("--restrict-to-affected needs --fixes or --fixes-group")
+    if fixes:
+        metadata["fixes"] = list(fixes)
+    if fixes_groups:
+        metadata["fixes_groups"] = list(fixes_groups)
+    if restrict_to_affected:
+        metadata["restrict_to_affected"] = True
     if min_from_version:
         metadata["min_from_version"] = min_from_version
     if rollout_schedule is not None:
@@ -89,6 +104,10 @@ def publish(server: str, token: str, component: str, version: str, channels: tup
     rel = json.loads(body)
     click.echo(f"published {rel['component']} {rel['version']} ({size} bytes, sha256 {rel['artifact']['sha256']}) "
                f"on {', '.join(rel['channels'])}" + (" as a staged rollout" if rollout_schedule is not None else ""))
+    named = [*rel.get("fixes", []), *(f"group #{g}" for g in rel.get("fixes_groups", []))]
+    if named:
+        click.echo(f"fixes {', '.join(named)}" + (", offered only to the affected installations"
+                                                   if restrict_to_affected else ""))
 
 
 BLOCK = 4 * 1024 * 1024

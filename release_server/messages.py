@@ -89,12 +89,16 @@ STATUS_LABELS = {"new": _l("New"), "in_progress": _l("In progress"), "waiting_fo
                  "processed": _l("Processed"), "closed": _l("Closed")}
 PRIORITY_LABELS = {"low": _l("Low"), "normal": _l("Normal"), "high": _l("High"), "urgent": _l("Urgent")}
 SOURCE_LABELS = {"mail": _l("E-mail"), "portal": _l("Customer portal"), "agent": _l("Installation agent"),
-                 "api": _l("API"), "failure_report": _l("Failure report")}
+                 "api": _l("API"), "failure_report": _l("Failure report"), "phone": _l("Phone")}
+DEPARTMENT_LABELS = {"support": _l("Support"), "development": _l("Development")}
+REVIEW_LABELS = {"accepted": _l("Accepted"), "declined": _l("Declined")}
 OUTCOME_LABELS = {"success": _l("Success"), "rolled_back": _l("Rolled back"), "failed": _l("Failed"),
                   "refused": _l("Refused"), "operator_rollback": _l("Rolled back by an operator")}
 ROLLOUT_LABELS = {"draft": _l("Draft"), "running": _l("Running"), "paused": _l("Paused"), "halted": _l("Halted"),
                   "completed": _l("Completed")}
 GROUP_STATE_LABELS = {"unresolved": _l("Unresolved"), "resolved": _l("Resolved"), "ignored": _l("Ignored")}
+FIX_STATE_LABELS = {"fixed": _l("Fix installed"), "waiting": _l("Waiting for the fix"),
+                    "failing": _l("Failing"), "stale": _l("Not seen lately")}
 TUF_ROLE_LABELS = {"root": _l("Root (trust anchor)"), "targets": _l("Targets (what may be installed)"),
                    "snapshot": _l("Snapshot (consistent versions)"), "timestamp": _l("Timestamp (freshness)")}
 FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("Assignee"),
@@ -111,6 +115,7 @@ FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("
 LABEL_TABLES: dict[str, Mapping[Any, Any]] = {
     "kind": KIND_LABELS, "status": STATUS_LABELS, "priority": PRIORITY_LABELS, "source": SOURCE_LABELS,
     "outcome": OUTCOME_LABELS, "rollout": ROLLOUT_LABELS, "group_state": GROUP_STATE_LABELS,
+    "fix_state": FIX_STATE_LABELS, "department": DEPARTMENT_LABELS, "review": REVIEW_LABELS,
     "tuf_role": TUF_ROLE_LABELS, "field": FIELD_LABELS,
 }
 
@@ -133,6 +138,26 @@ CATALOGUE: dict[str, Any] = {
     "failure.escalated": _l("Now a problem: an installation was left not working."),
     "failure.regression": _l("Reopened: the failure happened again after the request was processed (regression)."),
     "failure.mail_details": _l("Component: %(component)s\nTarget version: %(version)s"),
+    # departments and development-request reviews (support.services)
+    "department.escalated": _l("Escalated to the development department."),
+    "department.escalated.note": _l("Escalated to the development department: %(note)s"),
+    "department.returned": _l("Handed back to the support department."),
+    "department.returned.note": _l("Handed back to the support department: %(note)s"),
+    "review.accepted": _l("Your development request %(number)s was reviewed and accepted. We will tell you "
+                          "which version implements it."),
+    "review.accepted.reason": _l("Your development request %(number)s was reviewed and accepted: %(reason)s\n"
+                                 "We will tell you which version implements it."),
+    "review.declined": _l("Your development request %(number)s was reviewed and declined: %(reason)s"),
+    # fix releases (support.fixes)
+    "fix.linked": _l("Fixed in %(component)s %(version)s."),
+    "fix.linked.development": _l("Implemented in %(component)s %(version)s."),
+    "fix.implemented_mail": _l("Your request %(number)s is implemented in %(component)s %(version)s."),
+    "fix.unlinked": _l("%(component)s %(version)s is no longer named as the fix."),
+    "fix.installed": _l("%(installation)s now runs %(version)s, which fixes this failure "
+                        "(installations still waiting: %(remaining)s)."),
+    "fix.pending": _l("Still waiting for the fix: %(installations)s."),
+    "fix.processed": _l("Fixed: every affected installation now runs a fixing version (%(version)s): "
+                        "%(installations)s."),
     # rollout halts (rollouts, support.services)
     "halt.reason.automatic": _l("failure rate %(rate)s above %(threshold)s after %(attempts)s attempts"),
     "halt.reason.default": _l("failure threshold exceeded"),

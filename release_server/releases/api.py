@@ -31,7 +31,13 @@ def release_out(r: Release) -> ReleaseOut:
         changelog=r.changelog, changelog_html=r.changelog_html, critical=r.critical,
         min_from_version=r.min_from_version, requires=r.requires or {}, created_by=r.created_by,
         created_at=r.created_at, yanked=r.yanked, yank_reason=r.yank_reason,
-        download_url=url_for("api_v1.download_artifact", component=r.component.name, version=r.version))
+        download_url=url_for("api_v1.download_artifact", component=r.component.name, version=r.version),
+        **_fixes(r))
+
+
+def _fixes(r: Release) -> dict[str, list]:
+    links = services.fixes_of(db.session, r)
+    return {"fixes": links["tickets"], "fixes_groups": links["groups"]}
 
 
 @endpoint("/components", methods=["POST"], roles=PUBLISHERS, body=CreateComponent, response=ComponentOut,

@@ -129,6 +129,12 @@ class PublishMetadata(BaseModel):
                                                 description="Offer this release only to these installations")
     rollout: PublishRollout | None = Field(default=None, description="Publish as a staged rollout: the release "
                                                                      "is never offered outside its first phase")
+    fixes: list[str] = Field(default_factory=list, max_length=200,
+                             description="Tickets this release fixes (numbers, e.g. OTK-000123)")
+    fixes_groups: list[int] = Field(default_factory=list, max_length=200,
+                                    description="Failure groups this release fixes (resolved in its version)")
+    restrict_to_affected: bool = Field(default=False, description="Offer the release only to the installations "
+                                                                  "affected by the tickets and groups it fixes")
 
     @field_validator("version")
     @classmethod
@@ -182,6 +188,8 @@ class ReleaseOut(BaseModel):
     yanked: bool
     yank_reason: str | None
     download_url: str
+    fixes: list[str] = Field(default_factory=list, description="Tickets the release fixes")
+    fixes_groups: list[int] = Field(default_factory=list, description="Failure groups the release fixes")
 
 
 class ReleasePage(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app, has_app_context
 from packaging.version import Version
@@ -161,6 +162,7 @@ class PublishPlan:
     restricted_customers: list[int]
     restricted_installations: list[str]
     changelog_html: str = ""
+    fixes: Any = None  # what the release fixes, as the support desk resolved it (``release_fixes`` extension)
 
 
 def plan_publish(session: Session, component_name: str, metadata: PublishMetadata) -> PublishPlan:
@@ -181,13 +183,38 @@ def plan_publish(session: Session, component_name: str, metadata: PublishMetadat
     max_chars = current_app.config["MAX_CHANGELOG_CHARS"] if has_app_context() else 200_000
     if len(metadata.changelog) > max_chars:
         raise ValidationError(f"changelog longer than {max_chars} characters", field="changelog")
-    if metadata.rollout is None and not (metadata.restricted_customers or metadata.restricted_installations):
+    if metadata.rollout is None and not (metadata.restricted_customers or metadata.restricted_installations
+                                         or metadata.restrict_to_affected):
         for ch in channels:
             if ch.require_staged_rollout:
                 raise StagedRolloutRequiredError(ch.name)
     changelog_html = changelog_mod.render(metadata.changelog)  # linear; refuses too deep nesting
     customers, installations = _check_restrictions(session, metadata)
-    return PublishPlan(comp, metadata, channels, customers, installations, changelog_html)
+    fixes = None
+    if metadata.fixes or metadata.fixes_groups:
+        linker = _fixes_extension()
+        if linker is None:
+            raise ValidationError("fix links are not available", field="fixes")
+        fixes = linker.plan(session, comp, metadata.fixes, metadata.fixes_groups)
+    if metadata.restrict_to_affected:
+        if fixes is None:
+            raise ValidationError("restrict_to_affected needs the tickets or failure groups the release fixes",
+                                  field="restrict_to_affected")
+        if not fixes.affected:
+            raise ValidationError("the tickets and failure groups named have no affected installations",
+                                  field="restrict_to_affected")
+        installations = list(dict.fromkeys([*installations, *fixes.affected]))
+    return PublishPlan(comp, metadata, channels, customers, installations, changelog_html, fixes)
+
+
+def _fixes_extension() -> Any:
+    return current_app.extensions.get("release_fixes") if has_app_context() else None
+
+
+def fixes_of(session: Session, release: Release) -> dict[str, list[Any]]:
+    """The tickets and failure groups a release fixes (empty without the support desk)."""
+    linker = _fixes_extension()
+    return linker.of_release(session, release) if linker is not None else {"tickets": [], "groups": []}
 
 
 def _check_restrictions(session: Session, metadata: PublishMetadata) -> tuple[list[int], list[str]]:
@@ -231,6 +258,8 @@ def create_release(session: Session, plan: PublishPlan, blob: StoredBlob, filena
         if stage is None:
             raise ValidationError("staged rollouts are not available", field="rollout")
         stage(session, release, meta.rollout, actor)
+    if plan.fixes:
+        _fixes_extension().link(session, release, plan.fixes, actor)
     _notify(session, release, "publish")
     return release
 

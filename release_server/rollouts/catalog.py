@@ -12,13 +12,15 @@ seconds on every node.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from sqlalchemy import delete, insert, select, update
@@ -91,6 +93,34 @@ def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[st
     return Catalog(infos, version), pins
 
 
+def ticket_mentions(session: Session, catalog: Catalog) -> tuple[re.Pattern[str] | None, dict[int, int | None]]:
+    """Ticket numbers the changelogs mention, and whose each is (a customer id; None: nobody's to see).
+
+    Read once per catalog version, through the support desk's ``ticket_owners`` extension; a
+    changelog offered to an installation then shows only its own customer's numbers.
+    """
+    owners_of = current_app.extensions.get("ticket_owners") if has_app_context() else None
+    if owners_of is None:
+        return None, {}
+    prefix = re.escape(str(current_app.config.get("TICKET_PREFIX", "OTK")))
+    pattern = re.compile(rf"\b{prefix}-(\d{{1,18}})\b", re.IGNORECASE)
+    seqs = {int(m.group(1)) for rows in catalog.by_component.values() for r in rows
+            for m in pattern.finditer(r.changelog)}
+    if not seqs:
+        return None, {}
+    return pattern, owners_of(session, seqs)
+
+
+def redact_changelog(text: str, pattern: re.Pattern[str], owners: dict[int, int | None], customer_id: int) -> str:
+    """Another customer's ticket numbers (and internal ones) shown without their digits."""
+    def one(m: re.Match[str]) -> str:
+        if owners.get(int(m.group(1)), -1) == customer_id:
+            return m.group(0)
+        return m.group(0).split("-", 1)[0] + "-…"
+
+    return pattern.sub(one, text)
+
+
 OFFER_MEMO_SIZE = 20_000
 
 
@@ -100,6 +130,8 @@ class _Snapshot:
     pins: dict[tuple[str, str], dict[str, PinRule]]
     # plan_offers is pure: its answer for one installation and inventory holds for this snapshot
     offers: dict[tuple, list] = field(default_factory=dict)
+    mentions: re.Pattern[str] | None = None  # ticket numbers in changelogs (see ticket_mentions)
+    owners: dict[int, int | None] = field(default_factory=dict)
 
 
 class CatalogCache:
@@ -142,8 +174,10 @@ class CatalogCache:
         version, _ = self.versions(session)
         snap = self._snapshot
         if snap is None or snap.catalog.version != version:
-            catalog, pins = load_catalog(session() if callable(session) else session, version)
-            snap = _Snapshot(catalog, pins)
+            reader = session() if callable(session) else session
+            catalog, pins = load_catalog(reader, version)
+            mentions, owners = ticket_mentions(reader, catalog)
+            snap = _Snapshot(catalog, pins, mentions=mentions, owners=owners)
             with self._lock:
                 self._snapshot = snap
         return snap
@@ -171,6 +205,9 @@ def offers_for(session: Session | Callable[[], Session], *, installation_id: str
         return hit
     view = InstallationView(installation_id, customer_id, channel, tags)
     offers = plan_offers(snap.catalog, view, installed, pins_for(snap.pins, installation_id, customer_id, tags))
+    if snap.mentions is not None:
+        offers = [dataclasses.replace(o, changelog=redact_changelog(o.changelog, snap.mentions, snap.owners,
+                                                                    customer_id)) for o in offers]
     if len(snap.offers) >= OFFER_MEMO_SIZE:  # bounded: start afresh rather than track recency
         snap.offers.clear()
     snap.offers[key] = offers

@@ -12,6 +12,7 @@ Modules:
   rollout-halt tickets);
 * :mod:`.failures` and :mod:`.fingerprint` - failed updates grouped by fingerprint, one
   ticket per (group, customer);
+* :mod:`.fixes` - releases that fix tickets and groups, and tickets that follow the fleet to "processed";
 * :mod:`.mailin`, :mod:`.mailparse`, :mod:`.imap` - inbound mail; :mod:`.mailout` and
   :mod:`.mailbackends` - the outbox and its SMTP/console transports;
 * :mod:`.customers` - customer users and their ``rsc_`` API tokens;
@@ -29,7 +30,7 @@ from ..errors import ConfigError
 
 def init_app(app: Flask) -> None:
     """Wire the support desk into the app: hooks, worker jobs, CLI commands."""
-    from . import cli, failures
+    from . import cli, failures, fixes
 
     if app.config.get("MAIL_BACKEND") not in ("console", "smtp"):
         raise ConfigError(f"MAIL_BACKEND must be 'console' or 'smtp', got {app.config.get('MAIL_BACKEND')!r}",
@@ -38,8 +39,11 @@ def init_app(app: Flask) -> None:
         raise ConfigError("SMTP_STARTTLS and SMTP_TLS exclude each other", field="SMTP_TLS")
 
     report_hooks = app.extensions.setdefault("report_hooks", [])
-    if failures.on_reports not in report_hooks:
-        report_hooks.append(failures.on_reports)
+    for hook in (failures.on_reports, fixes.on_reports):
+        if hook not in report_hooks:
+            report_hooks.append(hook)
+    app.extensions["release_fixes"] = fixes.ReleaseFixes
+    app.extensions["ticket_owners"] = fixes.ticket_owners
     halt_hooks = app.extensions.setdefault("rollout_halt_hooks", [])
     if failures.on_rollout_halt not in halt_hooks:
         halt_hooks.append(failures.on_rollout_halt)

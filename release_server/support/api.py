@@ -18,13 +18,14 @@ from ..downloads import blob_response
 from ..errors import NotFoundError, ReleaseServerError, ValidationError
 from ..fleet import services as fleet_services
 from ..storage import get_storage
-from . import customers, failures, mailin, services
+from . import customers, failures, fixes, mailin, services
 from .errors import AttachmentTooLargeError
 from .models import FailureGroup, MailMessage, Ticket, TicketAttachment
-from .schemas import (AttachmentList, AttachmentOut, CustomerTokenCreate, CustomerTokenOut, CustomerUserCreate,
-                      CustomerUserOut, EventOut, FailureGroupList, FailureGroupOut, FailureGroupQuery, MailIngestOut,
-                      MergeBody, TextBody, TicketCreate, TicketDetail, TicketList, TicketOut, TicketPatch,
-                      TicketQuery)
+from .schemas import (AttachmentList, AttachmentOut, DepartmentBody, ReviewBody, CustomerFiguresOut, CustomerSpanOut, CustomerTokenCreate,
+                      CustomerTokenOut, CustomerUserCreate, CustomerUserOut, EventOut, FailureGroupList,
+                      FailureGroupOut, FailureGroupQuery, FixLinkBody, FixRefOut, GroupFixStatusOut, GroupSpanOut,
+                      InstallationFixOut, MailIngestOut, MergeBody, ReleaseFixesOut, SpanOut, TextBody, TicketCreate,
+                      TicketDetail, TicketList, TicketOut, TicketPatch, TicketQuery)
 
 CUSTOMER_SIDE = frozenset({"customer", "installation"})
 #: Content types a browser could render or run: always served as opaque bytes.
@@ -49,7 +50,8 @@ def _ticket_fields(t: Ticket) -> dict:
                 regression=t.regression, installation_id=t.installation_id, release_id=t.release_id,
                 failure_group_id=t.failure_group_id, previous_ticket=previous.number if previous else None,
                 merged_into=merged.number if merged else None, created_at=t.created_at, updated_at=t.updated_at,
-                processed_at=t.processed_at, closed_at=t.closed_at)
+                processed_at=t.processed_at, closed_at=t.closed_at, department=t.department, review=t.review,
+                review_reason=t.review_reason)
 
 
 def attachment_out(t: Ticket, a: TicketAttachment) -> AttachmentOut:
@@ -66,7 +68,9 @@ def ticket_detail(t: Ticket, actor: services.Actor) -> TicketDetail:
     atts = [attachment_out(t, a) for a in services.attachments_of(session, t, actor)]
     return TicketDetail(**_ticket_fields(t), description=t.description,
                         failure_groups=services.linked_groups(session, t) if actor.staff else [],
-                        timeline=events, attachments=atts)
+                        timeline=events, attachments=atts,
+                        fixed_by=[FixRefOut(component=f.component, version=f.version)
+                                  for f in fixes.fixes_of_ticket(session, t)])
 
 
 def group_out(g: FailureGroup, s: failures.GroupStats) -> FailureGroupOut:
@@ -75,7 +79,9 @@ def group_out(g: FailureGroup, s: failures.GroupStats) -> FailureGroupOut:
                            sample_message=g.sample_message, reports=s.reports, rolled_back=s.rolled_back,
                            failed=s.failed, installations=s.installations, customers=s.customers, tickets=s.tickets,
                            regressions=g.regressions, first_seen_at=s.first_seen_at or g.first_seen_at,
-                           last_seen_at=s.last_seen_at)
+                           last_seen_at=s.last_seen_at, state=g.state, resolved_in_version=g.resolved_in_version,
+                           fixed_by=[FixRefOut(component=c, version=v)
+                                     for c, v, _at, _by in fixes.fixes_of_group(db.session, g.id)])
 
 
 # ---------------------------------------------------------------- tickets
@@ -87,8 +93,13 @@ def create_ticket(principal, body: TicketCreate) -> TicketDetail:  # noqa: ANN00
     session = db.session
     if actor.staff:
         customer = fleet_services.get_customer(session, body.customer) if body.customer else None
-        requester, source, installation = body.requester_email, "api", body.installation_id
+        requester, source, installation = body.requester_email, body.source, body.installation_id
+        if source == "phone" and not (requester or customer):
+            raise ValidationError("a request taken by phone names the contact (requester_email) or the customer",
+                                  field="requester_email")
     else:
+        if body.source != "api":
+            raise ValidationError("only staff register requests received by phone", field="source")
         customer = fleet_services.get_customer(session, actor.customer_id)
         if actor.kind == "installation":
             requester = customers.installation_requester(session, customer, body.requester_email)
@@ -112,7 +123,8 @@ def list_tickets(principal, query: TicketQuery) -> TicketList:  # noqa: ANN001
     statuses = query.status if isinstance(query.status, list) else ([query.status] if query.status else [])
     flt = services.TicketFilter(number=query.number, status=statuses, kind=query.kind, customer=query.customer,
                                 unassigned_queue=query.queue == "unassigned", assignee=query.assignee,
-                                source=query.source, failure_group=query.failure_group, q=query.q,
+                                source=query.source, failure_group=query.failure_group,
+                                department=query.department, q=query.q,
                                 page=query.page, per_page=query.per_page)
     rows, total = services.list_tickets(db.session, services.actor_of(principal), flt)
     return TicketList(items=[ticket_out(t) for t in rows], total=total, page=query.page, per_page=query.per_page)
@@ -145,6 +157,28 @@ def reply(principal, number: str, body: TextBody) -> TicketDetail:  # noqa: ANN0
         services.staff_reply(db.session, ticket, actor, body.body)
     else:
         ticket, _ = services.customer_message(db.session, ticket, actor, body.body)
+    db.commit()
+    return ticket_detail(ticket, actor)
+
+
+@endpoint("/tickets/<number>/department", methods=["POST"], roles=SUPPORT, body=DepartmentBody,
+          response=TicketDetail, summary="Escalate to development, or hand back to support (on the timeline)",
+          tag="support")
+def set_department(principal, number: str, body: DepartmentBody) -> TicketDetail:  # noqa: ANN001
+    actor = services.actor_of(principal)
+    ticket = services.get_ticket(db.session, number, actor)
+    services.set_department(db.session, ticket, actor, body.department, body.note)
+    db.commit()
+    return ticket_detail(ticket, actor)
+
+
+@endpoint("/tickets/<number>/review", methods=["POST"], roles=SUPPORT, body=ReviewBody, response=TicketDetail,
+          summary="Review a development request: accepted, or declined with a reason (the customer is told)",
+          tag="support")
+def review_request(principal, number: str, body: ReviewBody) -> TicketDetail:  # noqa: ANN001
+    actor = services.actor_of(principal)
+    ticket = services.get_ticket(db.session, number, actor)
+    services.review_request(db.session, ticket, actor, body.outcome, body.reason)
     db.commit()
     return ticket_detail(ticket, actor)
 
@@ -240,6 +274,82 @@ def list_failure_groups(principal, query: FailureGroupQuery) -> FailureGroupList
 def get_failure_group(principal, group_id: int) -> FailureGroupOut:  # noqa: ANN001
     group = failures.get_group(db.session, group_id)
     return group_out(group, failures.stats(db.session, [group.id])[group.id])
+
+
+@endpoint("/failure-groups/<int:group_id>/fix-status", roles=STAFF, response=GroupFixStatusOut,
+          summary="Where the fix of a failure group stands: each affected installation, and the time to fix",
+          tag="support")
+def group_fix_status(principal, group_id: int) -> GroupFixStatusOut:  # noqa: ANN001
+    group = failures.get_group(db.session, group_id)
+    figs = fixes.figures(db.session, group.id)
+    rows = fixes.status_rows(db.session, group.id, None)
+    return GroupFixStatusOut(
+        group_id=group.id, state=group.state, resolved_in_version=group.resolved_in_version,
+        fixed_by=[FixRefOut(component=c, version=v) for c, v, _at, _by in fixes.fixes_of_group(db.session, group.id)],
+        installations=[InstallationFixOut(installation_id=r.installation_id, name=r.name, customer=r.customer,
+                                          state=r.state, first_failed_at=r.first_failed_at, fixed_at=r.fixed_at,
+                                          fixed_version=r.fixed_version, running=r.running, health=r.health)
+                       for r in rows],
+        figures=SpanOut(**figs.overall.as_dict()),
+        customers=[CustomerSpanOut(customer=name, **span.as_dict()) for name, span in sorted(figs.customers.items())])
+
+
+@endpoint("/customers/<customer>/fix-figures", roles=STAFF, response=CustomerFiguresOut,
+          summary="Time from first failure to fix published, installed and ticket processed, per group of a customer",
+          tag="support")
+def customer_fix_figures(principal, customer: str) -> CustomerFiguresOut:  # noqa: ANN001
+    cust = fleet_services.get_customer(db.session, customer)
+    items = []
+    for gid, span in fixes.customer_figures(db.session, cust):
+        group = db.session.get(FailureGroup, gid)
+        items.append(GroupSpanOut(group_id=gid, component=group.component, target_version=group.target_version,
+                                  **span.as_dict()))
+    return CustomerFiguresOut(customer=cust.name, items=items)
+
+
+def _release_fixes_out(release) -> ReleaseFixesOut:  # noqa: ANN001
+    from ..rollouts.services import restrictions_of
+
+    links = fixes.of_release(db.session, release)
+    return ReleaseFixesOut(component=release.component.name, version=release.version,
+                           tickets=[t.number for t in links.tickets], groups=links.group_ids,
+                           restricted_installations=restrictions_of(db.session, release)["installations"])
+
+
+@endpoint("/components/<component>/releases/<version>/fixes", methods=["POST"], roles=STAFF, body=FixLinkBody,
+          response=ReleaseFixesOut, summary="Name tickets and failure groups a published release fixes (audited); "
+          "optionally restrict it to the affected installations", tag="support")
+def link_fixes(principal, component: str, version: str, body: FixLinkBody) -> ReleaseFixesOut:  # noqa: ANN001
+    from ..releases.services import get_release
+
+    release = get_release(db.session, component, version)
+    plan = fixes.resolve(db.session, release.component, body.tickets, body.groups)
+    if not plan:
+        raise ValidationError("name at least one ticket or failure group", field="tickets")
+    fixes.fix_for_affected(db.session, release, plan, principal.actor, restrict=body.restrict_to_affected)
+    db.commit()
+    return _release_fixes_out(release)
+
+
+@endpoint("/components/<component>/releases/<version>/fixes/unlink", methods=["POST"], roles=STAFF,
+          body=FixLinkBody, response=ReleaseFixesOut,
+          summary="Take back tickets and failure groups a release was said to fix (audited)", tag="support")
+def unlink_fixes(principal, component: str, version: str, body: FixLinkBody) -> ReleaseFixesOut:  # noqa: ANN001
+    from ..releases.services import get_release
+
+    release = get_release(db.session, component, version)
+    plan = fixes.resolve(db.session, release.component, body.tickets, body.groups)
+    fixes.unlink(db.session, release, plan, principal.actor)
+    db.commit()
+    return _release_fixes_out(release)
+
+
+@endpoint("/components/<component>/releases/<version>/fixes", roles=STAFF, response=ReleaseFixesOut,
+          summary="The tickets and failure groups a release fixes", tag="support")
+def release_fixes(principal, component: str, version: str) -> ReleaseFixesOut:  # noqa: ANN001
+    from ..releases.services import get_release
+
+    return _release_fixes_out(get_release(db.session, component, version))
 
 
 # ---------------------------------------------------------------- mail

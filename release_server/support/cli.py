@@ -19,7 +19,7 @@ import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .models import KINDS, PRIORITIES, STATUSES
+from .models import DEPARTMENTS, KINDS, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from ..errors import ReleaseServerError
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
@@ -293,6 +293,58 @@ def tickets_set(number: str, status: str | None, kind: str | None, priority: str
     if assignee is not None:
         changes["assignee"] = None if assignee == "-" else assignee
     _ticket_action(number, lambda s, t: services.update_ticket(s, t, _staff(), changes))
+
+
+@tickets_group.command("department")
+@click.argument("number")
+@click.argument("department", type=click.Choice(DEPARTMENTS))
+@click.option("--note", "-m", default="", help="Why (internal, on the timeline).")
+@with_appcontext
+def tickets_department(number: str, department: str, note: str) -> None:
+    """Escalate a ticket to development, or hand it back to support."""
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.set_department(s, t, _staff(), department, note))
+
+
+@tickets_group.command("review")
+@click.argument("number")
+@click.argument("outcome", type=click.Choice(REVIEW_OUTCOMES))
+@click.option("--reason", "-m", default="", help="Told to the customer; required when declined.")
+@with_appcontext
+def tickets_review(number: str, outcome: str, reason: str) -> None:
+    """Record the review of a development request (the customer is told, in their language)."""
+    from . import services
+
+    _ticket_action(number, lambda s, t: services.review_request(s, t, _staff(), outcome, reason))
+
+
+@tickets_group.command("phone")
+@click.option("--customer", required=True, help="Customer id or name.")
+@click.option("--contact", "contact", required=True, help="The caller's e-mail address (gets the number).")
+@click.option("--name", "contact_name", default="", help="The caller's name.")
+@click.option("--subject", required=True)
+@click.option("--description", "-m", default="")
+@click.option("--kind", default="incident", type=click.Choice(KINDS))
+@click.option("--priority", default="normal", type=click.Choice(PRIORITIES))
+@with_appcontext
+def tickets_phone(customer: str, contact: str, contact_name: str, subject: str, description: str, kind: str,
+                  priority: str) -> None:
+    """Register a request received by phone on a contact's behalf (source "phone"); prints its number."""
+    from ..db import db
+    from ..fleet.services import get_customer
+    from . import customers, services
+
+    try:
+        cust = get_customer(db.session, customer)
+        ticket = services.create_ticket(db.session, _staff(), subject=subject, description=description, kind=kind,
+                                        priority=priority, customer=cust,
+                                        requester_email=customers.check_email(contact, "contact"),
+                                        requester_name=contact_name, source="phone")
+        db.commit()
+    except ReleaseServerError as e:
+        _fail(e)
+    click.echo(ticket.number)
 
 
 @tickets_group.command("merge")

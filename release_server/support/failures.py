@@ -9,6 +9,12 @@ installation was left not working: a *problem*) is fingerprinted
 (:mod:`.fingerprint`) and joins its group; the group's ticket for the report's customer
 is opened on the first report and gets a timeline entry for every later one.
 
+A failure whose fingerprint has no group yet but whose *cause* (the fingerprint without
+the target version) is that of a group resolved in version X, on X or newer, joins that
+group instead: it is the fix's regression, and reopens the group and the customer's
+ticket (one look-up per batch, only for fingerprints without a group). A failure marks
+the installation's row of the group not fixed any more (:mod:`.fixes` follows the fixes).
+
 Concurrency without application locks: the group (unique fingerprint), the group's
 installation rows (primary key) and the customer's ticket (unique ``(failure_group_id,
 customer_id)``) are each *insert-or-get*: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
@@ -39,6 +45,7 @@ from ..models_common import utcnow
 from ..releases.models import Component, Release
 from ..rollouts.models import Rollout
 from . import group_states, mailout, services
+from .group_states import version_at_least
 from .errors import UnknownFailureGroupError
 from .fingerprint import Fingerprint, fingerprint
 from .models import (OPEN_STATUSES, FailureGroup, FailureGroupInstallation, FailureGroupReport, Ticket,
@@ -107,6 +114,9 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
                                   .where(FailureGroup.fingerprint.in_(first_of))).all())
     new_groups: set[int] = set()
     missing = {v: first for v, first in first_of.items() if v not in groups}
+    if missing:  # the same failure on a release at or above the one a group was resolved in: its regression
+        groups.update(_regressed_groups(session, missing))
+        missing = {v: first for v, first in missing.items() if v not in groups}
     if missing:
         created = _autonomous(session, lambda s: _create_groups(s, missing, when))
         for value, (gid, new) in created.items():
@@ -136,6 +146,11 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
         [{"group_id": gid, "installation_id": inst.id, "customer_id": inst.customer_id,
           "first_seen_at": min(when[r.id] for fp, r in zip(fps, reports) if groups[fp.value] == gid)}
          for gid in sorted(group_ids)])  # one lock order for concurrent batches
+    # failing again where a fix had been installed: that installation is not fixed any more
+    session.execute(update(FailureGroupInstallation).where(
+        FailureGroupInstallation.installation_id == inst.id, FailureGroupInstallation.group_id.in_(group_ids),
+        FailureGroupInstallation.fixed_at.is_not(None)).values(fixed_at=None, fixed_version=None)
+        .execution_options(synchronize_session=False))
     loaded = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(set(tickets.values()))))}
     root = {tid: services.root_of(session, t) for tid, t in loaded.items()}
 
@@ -168,8 +183,11 @@ def record_failures(session: Session, inst: Installation, reports: list[UpdateRe
         out.append(RecordedFailure(gid, ticket.id, gid in new_groups and fp.value in first_of
                                    and first_of[fp.value][1] is r, new_ticket, reopened))
     _write(session, pending, events)
-    for gid in dict.fromkeys(groups[fp.value] for fp in fps):  # a resolved group regresses, an ignore may end
-        group_states.on_report(session, gid, now)
+    versions: dict[int, list[str]] = {}
+    for fp in fps:
+        versions.setdefault(groups[fp.value], []).append(fp.target_version)
+    for gid, seen in versions.items():  # a resolved group regresses, an ignore may end
+        group_states.on_report(session, gid, now, versions=seen)
     for gid in sorted(new_groups):
         fp = next(f for f in fps if groups[f.value] == gid)
         _link_to_open_halt_tickets(session, gid, fp.component, fp.target_version)
@@ -198,7 +216,7 @@ def _create_groups(session: Session, missing: dict[str, tuple[Fingerprint, Updat
     session.flush()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     table = FailureGroup.__table__
-    rows = [dict(fingerprint=fp.value, component=fp.component, target_version=fp.target_version, stage=fp.stage,
+    rows = [dict(fingerprint=fp.value, cause=fp.cause, component=fp.component, target_version=fp.target_version, stage=fp.stage,
                  error_code=fp.error_code, message_pattern=fp.pattern,
                  sample_message=(r.error_message or "")[:4000], first_seen_at=when[r.id], regressions=0)
             for fp, r in missing.values()]
@@ -209,6 +227,25 @@ def _create_groups(session: Session, missing: dict[str, tuple[Fingerprint, Updat
     if rest:
         for value, gid in session.execute(select(table.c.fingerprint, table.c.id).where(table.c.fingerprint.in_(rest))):
             out[value] = (gid, False)
+    return out
+
+
+def _regressed_groups(session: Session, missing: dict[str, tuple[Fingerprint, UpdateReport]]) -> dict[str, int]:
+    """Fingerprints (of no group yet) that are the cause of a group resolved in their version or an older one.
+
+    One query for the batch; the version order is PEP 440's, compared here.
+    """
+    by_cause: dict[str, list[tuple[str, Fingerprint]]] = {}
+    for value, (fp, _r) in missing.items():
+        by_cause.setdefault(fp.cause, []).append((value, fp))
+    rows = session.execute(select(FailureGroup.id, FailureGroup.cause, FailureGroup.resolved_in_version).where(
+        FailureGroup.cause.in_(by_cause), FailureGroup.state == "resolved",
+        FailureGroup.resolved_in_version.is_not(None)).order_by(FailureGroup.id)).all()
+    out: dict[str, int] = {}
+    for gid, cause, resolved_in in rows:
+        for value, fp in by_cause.get(cause, []):
+            if value not in out and version_at_least(fp.target_version, resolved_in):
+                out[value] = gid
     return out
 
 

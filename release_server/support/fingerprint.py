@@ -66,6 +66,21 @@ class Fingerprint:
     error_code: str
     pattern: str
 
+    @property
+    def cause(self) -> str:
+        """The same failure whatever the release it happens on (see :func:`cause_of`)."""
+        return cause_of(self.component, self.stage, self.error_code, self.pattern)
+
+
+def cause_of(component: str, stage: str, error_code: str, pattern: str) -> str:
+    """SHA-256 of the fingerprint's parts without the target version (64 hex chars).
+
+    Two groups with one cause are the same failure on two releases; a failure whose cause
+    matches a group resolved in version X, on X or newer, is that group's regression.
+    """
+    parts = [component.strip().lower(), stage.strip().lower(), error_code.strip(), pattern]
+    return hashlib.sha256("\x1fcause\x1f".join(parts).encode("utf-8")).hexdigest()
+
 
 def fingerprint(component: str, target_version: str, stage: str | None, error_code: str | None,
                 message: str | None) -> Fingerprint:

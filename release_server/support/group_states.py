@@ -1,8 +1,10 @@
 """Failure groups as issues to work: unresolved, resolved (optionally "in version X") or ignored.
 
-* *resolved* says the cause is fixed (``in_version``: the release that fixes it). A report
-  that joins a resolved group is a *regression*: the group is unresolved again and its
-  ``regressions`` count goes up.
+* *resolved* says the cause is fixed (``in_version``: the release that fixes it; linking a
+  fixing release sets it, see :mod:`.fixes`). A report that joins a resolved group is a
+  *regression* (the group is unresolved again and its ``regressions`` count goes up),
+  except, for a group resolved in a version, a failure of an older release: that
+  installation has not taken the fix yet.
 * *ignored* hides a group from the default list, until a moment (``ignored_until``) or
   until it has had ``N`` more reports (``ignored_until_reports`` holds the total count
   that ends it); then the next report makes it unresolved again. Without either, it
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -58,17 +61,34 @@ def set_state(session: Session, group: FailureGroup, state: str, actor: str, *, 
     return group
 
 
+def version_at_least(version: str, floor: str) -> bool:
+    """``version >= floor`` in PEP 440 order; a version that does not parse is not at least anything."""
+    try:
+        return Version(version) >= Version(floor)
+    except InvalidVersion:
+        return False
+
+
 def report_count(session: Session, group_id: int) -> int:
     return int(session.scalar(select(func.count()).select_from(FailureGroupReport)
                               .where(FailureGroupReport.group_id == group_id)) or 0)
 
 
-def on_report(session: Session, group_id: int, now: datetime | None = None) -> str | None:
-    """A report joined the group: a resolved group regresses, an ignore that ran out ends. Returns the change."""
+def on_report(session: Session, group_id: int, now: datetime | None = None, *,
+              versions: list[str] | None = None) -> str | None:
+    """A report joined the group: a resolved group regresses, an ignore that ran out ends. Returns the change.
+
+    A group resolved *in version X* regresses only on a failure of X or newer (``versions``:
+    the target versions of the reports that joined); a failure of an older release is an
+    installation that has not taken the fix yet.
+    """
     now = now or utcnow()
     group = session.get(FailureGroup, group_id)
     if group is None:
         return None
+    if group.state == "resolved" and group.resolved_in_version and versions is not None:
+        if not any(version_at_least(v, group.resolved_in_version) for v in versions):
+            return None
     if group.state == "resolved":
         group.state, group.regressions = "unresolved", (group.regressions or 0) + 1
         group.state_changed_at, group.state_changed_by = now, "system"

@@ -26,7 +26,11 @@ KINDS = ("incident", "problem", "service", "development")
 STATUSES = ("new", "in_progress", "waiting_for_customer", "processed", "closed")
 OPEN_STATUSES = ("new", "in_progress", "waiting_for_customer")
 PRIORITIES = ("low", "normal", "high", "urgent")
-SOURCES = ("mail", "portal", "agent", "api", "failure_report")
+SOURCES = ("mail", "portal", "agent", "api", "failure_report", "phone")
+#: The vendor's two departments: support answers customers and links them with development, which fixes and builds.
+DEPARTMENTS = ("support", "development")
+#: The outcome of reviewing a development request (an improvement proposal).
+REVIEW_OUTCOMES = ("accepted", "declined")
 
 
 class TicketCounter(Base):
@@ -70,6 +74,9 @@ class Ticket(Base):
     previous_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     regression: Mapped[bool] = mapped_column(Boolean, default=False)
+    department: Mapped[str] = mapped_column(String(20), default="support", server_default="support", index=True)
+    review: Mapped[str | None] = mapped_column(String(12))  # accepted | declined (development requests)
+    review_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -146,6 +153,9 @@ class FailureGroup(Base):
     state_changed_by: Mapped[str | None] = mapped_column(String(120))
     ignored_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ignored_until_reports: Mapped[int | None] = mapped_column(Integer)  # total report count that ends the ignore
+    #: the fingerprint without the target version (:func:`.fingerprint.cause_of`): the same failure on a later
+    #: release, which reopens a group resolved in that release or an older one as a regression
+    cause: Mapped[str | None] = mapped_column(String(64), index=True)
     # Counts and last seen are aggregates over failure_group_reports/_installations (see failures.stats):
     # no per-report update of this row, so concurrent reports of one cause never queue on it.
 
@@ -160,6 +170,12 @@ class FailureGroupInstallation(Base):
                                                  primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: when the installation reported success on a release that fixes the group (None: not fixed there yet)
+    fixed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    fixed_version: Mapped[str | None] = mapped_column(String(64))
+
+
+Index("ix_failure_group_installations_installation_id", FailureGroupInstallation.installation_id)
 
 
 class FailureGroupReport(Base):
@@ -182,6 +198,30 @@ class TicketFailureGroup(Base):
 
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("failure_groups.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ReleaseFixedGroup(Base):
+    """A release that fixes a failure group (linked at publish or afterwards, audited)."""
+
+    __tablename__ = "release_fixed_groups"
+
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("failure_groups.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    linked_by: Mapped[str] = mapped_column(String(120), default="")
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReleaseFixedTicket(Base):
+    """A release that fixes (or implements) a ticket: shown on both, the customer sees only their own."""
+
+    __tablename__ = "release_fixed_tickets"
+
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True,
+                                           index=True)
+    linked_by: Mapped[str] = mapped_column(String(120), default="")
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class MailMessage(Base):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Kind = Literal["incident", "problem", "service", "development"]
 Status = Literal["new", "in_progress", "waiting_for_customer", "processed", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
-Source = Literal["mail", "portal", "agent", "api", "failure_report"]
+Source = Literal["mail", "portal", "agent", "api", "failure_report", "phone"]
+Department = Literal["support", "development"]
 MAX_TEXT = 100_000
 
 
@@ -23,6 +24,8 @@ class TicketCreate(BaseModel):
     requester_email: str | None = Field(default=None, max_length=254)
     requester_name: str = Field(default="", max_length=200)
     installation_id: str | None = Field(default=None, max_length=36)
+    source: Literal["api", "phone"] = Field(default="api", description="'phone': staff register a request "
+                                                                       "received by phone on a contact's behalf")
 
 
 class TicketPatch(BaseModel):
@@ -64,6 +67,7 @@ class TicketQuery(BaseModel):
     assignee: str | None = None
     source: Source | None = None
     failure_group: int | None = None
+    department: Department | None = Field(default=None, description="A department's queue")
     q: str | None = Field(default=None, max_length=200, description="Text search")
     page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=50, ge=1, le=200)
@@ -90,6 +94,9 @@ class TicketOut(BaseModel):
     updated_at: datetime
     processed_at: datetime | None
     closed_at: datetime | None
+    department: str = "support"
+    review: str | None = None
+    review_reason: str | None = None
 
 
 class TicketList(BaseModel):
@@ -122,11 +129,17 @@ class AttachmentOut(BaseModel):
     url: str
 
 
+class FixRefOut(BaseModel):
+    component: str
+    version: str
+
+
 class TicketDetail(TicketOut):
     description: str
     failure_groups: list[int]
     timeline: list[EventOut]
     attachments: list[AttachmentOut]
+    fixed_by: list[FixRefOut] = Field(default_factory=list, description="Releases that fix this request")
 
 
 class AttachmentList(BaseModel):
@@ -151,6 +164,9 @@ class FailureGroupOut(BaseModel):
     regressions: int
     first_seen_at: datetime | None
     last_seen_at: datetime | None
+    state: str = "unresolved"
+    resolved_in_version: str | None = None
+    fixed_by: list[FixRefOut] = Field(default_factory=list, description="Releases that fix this group")
 
 
 class FailureGroupList(BaseModel):
@@ -204,3 +220,84 @@ class CustomerTokenOut(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     token: str = Field(description="The secret: shown once, never again")
+
+
+class FixLinkBody(BaseModel):
+    """Tickets and failure groups a release fixes (linked, or unlinked)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tickets: list[str] = Field(default_factory=list, max_length=200, description="Ticket numbers")
+    groups: list[int] = Field(default_factory=list, max_length=200, description="Failure group numbers")
+    restrict_to_affected: bool = Field(default=False, description="Also limit the release to the affected "
+                                                                  "installations (adds to its restriction)")
+
+
+class ReleaseFixesOut(BaseModel):
+    component: str
+    version: str
+    tickets: list[str]
+    groups: list[int]
+    restricted_installations: list[str]
+
+
+class InstallationFixOut(BaseModel):
+    installation_id: str
+    name: str
+    customer: str
+    state: str = Field(description="fixed | waiting | failing | stale")
+    first_failed_at: datetime
+    fixed_at: datetime | None
+    fixed_version: str | None
+    running: str | None
+    health: str
+
+
+class SpanOut(BaseModel):
+    first_failure_at: datetime | None
+    fix_published_at: datetime | None
+    fix_installed_at: datetime | None
+    processed_at: datetime | None
+    to_fix_published_seconds: float | None
+    to_fix_installed_seconds: float | None
+    to_processed_seconds: float | None
+
+
+class CustomerSpanOut(SpanOut):
+    customer: str
+
+
+class GroupFixStatusOut(BaseModel):
+    group_id: int
+    state: str
+    resolved_in_version: str | None
+    fixed_by: list[FixRefOut]
+    installations: list[InstallationFixOut]
+    figures: SpanOut
+    customers: list[CustomerSpanOut]
+
+
+class GroupSpanOut(SpanOut):
+    group_id: int
+    component: str
+    target_version: str
+
+
+class CustomerFiguresOut(BaseModel):
+    customer: str
+    items: list[GroupSpanOut]
+
+
+class DepartmentBody(BaseModel):
+    """Escalate a ticket to development, or hand it back to support."""
+
+    model_config = ConfigDict(extra="forbid")
+    department: Department
+    note: str = Field(default="", max_length=MAX_TEXT, description="Why (internal)")
+
+
+class ReviewBody(BaseModel):
+    """The outcome of reviewing a development request; the customer is told, in their language."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["accepted", "declined"]
+    reason: str = Field(default="", max_length=MAX_TEXT, description="Required when declined; told to the customer")

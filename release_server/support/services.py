@@ -41,8 +41,8 @@ from ..storage import StoredBlob
 from . import mailout
 from .errors import (AttachmentTooLargeError, InvalidTicketFieldError, MergeError, StatusTransitionError,
                      TooManyAttachmentsError, UnknownAttachmentError, UnknownStaffUserError, UnknownTicketError)
-from .models import (KINDS, OPEN_STATUSES, PRIORITIES, SOURCES, STATUSES, FailureGroup, Ticket, TicketAttachment,
-                     TicketCounter, TicketEvent, TicketFailureGroup)
+from .models import (DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, SOURCES, STATUSES, FailureGroup,
+                     Ticket, TicketAttachment, TicketCounter, TicketEvent, TicketFailureGroup)
 
 #: Which statuses staff may move a ticket to from each status.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -196,6 +196,7 @@ class TicketFilter:
     assignee: str | None = None
     source: str | None = None
     failure_group: int | None = None
+    department: str | None = None
     q: str | None = None
     page: int = 1
     per_page: int = 50
@@ -234,6 +235,8 @@ def list_tickets(session: Session, actor: Actor, flt: TicketFilter) -> tuple[lis
         conds.append(or_(Ticket.failure_group_id == flt.failure_group,
                          Ticket.id.in_(select(TicketFailureGroup.ticket_id)
                                        .where(TicketFailureGroup.group_id == flt.failure_group))))
+    if flt.department:
+        conds.append(Ticket.department == _check("department", flt.department, DEPARTMENTS))
     if flt.q:
         like = _like(flt.q.strip())
         event_match = select(TicketEvent.id).where(TicketEvent.ticket_id == Ticket.id,
@@ -502,6 +505,62 @@ def update_ticket(session: Session, ticket: Ticket, actor: Actor, changes: dict[
         staff_reply(session, ticket, actor, comment)
     _audit(session, actor, "ticket.update", ticket,
            {k: v for k, v in changes.items() if k != "comment" and v is not None})
+    session.flush()
+    return ticket
+
+
+def set_department(session: Session, ticket: Ticket, actor: Actor, department: str, note: str = "") -> Ticket:
+    """Escalate to development or hand back to support: the ticket moves to that queue, on the timeline (internal)."""
+    _check("department", department, DEPARTMENTS)
+    if ticket.department == department:
+        raise ValidationError(f"ticket {ticket.number} is already with {department}", field="department")
+    old = ticket.department
+    ticket.department = department
+    code = "department.escalated" if department == "development" else "department.returned"
+    body = M(code + ".note", note=note.strip()[:2000]) if note.strip() else M(code)
+    add_event(session, ticket, "department", actor, public=False, body=body,
+              data={"field": "department", "from": old, "to": department})
+    _audit(session, actor, "ticket.department", ticket, {"from": old, "to": department})
+    session.flush()
+    return ticket
+
+
+def recipient_of(session: Session, ticket: Ticket) -> str | None:
+    """Who hears about a ticket: its requester, else its customer's contact address."""
+    if ticket.requester_email:
+        return ticket.requester_email
+    customer = session.get(Customer, ticket.customer_id) if ticket.customer_id else None
+    return customer.contact_email if customer else None
+
+
+def review_request(session: Session, ticket: Ticket, actor: Actor, outcome: str, reason: str = "") -> Ticket:
+    """The outcome of reviewing a development request, told to the customer in their language (and mailed).
+
+    Accepted: the customer is told that it will be built and, later, in which version (a
+    release linked to the ticket, see :mod:`.fixes`). Declined: the reason is required and
+    told to the customer; the request is then processed.
+    """
+    _check("outcome", outcome, REVIEW_OUTCOMES)
+    if ticket.kind != "development":
+        raise ValidationError(f"ticket {ticket.number} is not a development request", field="kind")
+    reason = (reason or "").strip()
+    if outcome == "declined" and not reason:
+        raise ValidationError("say why the request is declined", field="reason")
+    if ticket.status == "closed":
+        raise StatusTransitionError(ticket.number, ticket.status, "processed")
+    ticket.review, ticket.review_reason = outcome, reason or None
+    body = (M("review.declined", number=ticket.number, reason=reason) if outcome == "declined"
+            else (M("review.accepted.reason", number=ticket.number, reason=reason) if reason
+                  else M("review.accepted", number=ticket.number)))
+    add_event(session, ticket, "review", actor, public=not ticket.internal, body=body,
+              data={"outcome": outcome, "reason": reason})
+    if outcome == "declined":
+        _status_change(session, ticket, "processed", actor)
+    elif ticket.status == "new":
+        _status_change(session, ticket, "in_progress", actor)
+    _audit(session, actor, "ticket.review", ticket, {"outcome": outcome})
+    mailout.queue_mail(session, ticket, to=recipient_of(session, ticket),
+                       kind="processed" if outcome == "declined" else "reply", text=body, auto=False)
     session.flush()
     return ticket
 

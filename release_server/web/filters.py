@@ -129,8 +129,19 @@ def url_with(**changes: Any) -> str:
     return url_for(request.endpoint or "index", **(request.view_args or {}), **args)
 
 
+def duration(seconds: float | None) -> str:
+    """A span of time in the reader's language, to the two largest units ("2 days 3 hours")."""
+    if seconds is None:
+        return "—"
+    from babel.dates import format_timedelta
+    from datetime import timedelta
+    from flask_babel import get_locale
+
+    return format_timedelta(timedelta(seconds=seconds), threshold=1.5, locale=str(get_locale() or "en"))
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(dt=dt, ago=ago, filesize=filesize, percent=percent, changelog=changelog_html,
+    app.jinja_env.filters.update(duration=duration, dt=dt, ago=ago, filesize=filesize, percent=percent, changelog=changelog_html,
                                  stored_changelog=stored_changelog, label=label, systext=systext, message=render_message, audit_action=audit_action,
                                  field_label=field_label, group_links=group_links)
     from ..support.services import halt_reason

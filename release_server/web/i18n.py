@@ -28,8 +28,9 @@ from flask_babel import Babel, lazy_gettext as _l
 from werkzeug.wrappers import Response
 
 from ..messages import DEFAULT_LANGUAGE as DEFAULT, LANGUAGES  # noqa: F401 - re-exported
-from ..messages import (FIELD_LABELS, GROUP_STATE_LABELS, KIND_LABELS, OUTCOME_LABELS, PRIORITY_LABELS,  # noqa: F401
-                        ROLLOUT_LABELS, SOURCE_LABELS, STATUS_LABELS, TUF_ROLE_LABELS)
+from ..messages import (DEPARTMENT_LABELS, FIELD_LABELS, FIX_STATE_LABELS, GROUP_STATE_LABELS,  # noqa: F401
+                        KIND_LABELS, OUTCOME_LABELS, PRIORITY_LABELS, REVIEW_LABELS, ROLLOUT_LABELS,
+                        SOURCE_LABELS, STATUS_LABELS, TUF_ROLE_LABELS)
 
 COOKIE = "lang"
 TRANSLATIONS_DIR = Path(__file__).parent / "translations"

@@ -129,6 +129,8 @@ def ticket_new() -> Any:
 
 
 def _page(number: str, form: Form | None = None, status: int = 200) -> Any:
+    from ..support.fixes import fixes_of_ticket
+
     session = db.session
     actor = customer_actor()
     ticket = support.get_ticket(session, number, actor)
@@ -137,7 +139,8 @@ def _page(number: str, form: Form | None = None, status: int = 200) -> Any:
     event_atts = {e.id: [a for a in atts if a.id == (e.data or {}).get("attachment")] for e in events
                   if e.kind == "attachment"}
     return render_template("portal/ticket.html", t=ticket, events=events, event_atts=event_atts, attachments=atts,
-                           form=form or Form(), previewable=attachments.previewable), status
+                           form=form or Form(), previewable=attachments.previewable,
+                           fixed_by=fixes_of_ticket(session, ticket)), status
 
 
 @bp.get("/tickets/<number>")

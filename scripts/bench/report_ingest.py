@@ -157,6 +157,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="rs-bench-reports-"))
     instance = work / "instance"
+    instance.mkdir(mode=0o700)  # create_app finds an instance only where one exists
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
     env.pop("DATABASE_URL", None)
     env.update(RELEASE_SERVER_INSTANCE_PATH=str(instance), PYTHONPATH=str(ROOT))

@@ -44,6 +44,7 @@ class E2E:
     headers: dict[str, str]
     server: Any
     tmp: Path
+    customer: str = CUSTOMER
     state_dir: Path = field(init=False)
     install_dir: Path = field(init=False)
 
@@ -51,6 +52,14 @@ class E2E:
         self.state_dir = self.tmp / "agent-state"
         self.install_dir = self.tmp / "installed"
         self._components: set[str] = set()
+
+    def machine(self, name: str, customer: str | None = None) -> E2E:
+        """Another installation (its own agent state and install folders) on the same server, of ``customer``."""
+        folder = self.tmp / "machines" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        other = E2E(self.app, self.client, self.headers, self.server, folder, customer or self.customer)
+        other._components = self._components
+        return other
 
     # ---------------------------------------------------------------- server side
 
@@ -68,7 +77,8 @@ class E2E:
         return resp.json
 
     def enrollment_token(self, **body: Any) -> str:
-        resp = self.client.post(f"/api/v1/customers/{CUSTOMER}/enrollment-tokens", json=body, headers=self.headers)
+        resp = self.client.post(f"/api/v1/customers/{self.customer}/enrollment-tokens", json=body,
+                                headers=self.headers)
         assert resp.status_code == 201, resp.json
         return resp.json["token"]
 
@@ -124,9 +134,9 @@ class E2E:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(self.tmp),
                                 env=self.env(**(env or {})))
 
-    def enroll(self, *extra: str, components: tuple[str, ...] = ("app",)) -> str:
+    def enroll(self, *extra: str, components: tuple[str, ...] = ("app",), name: str = "test machine") -> str:
         args = ["enroll", "--server", self.server.url, "--token", self.enrollment_token(),
-                "--install-dir", str(self.install_dir), "--name", "test machine"]
+                "--install-dir", str(self.install_dir), "--name", name]
         for c in components:
             args += ["--component", c]
         self.agent(*args, *extra, check=0)

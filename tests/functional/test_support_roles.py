@@ -6,7 +6,7 @@ import re
 import uuid
 
 import pytest
-from factories import enroll
+from factories import create_component, enroll, publish
 
 from release_server.api import ROUTES
 
@@ -32,8 +32,12 @@ def world(client, auth):
     mail = client.post("/api/v1/support/mail", headers={**staff, "Content-Type": "message/rfc822"},
                        data=b"From: x@acme.example\r\nSubject: s\r\nMessage-ID: <r1@x>\r\n\r\nbody\r\n").json
 
-    def ticket():
-        return client.post("/api/v1/tickets", json={"subject": "t", "customer": "Acme"}, headers=staff).json["number"]
+    create_component(client, admin, "server")
+    assert publish(client, admin, "server", "2.0.1", channels=["stable"]).status_code == 201
+
+    def ticket(kind="incident"):
+        return client.post("/api/v1/tickets", json={"subject": "t", "customer": "Acme", "kind": kind},
+                           headers=staff).json["number"]
 
     def attachment():
         n = ticket()
@@ -66,6 +70,17 @@ def cases(w):
         ("POST", lambda: "/api/v1/customer-users", lambda: {"email": f"{uuid.uuid4().hex[:8]}@acme.example",
                                                             "customer": "Acme"}, STAFF_SUPPORT),
         ("POST", lambda: f"/api/v1/customer-users/{w['user']}/tokens", {"name": "t"}, STAFF_SUPPORT),
+        ("POST", lambda: f"/api/v1/tickets/{w['ticket']()}/department", {"department": "development"},
+         STAFF_SUPPORT),
+        ("POST", lambda: f"/api/v1/tickets/{w['ticket']('development')}/review", {"outcome": "accepted"},
+         STAFF_SUPPORT),
+        ("GET", lambda: f"/api/v1/failure-groups/{w['group']}/fix-status", None, STAFF_SUPPORT | {"publisher"}),
+        ("GET", lambda: "/api/v1/customers/Acme/fix-figures", None, STAFF_SUPPORT | {"publisher"}),
+        ("POST", lambda: "/api/v1/components/server/releases/2.0.1/fixes", {"groups": [w["group"]]},
+         STAFF_SUPPORT | {"publisher"}),
+        ("GET", lambda: "/api/v1/components/server/releases/2.0.1/fixes", None, STAFF_SUPPORT | {"publisher"}),
+        ("POST", lambda: "/api/v1/components/server/releases/2.0.1/fixes/unlink", {"groups": [w["group"]]},
+         STAFF_SUPPORT | {"publisher"}),
     ]
 
 
@@ -95,6 +110,9 @@ def test_every_support_route_is_in_the_matrix():
         ("POST", "/tickets/X/replies"), ("POST", "/tickets/X/notes"), ("POST", "/tickets/X/request-info"),
         ("POST", "/tickets/X/merge"), ("POST", "/tickets/X/attachments"), ("GET", "/tickets/X/attachments/X"),
         ("GET", "/failure-groups"), ("GET", "/failure-groups/X"), ("POST", "/support/mail"),
-        ("GET", "/support/mail/X/raw"), ("POST", "/customer-users"), ("POST", "/customer-users/X/tokens"))}
+        ("GET", "/support/mail/X/raw"), ("POST", "/customer-users"), ("POST", "/customer-users/X/tokens"),
+        ("POST", "/tickets/X/department"), ("POST", "/tickets/X/review"), ("GET", "/failure-groups/X/fix-status"),
+        ("GET", "/customers/X/fix-figures"), ("POST", "/components/X/releases/X/fixes"),
+        ("GET", "/components/X/releases/X/fixes"), ("POST", "/components/X/releases/X/fixes/unlink"))}
     declared = {(m, re.sub(r"<[^>]+>", "X", s.rule)) for s in ROUTES if s.tag == "support" for m in s.methods}
     assert declared == covered

@@ -232,7 +232,14 @@ def test_failure_group_pages_states_and_regression(app: Any, world: dict) -> Non
     assert "Resolved in version 2.0.1." in sue.get(f"/console/failure-groups/{gid}").text
     assert f"/console/failure-groups/{gid}\"" not in sue.get("/console/failure-groups").text  # unresolved only
     assert f"/console/failure-groups/{gid}\"" in sue.get("/console/failure-groups?state=resolved").text
-    report(app.test_client(), world["en_inst"])  # the same cause again: a regression
+    report(app.test_client(), world["en_inst"])  # the same cause on 2.0, older than the fix: still waiting
+    page = sue.get(f"/console/failure-groups/{gid}").text
+    assert 'id="group-regression"' not in page and 'id="group-state">Resolved' in page
+    resp = post(sue, f"/console/failure-groups/{gid}/state", {"state": "resolved", "in_version": ""},
+                f"/console/failure-groups/{gid}")
+    assert resp.status_code == 302 and "A new report will mark a regression." in sue.get(
+        f"/console/failure-groups/{gid}").text
+    report(app.test_client(), world["en_inst"])  # resolved without a version: any new report is a regression
     page = sue.get(f"/console/failure-groups/{gid}").text
     assert 'id="group-regression"' in page and 'id="group-state">Unresolved' in page
     assert f"/console/failure-groups/{gid}\"" in sue.get("/console/failure-groups?sort=count&version=2.0").text

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
-from ...support import failures, group_states
+from ...releases import services as releases
+from ...support import failures, fixes, group_states
 from ...support.models import FailureGroup
 from .. import charts, queries
 from ..forms import Form, service_error_text
@@ -61,7 +62,7 @@ def failure_groups() -> Any:
                                     "customer": customer_id, "q": flt.q or "", "sort": flt.sort})
 
 
-def _group_page(group_id: int, form: Form | None = None, status: int = 200) -> Any:
+def _group_page(group_id: int, form: Form | None = None, status: int = 200, fix_form: Form | None = None) -> Any:
     session = db.session
     group = failures.get_group(session, group_id)
     st = failures.stats(session, [group.id]).get(group.id)
@@ -76,6 +77,10 @@ def _group_page(group_id: int, form: Form | None = None, status: int = 200) -> A
                            installations=queries.group_installations(session, group.id, 100),
                            customers=queries.group_customers(session, group.id),
                            tickets=group_states.tickets_of(session, group.id), states=group_states.STATES,
+                           fixed_by=fixes.fixes_of_group(session, group.id),
+                           fix_rows=fixes.status_rows(session, group.id, None),
+                           figures=fixes.figures(session, group.id),
+                           fix_form=fix_form or Form({"restrict": "1"}),
                            form=form or Form({"state": group.state,
                                               "in_version": group.resolved_in_version or ""})), status
 
@@ -109,3 +114,52 @@ def failure_group_state(group_id: int) -> Any:
                                    "ignore_reports": "ignore_reports"})
     db.rollback()
     return _group_page(group_id, form, 400)
+
+
+@bp.post("/failure-groups/<int:group_id>/fix")
+@staff_required(*ALL)
+def failure_group_fix(group_id: int) -> Any:
+    """"Fix for the affected": name a published release of the group's component as its fix, optionally
+    limiting it to the affected installations (the CLI's ``publish --fixes-group N --restrict-to-affected``
+    publishes and does both in one step)."""
+    session = db.session
+    group = failures.get_group(session, group_id)
+    form = Form(request.form)
+    version = form.text("version", required=True, max_length=64)
+    restrict = form.get("restrict") == "1"
+    if form.ok:
+        try:
+            release = releases.get_release(session, group.component, version)
+            plan = fixes.resolve(session, release.component, [], [group.id])
+            fixes.fix_for_affected(session, release, plan, current_staff().username, restrict=restrict)
+            db.commit()
+            flash(_("%(version)s is named as the fix of this group.", version=release.version))
+            return redirect(url_for("console.failure_group_detail", group_id=group.id))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"version": "version", "component": "version", "restrict_to_affected": "restrict",
+                                   "fixes_groups.0": "version"})
+    db.rollback()
+    return _group_page(group_id, None, 400, form)
+
+
+@bp.post("/failure-groups/<int:group_id>/unfix")
+@staff_required(*ALL)
+def failure_group_unfix(group_id: int) -> Any:
+    """Take back a release named as the group's fix (audited)."""
+    session = db.session
+    group = failures.get_group(session, group_id)
+    form = Form(request.form)
+    version = form.text("version", required=True, max_length=64)
+    if form.ok:
+        try:
+            release = releases.get_release(session, group.component, version)
+            fixes.unlink(session, release, fixes.FixPlan([], [group.id]), current_staff().username)
+            db.commit()
+            flash(_("%(version)s is no longer named as the fix.", version=release.version))
+            return redirect(url_for("console.failure_group_detail", group_id=group.id))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"version": "version"})
+    db.rollback()
+    return _group_page(group_id, None, 400, form)

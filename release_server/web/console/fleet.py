@@ -107,7 +107,15 @@ def _customer_page(customer_id: int, *, user_form: Form | None = None, token_for
         health_of=lambda i: fleet.health_of(i, now), user_form=user_form or Form(),
         token_form=token_form or Form({"max_uses": "", "expires_days": "30"}), new_secret=new_secret,
         defaults_form=defaults_form or Form({"locale": cust.locale or "", "timezone": cust.timezone or ""}),
-        zones=sorted(i18n.time_zones()), now=now), status
+        zones=sorted(i18n.time_zones()), now=now, fix_figures=_fix_figures(session, cust)), status
+
+
+def _fix_figures(session: Any, cust: Any) -> list[tuple[Any, Any]]:
+    """(group, time-to-fix span) of each failure group that affected the customer."""
+    from ...support.fixes import customer_figures
+    from ...support.models import FailureGroup
+
+    return [(session.get(FailureGroup, gid), span) for gid, span in customer_figures(session, cust)]
 
 
 @bp.get("/customers/<int:customer_id>")

@@ -61,7 +61,7 @@ def _detail(component: str, version: str, form: Form | None = None, status: int 
     return render_template(
         "console/release.html", release=release, tuf=tuf_info(release), rollouts=ros, deltas=patches,
         transfer=transfer,
-        restrictions=rollouts.restrictions_of(session, release),
+        restrictions=rollouts.restrictions_of(session, release), fixes=releases.fixes_of(session, release),
         channels=[c for c in releases.list_channels(session) if c.name not in release.channel_names],
         form=form or Form()), status
 

@@ -17,8 +17,8 @@ from ...accounts.models import User
 from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
-from ...support import failures, services as support
-from ...support.models import KINDS, OPEN_STATUSES, PRIORITIES, STATUSES
+from ...support import failures, fixes, services as support
+from ...support.models import DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from .. import attachments, queries
 from ..forms import Form, service_error_text
 from ..security import current_staff, staff_actor, staff_required
@@ -55,7 +55,8 @@ def tickets() -> Any:
         page = 1
     flt = support.TicketFilter(status=statuses, kind=kind, customer=args.get("customer") or None,
                                assignee=assignee, q=q or None, page=page, per_page=PER_PAGE,
-                               unassigned_queue=args.get("queue") == "unassigned")
+                               unassigned_queue=args.get("queue") == "unassigned",
+                               department=args.get("department") if args.get("department") in DEPARTMENTS else None)
     error = None
     try:
         rows, total = support.list_tickets(session, actor, flt)
@@ -65,7 +66,8 @@ def tickets() -> Any:
     return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), users=users, error=error,
                            filters={"status": status_arg, "kind": kind or "", "customer": args.get("customer", ""),
-                                    "assignee": args.get("assignee", ""), "q": q})
+                                    "assignee": args.get("assignee", ""), "q": q,
+                                    "department": args.get("department", "")})
 
 
 def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) -> Any:
@@ -90,14 +92,22 @@ def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) 
     users = {u.id: u for u in _assignable()}
     assignee = session.get(User, ticket.assignee_id) if ticket.assignee_id else None
     installation = fleet.get_installation(session, ticket.installation_id) if ticket.installation_id else None
+    release = None
+    if ticket.release_id is not None:
+        from ...releases.models import Release
+
+        release = session.get(Release, ticket.release_id)
     base = {"reply": Form(), "note": Form(), "request_info": Form(), "process": Form(),
+            "fix": Form({"component": release.component.name if release else ""}), "yank": Form(),
+            "department": Form(), "review": Form(),
             "assign": Form({"assignee": assignee.username if assignee else ""}),
             "change": Form({"kind": ticket.kind, "priority": ticket.priority})}
     base.update(forms or {})
     return render_template("console/ticket.html", t=ticket, events=events, event_atts=event_atts,
                            attachments=atts, groups=groups, users=users, assignee=assignee,
                            installation=installation, forms=base, kinds=KINDS, priorities=PRIORITIES,
-                           previewable=attachments.previewable,
+                           previewable=attachments.previewable, fixed_by=fixes.fixes_of_ticket(session, ticket),
+                           release=release,
                            transitions=support.TRANSITIONS.get(ticket.status, frozenset())), status
 
 
@@ -121,7 +131,10 @@ def _act(number: str, form_name: str, do: Any, done: str) -> Any:
     except ReleaseServerError as e:
         db.rollback()
         form.service_error(e, {"body": "body", "file": "files", "assignee": "assignee", "kind": "kind",
-                               "priority": "priority", "status": "body", "number": "body"})
+                               "priority": "priority", "status": "body", "number": "body",
+                               "department": "department", "reason": "reason", "outcome": "outcome",
+                               "version": "version", "component": "component", "fixes.0": "version",
+                               "fixes_groups.0": "version"})
     db.rollback()
     return _page(number, {form_name: form}, 400)
 
@@ -239,3 +252,79 @@ def ticket_attachment(number: str, attachment_id: int) -> Any:
     return attachments.serve(att, inline=request.args.get("inline") == "1")
 
 
+
+
+@bp.post("/tickets/<number>/fix")
+@staff_required(*SUPPORT)
+def ticket_fix(number: str) -> Any:
+    """Name the release that fixes (or implements) this request; for a halt ticket, the release whose
+    installation by the affected closes it."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        from ...releases import services as releases
+
+        component = form.text("component", required=True, max_length=64)
+        version = form.text("version", required=True, max_length=64)
+        if not form.ok:
+            return False
+        release = releases.get_release(db.session, component, version)
+        plan = fixes.resolve(db.session, release.component, [ticket.number])
+        fixes.link(db.session, release, plan, actor.name)
+        return True
+
+    return _act(number, "fix", do, _("The fixing release is linked."))
+
+
+@bp.post("/tickets/<number>/yank")
+@staff_required(*SUPPORT)
+def ticket_yank(number: str) -> Any:
+    """From a halt ticket: yank the release that halted (installations that took it go back to the last good one)."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        from ...accounts.services import audit
+        from ...releases import services as releases
+        from ...releases.models import Release
+
+        reason = form.text("reason", required=True, max_length=2000)
+        release = db.session.get(Release, ticket.release_id) if ticket.release_id else None
+        if release is None:
+            form.error("reason", _("This ticket names no release."))
+        if not form.ok:
+            return False
+        if not release.yanked:
+            releases.yank(db.session, release, reason)
+            audit(db.session, actor.name, "release.yank", f"release:{release.component.name}/{release.version}",
+                  {"reason": reason, "ticket": ticket.number})
+            support.add_note(db.session, ticket, actor, reason, kind="yanked",
+                             data={"component": release.component.name, "version": release.version})
+        return True
+
+    return _act(number, "yank", do, _("The release is yanked."))
+
+
+@bp.post("/tickets/<number>/department")
+@staff_required(*SUPPORT)
+def ticket_department(number: str) -> Any:
+    """Escalate to the development department, or hand back to support."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        department = form.choice("department", DEPARTMENTS)
+        note = form.text("note", max_length=2000)
+        if not form.ok:
+            return False
+        support.set_department(db.session, ticket, actor, department or "", note)
+        return True
+
+    return _act(number, "department", do, _("Department saved."))
+
+
+@bp.post("/tickets/<number>/review")
+@staff_required(*SUPPORT)
+def ticket_review(number: str) -> Any:
+    """The review of a development request: accepted, or declined with a reason; the customer is told."""
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        outcome = form.choice("outcome", REVIEW_OUTCOMES)
+        reason = form.text("reason", max_length=100_000)
+        if not form.ok:
+            return False
+        support.review_request(db.session, ticket, actor, outcome or "", reason)
+        return True
+
+    return _act(number, "review", do, _("Review saved; the customer is told."))
