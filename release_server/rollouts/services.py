@@ -407,6 +407,35 @@ def list_pins(session: Session) -> list[Pin]:
     return list(session.scalars(select(Pin).order_by(Pin.id)))
 
 
+def pins_for_installation(session: Session, inst: Installation) -> list[Pin]:
+    """The pins that reach one installation (its own, its tags', its customer's), in the order they win."""
+    rank = {"installation": 0, "tag": 1, "customer": 2}
+    rows = session.scalars(select(Pin).where(
+        ((Pin.scope == "installation") & (Pin.scope_value == inst.id))
+        | ((Pin.scope == "tag") & Pin.scope_value.in_(list(inst.tags or []) or [""]))
+        | ((Pin.scope == "customer") & (Pin.scope_value == str(inst.customer_id)))))
+    return sorted(rows, key=lambda p: (p.component, rank.get(p.scope, 9), p.id))
+
+
+def parse_pin_value(text: str, exact: bool) -> str:
+    """A pin as typed: an exact version (normalised) or a version prefix ("2.4" matches 2.4.x, not 2.40)."""
+    import re
+
+    from ..releases.schemas import normalise_version
+
+    raw = (text or "").strip()
+    if not raw:
+        raise ValidationError("give a version or a version prefix", field="pin")
+    if exact:
+        try:
+            return normalise_version(raw)
+        except ValueError as e:
+            raise ValidationError(str(e), field="pin") from e
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*\.?", raw):
+        raise ValidationError("a version prefix is numbers separated by dots, e.g. 2.4", field="pin")
+    return raw.rstrip(".")
+
+
 def remove_pin(session: Session, pin_id: int) -> Pin:
     pin = session.get(Pin, pin_id)
     if pin is None:

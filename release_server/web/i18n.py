@@ -157,7 +157,8 @@ KIND_HELP = {"incident": _l("A failure that happened to one of your users"),
 HEALTH_LABELS = {"up_to_date": _l("Up to date"), "updating": _l("Updating"), "failing": _l("Failing"),
                  "stale": _l("Stale"), "updates_pending": _l("Updates pending")}
 MEMBER_LABELS = {"installed": _l("Installed"), "failed": _l("Failed, not working"), "rolled_back": _l("Rolled back"),
-                 "offered": _l("Offered, no attempt yet"), "not_in_share": _l("Not yet in the share")}
+                 "offered": _l("Offered, no attempt yet"), "downloading": _l("Downloading or waiting for its window"),
+                 "not_in_share": _l("Not yet in the share")}
 ROLE_LABELS = {"admin": _l("Administrator"), "publisher": _l("Publisher"), "support": _l("Support")}
 EVENT_LABELS = {"created": _l("Request registered"), "reply": _l("Reply"), "note": _l("Internal note"),
                 "request_info": _l("Information requested"), "customer_message": _l("Message from the customer"),
