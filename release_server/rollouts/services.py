@@ -155,6 +155,25 @@ def list_rollouts(session: Session, *, state: str | None = None, component: str 
     return rows
 
 
+def page_of_rollouts(session: Session, *, state: str | None = None, component: str | None = None, page: int = 1,
+                     per_page: int = 50) -> tuple[list[Rollout], int]:
+    """One page of rollouts, newest first, and how many there are in all."""
+    from sqlalchemy import func
+
+    from ..releases.models import Component
+
+    where = []
+    if state:
+        where.append(Rollout.state == state)
+    if component:
+        where.append(Rollout.release_id.in_(select(Release.id).join(Component, Component.id == Release.component_id)
+                                            .where(Component.name == component)))
+    total = session.scalar(select(func.count()).select_from(Rollout).where(*where)) or 0
+    rows = list(session.scalars(select(Rollout).where(*where).order_by(Rollout.id.desc())
+                                .limit(per_page).offset((max(1, page) - 1) * per_page)))
+    return rows, total
+
+
 def create_rollout(session: Session, component: str, version: str, channel: str, *, actor: str,
                    schedule: Iterable[dict[str, Any]] = (), failure_threshold: float = 0.05,
                    min_attempts: int = 20) -> Rollout:

@@ -120,7 +120,8 @@ def set_language_view() -> Response:
 
 
 def preferences_view() -> Response | tuple[str, int] | str:
-    """``/preferences``: the logged-in person's language and time zone (redirect after a save)."""
+    """``/preferences``: the logged-in person's language and time zone, and for staff the name customers
+    see (redirect after a save)."""
     from flask import abort, flash, render_template
     from flask_babel import gettext
 
@@ -132,14 +133,21 @@ def preferences_view() -> Response | tuple[str, int] | str:
         abort(404)
     staff = hasattr(account, "role")
     form = Form(request.form if request.method == "POST" else
-                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or ""})
+                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or "",
+                 "display_name": getattr(account, "display_name", None) or ""})
+    form.ids["display_name"] = "pref-display-name"
     status = 200
     if request.method == "POST":
         lang = form.choice("lang", list(LANGUAGES), required=False)
         zone = form.choice("timezone", time_zones(), required=False)
+        shown = form.text("display_name", max_length=120) if staff else None
         if form.ok:
             account.locale = lang  # type: ignore[attr-defined]
             account.timezone = zone  # type: ignore[attr-defined]
+            if staff:
+                from ..support.desk import set_display_name
+
+                set_display_name(db.session, account, shown)
             if lang:
                 session["lang"] = lang
             db.commit()
