@@ -217,3 +217,33 @@ def test_installation_actions_channel_tags_window_pins_and_revoke(app: Any, clie
     # publishers change settings but do not revoke
     pub = person(app, "pub")
     assert pub.get(f"{url}/revoke").status_code == 403
+
+
+def test_a_failing_installation_stays_failing_when_offered_again(app: Any, client: Any, fleet_world: dict) -> None:
+    from release_server.db import db
+    from release_server.fleet.models import Installation
+
+    a = fleet_world["insts"][0]
+    report(client, a, outcome="failed", stage="install")
+    with app.app_context():
+        assert db.session.get(Installation, a["installation_id"]).state == "failing"
+    assert check(client, a, {"server": "1.0.0"}).json["offers"]  # offered again: a check writes nothing
+    flush(app)
+    with app.app_context():
+        assert db.session.get(Installation, a["installation_id"]).state == "failing"
+    sue = person(app, "sue")
+    html = sue.get(f"/console/rollouts/{fleet_world['rollout']}").text
+    assert states_on_page(html)[a["installation_id"]] == "failed"
+
+
+def test_the_api_patch_and_the_console_share_the_installation_rules(app: Any, client: Any, fleet_world: dict) -> None:
+    iid = fleet_world["insts"][1]["installation_id"]
+    h = fleet_world["headers"]
+    assert client.patch(f"/api/v1/installations/{iid}", json={"tags": ["b", "a", "a"]}, headers=h).json["tags"] == \
+        ["a", "b"]
+    bad = client.patch(f"/api/v1/installations/{iid}", json={"channel": "nope"}, headers=h)
+    assert bad.status_code == 404 and bad.json["error"]["field"] == "channels"
+    assert client.patch(f"/api/v1/installations/{iid}", json={"maintenance_window": "01:00-05:00"},
+                        headers=h).json["maintenance_window"] == "01:00-05:00"
+    assert client.patch(f"/api/v1/installations/{iid}", json={"maintenance_window": None},
+                        headers=h).json["maintenance_window"] is None

@@ -243,3 +243,25 @@ def test_releases_and_rollouts_lists_are_paged(app: Any, client: Any, auth: Any)
     ro = pub.get("/console/rollouts").text
     assert "31 rollouts" in ro and "Page 1 of 2" in ro
     assert "server 1.0.0<" in pub.get("/console/rollouts?page=2").text
+
+
+def test_bulk_update_refuses_per_ticket_and_keeps_the_rest(app: Any, desk_world: dict) -> None:
+    from release_server.db import db
+    from release_server.errors import ValidationError
+    from release_server.support import services as support
+    from release_server.support.models import Ticket
+
+    n = desk_world["numbers"]
+    with app.app_context():
+        staff = support.Actor("sue", "staff")
+        internal = support.create_ticket(db.session, staff, subject="halt", kind="problem", internal=True,
+                                         source="api")
+        result = support.bulk_update(db.session, staff, [n[0], internal.number, n[0]],
+                                     {"status": "waiting_for_customer", "kind": "problem"})
+        assert result.done == [n[0]] and [num for num, _e in result.refused] == [internal.number]
+        db.commit()
+        assert db.session.query(Ticket).filter_by(number=n[0]).one().kind == "incident"  # only assignee/status
+        with pytest.raises(ValidationError):
+            support.bulk_update(db.session, staff, [], {"status": "closed"})
+        with pytest.raises(ValidationError):
+            support.bulk_update(db.session, staff, [n[1]], {"kind": "problem"})
