@@ -196,6 +196,7 @@ def test_installation_actions_channel_tags_window_pins_and_revoke(app: Any, clie
     # the next check answers from the new settings
     resp = check(client, a, {"server": "1.0.0"})
     assert resp.json["maintenance_window"] == "sat-sun 02:00-06:00"
+    flush(app)
     # a pin from the installation page comes back to it
     pinned = post(sue, "/console/pins", {"scope": "installation", "value": iid, "component": "server",
                                          "exact": "exact", "pin": "1.0.0", "next": url}, url)
