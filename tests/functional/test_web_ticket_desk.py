@@ -265,3 +265,18 @@ def test_bulk_update_refuses_per_ticket_and_keeps_the_rest(app: Any, desk_world:
             support.bulk_update(db.session, staff, [], {"status": "closed"})
         with pytest.raises(ValidationError):
             support.bulk_update(db.session, staff, [n[1]], {"kind": "problem"})
+
+
+def test_customers_list_is_paged(app: Any, desk_world: dict) -> None:
+    from release_server.db import db
+    from release_server.fleet import services as fleet
+
+    with app.app_context():
+        for i in range(55):
+            fleet.create_customer(db.session, f"Customer {i:02d}", None, [])
+        db.commit()
+    sue = person(app, "/console/login", username="sue", password=PASSWORD)
+    first = sue.get("/console/customers").text
+    assert "Page 1 of 2" in first
+    second = sue.get("/console/customers?page=2").text
+    assert second.count("/console/customers/") < first.count("/console/customers/")

@@ -146,9 +146,14 @@ def customers() -> Any:
                 db.rollback()
                 form.service_error(e)
         status = 400
-    rows = fleet.list_customers(session)
+    from .rollouts import page_arg
+
+    page = page_arg()
+    every = fleet.list_customers(session)
+    rows = every[(page - 1) * PER_PAGE:page * PER_PAGE]
     counts = {c.id: len(c.installations) for c in rows}
-    return render_template("console/customers.html", rows=rows, counts=counts, form=form), status
+    return render_template("console/customers.html", rows=rows, counts=counts, form=form, page=page,
+                           per_page=PER_PAGE, total=len(every)), status
 
 
 def _customer_page(customer_id: int, *, user_form: Form | None = None, token_form: Form | None = None,
