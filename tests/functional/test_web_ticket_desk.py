@@ -194,6 +194,7 @@ def test_cc_copies_mails_to_the_customers_other_contacts_only(app: Any, desk_wor
         t = db.session.query(Ticket).filter_by(number=number).one()
         to = sorted(m.to_addr for m in db.session.query(MailMessage).filter_by(ticket_id=t.id, kind="reply"))
         assert to == ["ann@acme.example", "boss@acme.example", "carl@acme.example"]
+    assert "Copies (CC): — → carl@acme.example" in sue.get(url).text  # the timeline names the field, translated
     assert post(sue, f"{url}/cc", {"remove": "boss@acme.example"}, url).status_code == 302
     assert "boss@acme.example" not in sue.get(url).text.split('id="cc-card"')[1].split("</section>")[0]
 
