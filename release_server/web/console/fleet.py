@@ -1,4 +1,5 @@
-"""Installations (list with filters, detail with update history) and customers (users, enrollment tokens)."""
+"""Installations (list with filters; detail with update history, settings, pins and revoking) and customers
+(users, enrollment tokens)."""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,9 +1,10 @@
-"""Tickets for staff: the queue (filters, search by number or text) and a ticket's page with its
-timeline, linked failure groups and the actions: reply, internal note, request information,
-mark processed (with a comment), assign, change kind and priority.
+"""Tickets for staff: the queue (filters, search by number or text, sortable columns, paging, bulk
+assign and status change, saved filters with counts) and a ticket's page with its timeline, linked
+failure groups and the actions: the composer (reply, request information or internal note, with
+canned replies), mark processed (with a comment), assign, change kind and priority, CC and merge.
 
-Each action is one call into ``support.services`` (which writes the timeline and the audit
-log); the view only parses the form and maps errors next to the fields.
+Each action is one call into ``support.services`` or ``support.desk`` (which write the timeline
+and the audit log); the view only parses the form and maps errors next to the fields.
 """
 from __future__ import annotations
 
