@@ -193,7 +193,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
     page.locator("#canned-title").fill("Logs")
     page.locator("#canned-body").fill("Please send the agent log.")
     page.locator("main form button[type=submit]").last.click()
-    assert page.locator("#canned-list article").count() == 1
+    assert page.locator("#canned-list article h2", has_text="Logs").count() == 1
     page.goto(f"/console/tickets/{number}")
     assert page.locator("#ticket-status").inner_text() != ""
     # the composer: a canned reply goes into the message, the mode switch changes what is sent
