@@ -177,9 +177,20 @@ class _Builder:
             if self.s.scalar(select(User).where(User.username == username)) is not None:
                 continue
             password = self.staff_password or secrets.token_urlsafe(10)
-            accounts.create_user(self.s, username, password, role, email)
+            user = accounts.create_user(self.s, username, password, role, email)
+            if username == "sara.support":  # the name customers see on her replies (the others show "Support team")
+                from .support.desk import set_display_name
+
+                set_display_name(self.s, user, "Sara, support")
             accounts.audit(self.s, "demo", "user.create", f"user:{username}", {"role": role})
             self.summary.staff.append((username, password, role))
+        from .support import desk
+
+        if not desk.canned_replies(self.s):
+            desk.add_canned_reply(self.s, "Agent log, please",
+                                  "Please send us the agent's diagnostic bundle: on the installation, run "
+                                  "'client-agent collect-logs --ticket <this request's number>'.",
+                                  "sara.support")
 
     # ------------------------------------------------------------ releases
     def releases(self) -> None:

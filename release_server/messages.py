@@ -111,7 +111,9 @@ FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("
                 "installation": _l("Installation"), "max_uses": _l("Uses allowed"), "expires_at": _l("Expires"),
                 "yanked": _l("Yanked"), "critical": _l("Critical"), "username": _l("User name"),
                 "locale": _l("Language"), "timezone": _l("Time zone"),
-                "in_version": _l("In version")}
+                "in_version": _l("In version"), "cc": _l("Copies (CC)"),
+                "maintenance_window": _l("Maintenance window"), "title": _l("Title"), "scope": _l("Pin for"),
+                "pin": _l("Pinned to"), "value": _l("For")}
 LABEL_TABLES: dict[str, Mapping[Any, Any]] = {
     "kind": KIND_LABELS, "status": STATUS_LABELS, "priority": PRIORITY_LABELS, "source": SOURCE_LABELS,
     "outcome": OUTCOME_LABELS, "rollout": ROLLOUT_LABELS, "group_state": GROUP_STATE_LABELS,
@@ -244,6 +246,10 @@ CATALOGUE: dict[str, Any] = {
     "audit.token.revoke": _l("API token revoked"),
     "audit.user.create": _l("Staff user created"),
     "audit.failure_group.state": _l("Failure group state changed"),
+    "audit.ticket.cc.add": _l("Contact copied on a ticket"),
+    "audit.ticket.cc.remove": _l("Contact no longer copied on a ticket"),
+    "audit.canned_reply.add": _l("Canned reply added"),
+    "audit.canned_reply.remove": _l("Canned reply removed"),
     # service errors shown in the console and the portal (by ReleaseServerError.code)
     "error.rollout_state": _l("This rollout cannot do that in its current state."),
     "error.duplicate_rollout": _l("This release already has a rollout on that channel."),

@@ -24,6 +24,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str | None] = mapped_column(String(8))  # interface language chosen by the person
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA zone the person reads times in
+    #: The name customers see on replies and mails (the login name is never shown to them).
+    display_name: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Raised by logout, a password change and disabling: every cookie session of the user ends.
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -137,15 +137,10 @@ def get_installation(principal, installation_id: str) -> InstallationOut:  # noq
                                                                       "window or name", tag="fleet")
 def update_installation(principal, installation_id: str, body: UpdateInstallation) -> InstallationOut:  # noqa
     inst = services.get_installation(db.session, installation_id)
-    changes = body.model_dump(exclude_unset=True)
-    if "channel" in changes and changes["channel"] is not None:
-        from ..releases.services import get_channel
-
-        get_channel(db.session, changes["channel"])
-    for key, value in changes.items():
-        if value is not None or key == "maintenance_window":
-            setattr(inst, key, value)
-    bump_auth(db.session, inst.id)
+    given = body.model_dump(exclude_unset=True)
+    if "maintenance_window" in given and given["maintenance_window"] is None:
+        given["maintenance_window"] = ""  # null clears the window
+    changes = services.update_installation(db.session, inst, services.InstallationSettings(**given))
     audit(db.session, principal.actor, "installation.update", f"installation:{inst.id}", changes)
     db.commit()
     return installation_out(inst)

@@ -8,6 +8,14 @@ installations (``UPDATE ... FROM (VALUES ...)`` on PostgreSQL, one executemany o
 SQLite) and one multi-row upsert for the changed components. So what the console shows
 is at most one flush interval behind, whatever the fleet's poll cadence.
 
+The installation's state follows its checks too, with no write of its own: a check
+answered with an offer (or whose agent says it is updating) notes ``updating`` (the agent
+downloads an offer right after its check, and installs it in its window); a check
+answered with nothing new notes ``idle``. The flush applies :func:`next_state`: an offer
+moves ``up_to_date`` to ``updating``, nothing new moves ``updating`` back to
+``up_to_date``, and ``failing`` stays until a report says otherwise (reports set the
+state in :func:`release_server.fleet.services.apply_report`).
+
 Inventory that matters to offers is never only in memory where it counts: the check
 computes its offers from the versions sent in the request itself, a changed inventory
 wakes the flusher at once (``LAST_SEEN_PROMPT_SECONDS`` later, to batch what arrives
@@ -30,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import String, bindparam, case, column, func, or_, select, update, values
+from sqlalchemy import String, and_, bindparam, case, column, func, or_, select, update, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -42,6 +50,21 @@ from .models import InstalledComponent, Installation
 log = logging.getLogger(__name__)
 
 CHUNK = 2000  # rows per statement (SQLite allows 32,766 parameters per statement)
+
+
+def next_state(current: str | None, noted: str | None) -> str | None:
+    """The installation state after a noted check (``updating`` / ``idle`` / None) — the rule the flush runs in SQL."""
+    if noted == "updating" and current != "failing":
+        return "updating"
+    if noted == "idle" and current == "updating":
+        return "up_to_date"
+    return current
+
+
+def _state_sql(current: Any, noted: Any) -> Any:
+    """:func:`next_state` as a SQL expression over the stored and the noted state."""
+    return case((and_(noted == "updating", current != "failing"), "updating"),
+                (and_(noted == "idle", current == "updating"), "up_to_date"), else_=current)
 
 
 @dataclass
@@ -165,14 +188,14 @@ class SeenBuffer:
             conn.execute(update(t).where(t.c.id == v.c.id).values(
                 last_seen_at=func.greatest(t.c.last_seen_at, v.c.seen_at),
                 agent_version=func.coalesce(v.c.agent_version, t.c.agent_version),
-                state=func.coalesce(v.c.state, t.c.state)))
+                state=_state_sql(t.c.state, v.c.state)))
             return
         seen = bindparam("b_seen", type_=UTCDateTime())
         stmt = update(t).where(t.c.id == bindparam("b_id")).values(
             last_seen_at=case((or_(t.c.last_seen_at.is_(None), t.c.last_seen_at < seen), seen),
                               else_=t.c.last_seen_at),
             agent_version=func.coalesce(bindparam("b_agent", type_=String), t.c.agent_version),
-            state=func.coalesce(bindparam("b_state", type_=String), t.c.state))
+            state=_state_sql(t.c.state, bindparam("b_state", type_=String)))
         conn.execute(stmt, [{"b_id": i, "b_seen": p.seen_at, "b_agent": p.agent_version, "b_state": p.state}
                             for i, p in items])
 
@@ -247,12 +270,16 @@ def get_seen_buffer() -> SeenBuffer:
 
 
 def note_check(principal: Any, installed: Mapping[str, str], agent_version: str | None,
-               state: str | None) -> None:
-    """The check endpoint's only side effect: note it in memory (see the module docstring)."""
+               state: str | None, offered: bool = False) -> None:
+    """The check endpoint's only side effect: note it in memory (see the module docstring).
+
+    ``offered``: the check was answered with at least one offer.
+    """
     from .auth import get_auth_cache
 
+    noted = "updating" if offered or state == "updating" else "idle"
     changed = get_seen_buffer().note(principal.installation_id, installed=installed, known=principal.versions,
-                                     agent_version=agent_version, state="updating" if state == "updating" else None)
+                                     agent_version=agent_version, state=noted)
     if changed:
         now_known = frozenset({(c, v) for c, v in principal.versions if c not in installed} | set(installed.items()))
         get_auth_cache().remember_versions(principal.installation_id, now_known)

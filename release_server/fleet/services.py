@@ -210,6 +210,82 @@ def revoke_installation(session: Session, installation_id: str) -> Installation:
     return inst
 
 
+@dataclass(frozen=True)
+class InstallationSettings:
+    """What staff may change about an installation; None leaves a field as it is.
+
+    ``maintenance_window`` "" clears the window.
+    """
+
+    channel: str | None = None
+    tags: list[str] | None = None
+    maintenance_window: str | None = None
+    name: str | None = None
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as a comma- or space-separated list, checked and sorted, each once."""
+    from ..releases.schemas import check_name
+
+    out = set()
+    for raw in re.split(r"[,;\s]+", text or ""):
+        if not raw:
+            continue
+        tag = raw.strip().lower()
+        try:
+            out.add(check_name(tag, "tag"))
+        except ValueError as e:
+            raise ValidationError(f"tag {raw!r}: {e}", field="tags") from e
+    return sorted(out)
+
+
+def check_window(value: str | None) -> str | None:
+    """A maintenance window ('HH:MM-HH:MM', optionally after days such as 'sat-sun'), normalised; '' → None."""
+    try:
+        return EnrollRequest._window(value)
+    except ValueError as e:
+        raise ValidationError(str(e), field="maintenance_window") from e
+
+
+def update_installation(session: Session, inst: Installation, settings: InstallationSettings) -> dict:
+    """Change an installation's channel, tags, window or name; returns what changed (for the audit log).
+
+    The channel must exist. The installation's next check answers from the new settings
+    (its credential cache entry is bumped).
+    """
+    from ..releases.schemas import check_name
+    from ..releases.services import get_channel
+    from ..rollouts.catalog import bump_auth
+
+    changes: dict = {}
+    if settings.channel is not None and settings.channel != inst.channel:
+        try:
+            check_name(settings.channel, "channel")
+        except ValueError as e:
+            raise ValidationError(str(e), field="channel") from e
+        get_channel(session, settings.channel)
+        changes["channel"] = settings.channel
+    if settings.tags is not None:
+        tags = parse_tags(",".join(settings.tags))
+        if tags != sorted(inst.tags or []):
+            changes["tags"] = tags
+    if settings.maintenance_window is not None:
+        window = check_window(settings.maintenance_window)
+        if window != inst.maintenance_window:
+            changes["maintenance_window"] = window
+    if settings.name is not None:
+        name = settings.name.strip()
+        if not name or len(name) > 200:
+            raise ValidationError("a name is 1 to 200 characters", field="name")
+        if name != inst.name:
+            changes["name"] = name
+    for key, value in changes.items():
+        setattr(inst, key, value)
+    if changes:
+        bump_auth(session, inst.id)
+    return changes
+
+
 def health_of(inst: Installation, now: datetime | None = None) -> str:
     """up_to_date | updating | failing, or stale when not seen for STALE_AFTER_HOURS."""
     now = now or utcnow()

@@ -24,7 +24,7 @@ def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse
                         customer_id=principal.customer_id, channel=principal.channel, tags=principal.tags,
                         installed=planned)
     config = current_app.config
-    note_check(principal, body.installed, body.agent_version, body.state)
+    note_check(principal, body.installed, body.agent_version, body.state, offered=bool(offers))
     if not offers:
         metrics.count_check("nothing_new")
         return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)

@@ -155,6 +155,25 @@ def list_rollouts(session: Session, *, state: str | None = None, component: str 
     return rows
 
 
+def page_of_rollouts(session: Session, *, state: str | None = None, component: str | None = None, page: int = 1,
+                     per_page: int = 50) -> tuple[list[Rollout], int]:
+    """One page of rollouts, newest first, and how many there are in all."""
+    from sqlalchemy import func
+
+    from ..releases.models import Component
+
+    where = []
+    if state:
+        where.append(Rollout.state == state)
+    if component:
+        where.append(Rollout.release_id.in_(select(Release.id).join(Component, Component.id == Release.component_id)
+                                            .where(Component.name == component)))
+    total = session.scalar(select(func.count()).select_from(Rollout).where(*where)) or 0
+    rows = list(session.scalars(select(Rollout).where(*where).order_by(Rollout.id.desc())
+                                .limit(per_page).offset((max(1, page) - 1) * per_page)))
+    return rows, total
+
+
 def create_rollout(session: Session, component: str, version: str, channel: str, *, actor: str,
                    schedule: Iterable[dict[str, Any]] = (), failure_threshold: float = 0.05,
                    min_attempts: int = 20) -> Rollout:
@@ -405,6 +424,35 @@ def add_pin(session: Session, *, scope: str, scope_value: str, component: str, v
 
 def list_pins(session: Session) -> list[Pin]:
     return list(session.scalars(select(Pin).order_by(Pin.id)))
+
+
+def pins_for_installation(session: Session, inst: Installation) -> list[Pin]:
+    """The pins that reach one installation (its own, its tags', its customer's), in the order they win."""
+    rank = {"installation": 0, "tag": 1, "customer": 2}
+    rows = session.scalars(select(Pin).where(
+        ((Pin.scope == "installation") & (Pin.scope_value == inst.id))
+        | ((Pin.scope == "tag") & Pin.scope_value.in_(list(inst.tags or []) or [""]))
+        | ((Pin.scope == "customer") & (Pin.scope_value == str(inst.customer_id)))))
+    return sorted(rows, key=lambda p: (p.component, rank.get(p.scope, 9), p.id))
+
+
+def parse_pin_value(text: str, exact: bool) -> str:
+    """A pin as typed: an exact version (normalised) or a version prefix ("2.4" matches 2.4.x, not 2.40)."""
+    import re
+
+    from ..releases.schemas import normalise_version
+
+    raw = (text or "").strip()
+    if not raw:
+        raise ValidationError("give a version or a version prefix", field="pin")
+    if exact:
+        try:
+            return normalise_version(raw)
+        except ValueError as e:
+            raise ValidationError(str(e), field="pin") from e
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*\.?", raw):
+        raise ValidationError("a version prefix is numbers separated by dots, e.g. 2.4", field="pin")
+    return raw.rstrip(".")
 
 
 def remove_pin(session: Session, pin_id: int) -> Pin:

@@ -85,12 +85,14 @@ def subject_for(ticket: Ticket, locale: str | None = None) -> str:
 
 # ---------------------------------------------------------------- the texts
 
-def _signature(locale: str | None) -> str:
+def _signature(locale: str | None, signer: str | None = None) -> str:
     address = parseaddr(str(_cfg('SUPPORT_ADDRESS', 'support@localhost')))[1]
-    return "\n\n-- \n" + render_message(Message("mail.signature", {"address": address}), locale) + "\n"
+    who = f"{signer}\n" if signer else ""  # a staff member's display name, never their login name
+    return "\n\n-- \n" + who + render_message(Message("mail.signature", {"address": address}), locale) + "\n"
 
 
-def render(kind: str, ticket: Ticket, text: str | Message = "", locale: str | None = "en") -> str:
+def render(kind: str, ticket: Ticket, text: str | Message = "", locale: str | None = "en",
+           signer: str | None = None) -> str:
     """The plain-text body of a notification of ``kind`` about ``ticket``, in ``locale``.
 
     Mail is rendered when it is queued, in the recipient's language
@@ -120,18 +122,30 @@ def render(kind: str, ticket: Ticket, text: str | Message = "", locale: str | No
         body = t("mail.auto_closed", number=n, days=_cfg("AUTO_CLOSE_DAYS", 7)) + "\n"
     else:  # reply
         body = f"{text}\n"
-    return body + _signature(locale)
+    return body + _signature(locale, signer)
 
 
 # ---------------------------------------------------------------- queueing
 
+#: Mails that go to a ticket's CC contacts too (see :mod:`release_server.support.desk`).
+CC_KINDS = ("reply", "request_info", "processed", "auto_closed")
+
+
 def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, text: str | Message = "",
-               auto: bool) -> MailMessage | None:
+               auto: bool, signer: str | None = None, copies: bool = True) -> MailMessage | None:
     """Write one notification to the outbox (or record why it is suppressed); None when there is no recipient.
 
-    Subject and body are rendered now, in the recipient's language.
+    Subject and body are rendered now, in the recipient's language; ``signer`` (a staff
+    display name) signs it. Mails of :data:`CC_KINDS` are also queued, one each, to the
+    ticket's CC contacts (each in their own language).
     """
     to = parseaddr(to or "")[1].strip()
+    if copies and kind in CC_KINDS and not ticket.internal:
+        from .desk import cc_of
+
+        for cc in cc_of(session, ticket):
+            if cc.lower() != to.lower():
+                queue_mail(session, ticket, to=cc, kind=kind, text=text, auto=auto, signer=signer, copies=False)
     if not to or ticket.internal:
         return None
     from .customers import contact_locale
@@ -140,7 +154,7 @@ def queue_mail(session: Session, ticket: Ticket, *, to: str | None, kind: str, t
     in_reply_to, references = _thread_headers(session, ticket)
     mail = MailMessage(direction="out", message_id=new_message_id(ticket.number), ticket_id=ticket.id,
                        from_addr=_from_address()[1], to_addr=to, subject=subject_for(ticket, locale),
-                       status="pending", kind=kind, body=render(kind, ticket, text, locale), in_reply_to=in_reply_to,
+                       status="pending", kind=kind, body=render(kind, ticket, text, locale, signer), in_reply_to=in_reply_to,
                        references=references, auto_generated=auto, next_attempt_at=utcnow())
     if is_system_address(to):
         mail.status, mail.last_error = "suppressed", "recipient is a mail system address"

@@ -293,3 +293,42 @@ class CustomerToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[CustomerUser] = relationship(lazy="joined")
+
+
+class TicketCc(Base):
+    """Another contact who gets copies of a ticket's mails (a colleague of the requester)."""
+
+    __tablename__ = "ticket_cc"
+    __table_args__ = (UniqueConstraint("ticket_id", "email", name="uq_ticket_cc_ticket_email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    added_by: Mapped[str] = mapped_column(String(200), default="")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SavedFilter(Base):
+    """A staff member's named view of the ticket queue (the query string of the list page)."""
+
+    __tablename__ = "saved_ticket_filters"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_saved_ticket_filters_user_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    query: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CannedReply(Base):
+    """A prepared answer staff insert into the composer and adapt."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (UniqueConstraint("title", name="uq_canned_replies_title"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

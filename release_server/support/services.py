@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, case, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..accounts.models import User
@@ -200,6 +200,34 @@ class TicketFilter:
     q: str | None = None
     page: int = 1
     per_page: int = 50
+    sort: str = "updated"  # one of SORTS
+    descending: bool = True
+
+
+#: The queue's sortable columns. Ties go newest ticket first; priority sorts by urgency, not by name.
+SORTS = ("number", "subject", "kind", "status", "priority", "customer", "assignee", "updated", "created")
+
+
+def _sort_key(sort: str) -> Any:
+    if sort == "number":
+        return Ticket.seq
+    if sort == "subject":
+        return func.lower(Ticket.subject)
+    if sort == "kind":
+        return case({k: i for i, k in enumerate(KINDS)}, value=Ticket.kind, else_=len(KINDS))
+    if sort == "status":
+        return case({s: i for i, s in enumerate(STATUSES)}, value=Ticket.status, else_=len(STATUSES))
+    if sort == "priority":
+        return case({p: i for i, p in enumerate(PRIORITIES)}, value=Ticket.priority, else_=-1)
+    if sort == "customer":
+        return select(func.lower(Customer.name)).where(Customer.id == Ticket.customer_id).scalar_subquery()
+    if sort == "assignee":
+        return select(func.lower(User.username)).where(User.id == Ticket.assignee_id).scalar_subquery()
+    if sort == "created":
+        return Ticket.created_at
+    if sort == "updated":
+        return Ticket.updated_at
+    raise InvalidTicketFieldError("sort", sort, SORTS)
 
 
 def _like(value: str) -> str:
@@ -248,9 +276,53 @@ def list_tickets(session: Session, actor: Actor, flt: TicketFilter) -> tuple[lis
                          exists(event_match)))
     where = and_(*conds) if conds else True
     total = session.scalar(select(func.count()).select_from(Ticket).where(where)) or 0
-    rows = list(session.scalars(select(Ticket).where(where).order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    key = _sort_key(flt.sort)
+    # empty values (no customer, nobody assigned) last in either direction
+    order = [key.is_(None), key.desc() if flt.descending else key.asc(), Ticket.id.desc()]
+    rows = list(session.scalars(select(Ticket).where(where).order_by(*order)
                                 .limit(flt.per_page).offset((flt.page - 1) * flt.per_page)))
     return rows, total
+
+
+def count_tickets(session: Session, actor: Actor, flt: TicketFilter) -> int:
+    """How many tickets a filter finds (the counts beside saved filters)."""
+    return list_tickets(session, actor, TicketFilter(**{**flt.__dict__, "per_page": 0}))[1]
+
+
+@dataclass
+class BulkResult:
+    done: list[str] = field(default_factory=list)
+    refused: list[tuple[str, Any]] = field(default_factory=list)  # (number, the ReleaseServerError)
+
+
+def bulk_update(session: Session, actor: Actor, numbers: Iterable[str], changes: dict[str, Any]) -> BulkResult:
+    """Apply the same change (assignee and/or status) to many tickets, each on its own.
+
+    Each ticket goes through :func:`update_ticket` in a savepoint, so one that may not take
+    the change (a closed ticket cannot become "waiting for the customer", an internal one
+    never waits for a customer) is named in ``refused`` and the others still change.
+    At most 200 tickets at a time.
+    """
+    from ..errors import ReleaseServerError
+
+    wanted = [n for n in dict.fromkeys(numbers) if n][:200]
+    allowed = {k: v for k, v in changes.items() if k in ("assignee", "status")}
+    if not wanted:
+        raise ValidationError("choose at least one ticket", field="tickets")
+    if not allowed:
+        raise ValidationError("choose what to change", field="action")
+    result = BulkResult()
+    for number in wanted:
+        try:
+            with session.begin_nested():
+                ticket = get_ticket(session, number, actor)
+                if allowed.get("status") == "waiting_for_customer" and ticket.internal:
+                    raise StatusTransitionError(ticket.number, ticket.status, "waiting_for_customer")
+                update_ticket(session, ticket, actor, allowed)
+            result.done.append(ticket.number)
+        except ReleaseServerError as e:
+            result.refused.append((number, e))
+    return result
 
 
 def timeline(session: Session, ticket: Ticket, actor: Actor) -> list[TicketEvent]:
@@ -379,8 +451,17 @@ def staff_reply(session: Session, ticket: Ticket, actor: Actor, body: str) -> Ti
     elif ticket.status == "closed":
         _status_change(session, ticket, "in_progress", actor, reason=M("ticket.reason.reopened_by_reply"))
     _audit(session, actor, "ticket.reply", ticket)
-    mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply", text=body, auto=False)
+    mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply", text=body, auto=False,
+                       signer=signer_of(session, actor))
     return event
+
+
+def signer_of(session: Session, actor: Actor) -> str | None:
+    """The name a staff actor signs customer mail with (their display name), or None."""
+    if actor.kind != "staff" or actor.user_id is None:
+        return None
+    user = session.get(User, actor.user_id)
+    return user.display_name if user is not None and user.display_name else None
 
 
 def add_note(session: Session, ticket: Ticket, actor: Actor, body: str | Message, *, kind: str = "note",
@@ -400,7 +481,8 @@ def request_information(session: Session, ticket: Ticket, actor: Actor, body: st
     event = add_event(session, ticket, "request_info", actor, public=True, body=body)
     _status_change(session, ticket, "waiting_for_customer", actor)
     _audit(session, actor, "ticket.request_info", ticket)
-    mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="request_info", text=body, auto=False)
+    mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="request_info", text=body, auto=False,
+                       signer=signer_of(session, actor))
     return event
 
 
@@ -498,9 +580,10 @@ def update_ticket(session: Session, ticket: Ticket, actor: Actor, changes: dict[
         _status_change(session, ticket, status, actor)
         if status == "processed":
             mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="processed", text=comment,
-                               auto=False)
+                               auto=False, signer=signer_of(session, actor))
         elif comment:
-            mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply", text=comment, auto=False)
+            mailout.queue_mail(session, ticket, to=ticket.requester_email, kind="reply", text=comment, auto=False,
+                               signer=signer_of(session, actor))
     elif comment:
         staff_reply(session, ticket, actor, comment)
     _audit(session, actor, "ticket.update", ticket,

@@ -121,7 +121,8 @@ def set_language_view() -> Response:
 
 
 def preferences_view() -> Response | tuple[str, int] | str:
-    """``/preferences``: the logged-in person's language and time zone (redirect after a save)."""
+    """``/preferences``: the logged-in person's language and time zone, and for staff the name customers
+    see (redirect after a save)."""
     from flask import abort, flash, render_template
     from flask_babel import gettext
 
@@ -133,14 +134,21 @@ def preferences_view() -> Response | tuple[str, int] | str:
         abort(404)
     staff = hasattr(account, "role")
     form = Form(request.form if request.method == "POST" else
-                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or ""})
+                {"lang": getattr(account, "locale", None) or "", "timezone": getattr(account, "timezone", None) or "",
+                 "display_name": getattr(account, "display_name", None) or ""})
+    form.ids["display_name"] = "pref-display-name"
     status = 200
     if request.method == "POST":
         lang = form.choice("lang", list(LANGUAGES), required=False)
         zone = form.choice("timezone", time_zones(), required=False)
+        shown = form.text("display_name", max_length=120) if staff else None
         if form.ok:
             account.locale = lang  # type: ignore[attr-defined]
             account.timezone = zone  # type: ignore[attr-defined]
+            if staff:
+                from ..support.desk import set_display_name
+
+                set_display_name(db.session, account, shown)
             if lang:
                 session["lang"] = lang
             db.commit()
@@ -158,7 +166,8 @@ KIND_HELP = {"incident": _l("A failure that happened to one of your users"),
 HEALTH_LABELS = {"up_to_date": _l("Up to date"), "updating": _l("Updating"), "failing": _l("Failing"),
                  "stale": _l("Stale"), "updates_pending": _l("Updates pending")}
 MEMBER_LABELS = {"installed": _l("Installed"), "failed": _l("Failed, not working"), "rolled_back": _l("Rolled back"),
-                 "offered": _l("Offered, no attempt yet"), "not_in_share": _l("Not yet in the share")}
+                 "offered": _l("Offered, no attempt yet"), "downloading": _l("Downloading or waiting for its window"),
+                 "not_in_share": _l("Not yet in the share")}
 ROLE_LABELS = {"admin": _l("Administrator"), "publisher": _l("Publisher"), "support": _l("Support")}
 EVENT_LABELS = {"created": _l("Request registered"), "reply": _l("Reply"), "note": _l("Internal note"),
                 "request_info": _l("Information requested"), "customer_message": _l("Message from the customer"),

@@ -24,7 +24,7 @@ from ..fleet import services as fleet
 from ..fleet.models import Installation
 from ..models_common import utcnow
 from ..support import customers as customer_users
-from ..support import services as support
+from ..support import desk, services as support
 from ..support.models import KINDS, STATUSES
 from . import attachments, security
 from .forms import Form, service_error_text
@@ -138,9 +138,10 @@ def _page(number: str, form: Form | None = None, status: int = 200) -> Any:
     atts = support.attachments_of(session, ticket, actor)
     event_atts = {e.id: [a for a in atts if a.id == (e.data or {}).get("attachment")] for e in events
                   if e.kind == "attachment"}
+    staff_names = desk.public_names(session, {e.author for e in events if e.author_kind == "staff" and e.author})
     return render_template("portal/ticket.html", t=ticket, events=events, event_atts=event_atts, attachments=atts,
                            form=form or Form(), previewable=attachments.previewable,
-                           fixed_by=fixes_of_ticket(session, ticket)), status
+                           fixed_by=fixes_of_ticket(session, ticket), staff_names=staff_names), status
 
 
 @bp.get("/tickets/<number>")

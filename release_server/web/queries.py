@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..fleet.models import Installation, UpdateReport
 from ..models_common import utcnow
+from ..rollouts import members
 from ..support.models import (KINDS, OPEN_STATUSES, FailureGroupInstallation, FailureGroupReport, Ticket)
 
 
@@ -99,45 +100,12 @@ def group_release_and_rollouts(session: Session, group: Any) -> tuple[Any, list[
     return release, rollouts
 
 
-ROLLOUT_INSTALLATION_STATES = ("installed", "failed", "rolled_back", "offered", "not_in_share")
+ROLLOUT_INSTALLATION_STATES = members.STATES
 
 
-def rollout_installations(session: Session, ro: Any) -> list[dict[str, Any]]:
-    """Each installation on a rollout's channel with where it stands in the rollout (read-only).
-
-    ``installed`` (runs the release), ``failed`` / ``rolled_back`` (its latest attempt at the
-    release), ``offered`` (inside the share, no attempt reported yet), ``not_in_share`` (its
-    bucket is above the share; a critical release is offered to all). Linear in the channel's
-    installations; the attempts are read in one query.
-    """
-    from ..fleet.models import InstalledComponent
-    from ..rollouts.policy import bucket
-
-    release = ro.release
-    component = release.component.name.lower()
-    insts = list(session.scalars(select(Installation).where(Installation.channel == ro.channel,
-                                                            Installation.revoked_at.is_(None))
-                                 .order_by(Installation.name, Installation.id)))
-    versions = dict(session.execute(select(InstalledComponent.installation_id, InstalledComponent.version)
-                                    .where(func.lower(InstalledComponent.component) == component)).all())
-    latest: dict[str, Any] = {}
-    for r in session.scalars(select(UpdateReport).where(UpdateReport.release_id == release.id)
-                             .order_by(UpdateReport.received_at)):
-        latest[r.installation_id] = r
-    rows = []
-    for inst in insts:
-        b = bucket(inst.id, release.id)
-        report = latest.get(inst.id)
-        if versions.get(inst.id) == release.version or (report is not None and report.outcome == "success"):
-            state = "installed"
-        elif report is not None and report.outcome in ("failed", "rolled_back"):
-            state = report.outcome
-        elif release.critical or b < ro.share:
-            state = "offered"
-        else:
-            state = "not_in_share"
-        rows.append({"installation": inst, "bucket": b, "state": state, "report": report})
-    return rows
+def rollout_installations(session: Session, ro: Any) -> list[members.Member]:
+    """Each installation on a rollout's channel with where it stands (see :mod:`release_server.rollouts.members`)."""
+    return members.rollout_members(session, ro)
 
 
 def newly_admitted(session: Session, ro: Any, percent: float) -> int:

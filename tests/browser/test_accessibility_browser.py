@@ -65,6 +65,19 @@ def test_main_pages_have_no_wcag_aa_violations(browser: Any, site: Any, viewport
         page.goto("/console/failure-groups")
         page.locator("table.groups tbody tr a").first.click()
         found["failure group"] = violations(page)
+        # the pages of pins, installation actions and the ticket desk
+        for url in ("/console/pins", "/console/canned-replies", f"/console/tickets/{s.tickets['service']}",
+                    "/console/rollouts", "/console/releases?component=server&page=1"):
+            page.goto(url)
+            found[url] = violations(page)
+        page.goto("/console/installations")
+        page.locator("table tbody tr a[href*='/console/installations/']").first.click()
+        found["installation"] = violations(page)
+        page.goto(page.url + "/revoke")
+        found["installation revoke"] = violations(page)
+        page.goto("/console/pins")
+        page.locator("#pin-form button[type=submit]").click()  # refused: the error summary and marked fields
+        found["pins with errors"] = violations(page)
         portal = ctx.new_page()
         portal.goto("/portal/login")
         portal.locator("#f-email").fill(s.customers[0][0])

@@ -21,7 +21,8 @@ def test_failure_ticket_from_question_to_processed(pages: Any, site: Any) -> Non
     assert staff.locator("#ticket-number").inner_text() == number
     assert staff.locator(".failure-group").count() >= 1  # the linked failure group, its occurrences and installations
     assert staff.locator("#ticket-status").inner_text() == "New"
-    staff.get_by_label("What do you need from the customer?").fill("Please attach the server log of the update.")
+    staff.get_by_label("Ask for information (waits for the customer)").check()  # the composer's mode
+    staff.locator("#compose-body").fill("Please attach the server log of the update.")
     staff.get_by_role("button", name="Ask the customer").click()
     assert staff.locator("#ticket-status").inner_text() == "Waiting for customer"
     shot(staff, "console-ticket-waiting")

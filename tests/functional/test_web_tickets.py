@@ -77,7 +77,7 @@ def test_failure_ticket_request_info_customer_reply_processed(app: Any, world: d
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>alert(1)" not in page.text
     # an empty request is refused next to its field
     resp = post(sue, f"/console/tickets/{number}/request-info", {"body": " "}, f"/console/tickets/{number}")
-    assert resp.status_code == 400 and 'id="info-body-error"' in resp.text
+    assert resp.status_code == 400 and 'id="compose-body-error"' in resp.text and 'value="request_info" id="compose-mode-info" data-send="Ask the customer" checked' in resp.text
     resp = post(sue, f"/console/tickets/{number}/request-info", {"body": "Please send the server log."},
                 f"/console/tickets/{number}")
     assert resp.status_code == 302

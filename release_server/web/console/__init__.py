@@ -32,6 +32,7 @@ NAV: list[tuple[str, Any, tuple[str, ...]]] = [
     ("console.failure_groups", _l("Failure groups"), ALL),
     ("console.unreadable_mail", _l("Unreadable mail"), SUPPORT),
     ("console.customers", _l("Customers"), ALL),
+    ("console.pins", _l("Pins"), ALL),
     ("console.audit_log", _l("Audit log"), ADMIN),
 ]
 
@@ -63,4 +64,4 @@ def _not_found(_e: Any) -> Any:
     return render_template("error.html", code=404, message=gettext("There is no such page.")), 404
 
 
-from . import admin, auth, dashboard, failures, fleet, mail, releases, rollouts, tickets  # noqa: E402,F401
+from . import admin, auth, canned, dashboard, failures, fleet, mail, pins, releases, rollouts, tickets  # noqa: E402,F401

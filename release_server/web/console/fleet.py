@@ -1,4 +1,5 @@
-"""Installations (list with filters, detail with update history) and customers (users, enrollment tokens)."""
+"""Installations (list with filters; detail with update history, settings, pins and revoking) and customers
+(users, enrollment tokens)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,6 +12,8 @@ from ...accounts.services import audit
 from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
+from ...releases import services as releases
+from ...rollouts import services as rollouts
 from ...models_common import utcnow
 from ...support import customers as customer_users
 from .. import i18n, queries, security
@@ -49,14 +52,68 @@ def installations() -> Any:
                                     "version": version or ""}, health_values=HEALTH, error=error)
 
 
-@bp.get("/installations/<installation_id>")
-@staff_required(*ALL)
-def installation_detail(installation_id: str) -> Any:
+def installation_page(installation_id: str, *, settings_form: Form | None = None, pin_form: Form | None = None,
+                      status: int = 200) -> Any:
     session = db.session
     inst = fleet.get_installation(session, installation_id)
     reports = fleet.list_reports(session, installation_id=inst.id, limit=100)
-    return render_template("console/installation.html", inst=inst, health=fleet.health_of(inst), reports=reports,
-                           tickets=queries.tickets_of_installation(session, inst.id))
+    return render_template(
+        "console/installation.html", inst=inst, health=fleet.health_of(inst), reports=reports,
+        tickets=queries.tickets_of_installation(session, inst.id), pins=rollouts.pins_for_installation(session, inst),
+        channels=releases.list_channels(session), components=releases.list_components(session),
+        settings_form=settings_form or Form({"channel": inst.channel, "tags": ", ".join(inst.tags or []),
+                                             "maintenance_window": inst.maintenance_window or ""}),
+        ipin_form=pin_form or Form({"scope": "installation", "value": inst.id, "exact": "prefix"})), status
+
+
+@bp.get("/installations/<installation_id>")
+@staff_required(*ALL)
+def installation_detail(installation_id: str) -> Any:
+    return installation_page(installation_id)
+
+
+@bp.post("/installations/<installation_id>/settings")
+@staff_required(*ALL)
+def installation_settings(installation_id: str) -> Any:
+    session = db.session
+    inst = fleet.get_installation(session, installation_id)
+    form = Form(request.form)
+    channel = form.text("channel", required=True, max_length=64)
+    tags = form.text("tags", max_length=2000)
+    window = form.text("maintenance_window", max_length=64)
+    if form.ok:
+        try:
+            changes = fleet.update_installation(session, inst, fleet.InstallationSettings(
+                channel=channel, tags=fleet.parse_tags(tags), maintenance_window=window))
+            if changes:
+                audit(session, current_staff().username, "installation.update", f"installation:{inst.id}", changes)
+            db.commit()
+            flash(_("Settings of %(name)s saved.", name=inst.name) if changes else _("Nothing changed."))
+            return redirect(url_for("console.installation_detail", installation_id=inst.id))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"channel": "channel", "channels": "channel", "tags": "tags",
+                                   "maintenance_window": "maintenance_window"})
+    return installation_page(installation_id, settings_form=form, status=400)
+
+
+@bp.route("/installations/<installation_id>/revoke", methods=["GET", "POST"])
+@staff_required(*SUPPORT)
+def installation_revoke(installation_id: str) -> Any:
+    session = db.session
+    inst = fleet.get_installation(session, installation_id)
+    if request.method == "POST" and inst.revoked_at is None:
+        fleet.revoke_installation(session, inst.id)
+        from ...rollouts.catalog import bump_auth
+
+        bump_auth(session, inst.id)
+        audit(session, current_staff().username, "installation.revoke", f"installation:{inst.id}")
+        db.commit()
+        flash(_("%(name)s is revoked: its token no longer works.", name=inst.name))
+        return redirect(url_for("console.installation_detail", installation_id=inst.id))
+    if request.method == "POST":
+        return redirect(url_for("console.installation_detail", installation_id=inst.id))
+    return render_template("console/installation_revoke.html", inst=inst)
 
 
 # ---------------------------------------------------------------- customers
@@ -90,9 +147,14 @@ def customers() -> Any:
                 db.rollback()
                 form.service_error(e)
         status = 400
-    rows = fleet.list_customers(session)
+    from .rollouts import page_arg
+
+    page = page_arg()
+    every = fleet.list_customers(session)
+    rows = every[(page - 1) * PER_PAGE:page * PER_PAGE]
     counts = {c.id: len(c.installations) for c in rows}
-    return render_template("console/customers.html", rows=rows, counts=counts, form=form), status
+    return render_template("console/customers.html", rows=rows, counts=counts, form=form, page=page,
+                           per_page=PER_PAGE, total=len(every)), status
 
 
 def _customer_page(customer_id: int, *, user_form: Form | None = None, token_form: Form | None = None,

@@ -19,6 +19,9 @@ from ..security import current_staff, staff_required
 from . import ALL, PUBLISHERS, bp
 
 
+PER_PAGE = 30
+
+
 def tuf_info(release: Any) -> list[dict[str, Any]]:
     """The release's signed targets as the TUF repository lists them (empty before bootstrap)."""
     from ...signing.models import TufTarget
@@ -41,15 +44,20 @@ def releases_list() -> Any:
     components = releases.list_components(session)
     name = request.args.get("component") or (components[0].name if components else None)
     comp = next((c for c in components if c.name == name), components[0] if components else None)
-    rows = releases.releases_of(session, comp) if comp else []
     channel = request.args.get("channel") or ""
-    if channel:
-        rows = [r for r in rows if channel in r.channel_names]
+    if channel and channel not in [c.name for c in releases.list_channels(session)]:
+        channel = ""
+    from .rollouts import page_arg
+
+    page = page_arg()
+    rows, total = releases.list_releases(session, comp.name, channel=channel or None, page=page,
+                                         per_page=PER_PAGE) if comp else ([], 0)
     by_release: dict[int, list[Any]] = {}
     for ro in rollouts.list_rollouts(session, component=comp.name if comp else None):
         by_release.setdefault(ro.release_id, []).append(ro)
     return render_template("console/releases.html", components=components, comp=comp, rows=rows,
-                           channels=releases.list_channels(session), channel=channel, by_release=by_release)
+                           channels=releases.list_channels(session), channel=channel, by_release=by_release,
+                           page=page, per_page=PER_PAGE, total=total)
 
 
 def _detail(component: str, version: str, form: Form | None = None, status: int = 200) -> Any:

@@ -25,6 +25,16 @@ from ..forms import Form
 from ..security import current_staff, staff_required
 from . import ALL, PUBLISHERS, bp
 
+PER_PAGE = 30
+
+
+def page_arg() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 100_000))
+    except ValueError:
+        return 1
+
+
 ACTIONS: dict[str, dict[str, Any]] = {
     "start": {"label": _l("Start"), "from": ("draft",), "needs": "percent_optional",
               "explain": _l("Installations in the first share of buckets will be offered this release.")},
@@ -59,9 +69,11 @@ def rollouts_list() -> Any:
     state = request.args.get("state") or None
     if state not in (None, "draft", "running", "paused", "halted", "completed"):
         state = None
-    rows = rollouts.list_rollouts(db.session, state=state, component=request.args.get("component") or None)
+    page = page_arg()
+    rows, total = rollouts.page_of_rollouts(db.session, state=state, component=request.args.get("component") or None,
+                                            page=page, per_page=PER_PAGE)
     return render_template("console/rollouts.html", rows=rows, figures={r.id: rollouts.figures(r) for r in rows},
-                           state=state)
+                           state=state, page=page, per_page=PER_PAGE, total=total)
 
 
 def _parse_schedule(form: Form) -> list[dict[str, float]]:

@@ -1,15 +1,17 @@
-"""Tickets for staff: the queue (filters, search by number or text) and a ticket's page with its
-timeline, linked failure groups and the actions: reply, internal note, request information,
-mark processed (with a comment), assign, change kind and priority.
+"""Tickets for staff: the queue (filters, search by number or text, sortable columns, paging, bulk
+assign and status change, saved filters with counts) and a ticket's page with its timeline, linked
+failure groups and the actions: the composer (reply, request information or internal note, with
+canned replies), mark processed (with a comment), assign, change kind and priority, CC and merge.
 
-Each action is one call into ``support.services`` (which writes the timeline and the audit
-log); the view only parses the form and maps errors next to the fields.
+Each action is one call into ``support.services`` or ``support.desk`` (which write the timeline
+and the audit log); the view only parses the form and maps errors next to the fields.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -17,7 +19,7 @@ from ...accounts.models import User
 from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
-from ...support import failures, fixes, services as support
+from ...support import desk, failures, fixes, services as support
 from ...support.models import DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from .. import attachments, queries
 from ..forms import Form, service_error_text
@@ -35,39 +37,99 @@ def _assignable() -> list[User]:
 @bp.get("/tickets")
 @staff_required(*SUPPORT)
 def tickets() -> Any:
+    return _queue()
+
+
+def _queue(bulk_form: Form | None = None, status: int = 200) -> Any:
     session = db.session
     args = request.args
     actor = staff_actor()
+    me = current_staff()
     q = (args.get("q") or "").strip()[:200]
     if q and support.parse_number(q) is not None and not q.isdigit():
         found = support.find_ticket(session, q)
         if found is not None:
             return redirect(url_for("console.ticket_detail", number=found.number))
-    status_arg = args.get("status", "open")
-    statuses = list(OPEN_STATUSES) if status_arg == "open" else ([status_arg] if status_arg in STATUSES else [])
-    kind = args.get("kind") if args.get("kind") in KINDS else None
-    assignee = args.get("assignee") or None
-    if assignee == "me":
-        assignee = current_staff().username
     try:
         page = max(1, int(args.get("page", "1")))
     except ValueError:
         page = 1
-    flt = support.TicketFilter(status=statuses, kind=kind, customer=args.get("customer") or None,
-                               assignee=assignee, q=q or None, page=page, per_page=PER_PAGE,
-                               unassigned_queue=args.get("queue") == "unassigned",
-                               department=args.get("department") if args.get("department") in DEPARTMENTS else None)
+    flt = desk.filter_from_query(args, me.username, page=page, per_page=PER_PAGE)
     error = None
     try:
         rows, total = support.list_tickets(session, actor, flt)
     except ReleaseServerError as e:
         rows, total, error = [], 0, service_error_text(e)
     users = {u.id: u.username for u in _assignable()}
+    current = desk.clean_query(args)
     return render_template("console/tickets.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
                            customers=fleet.list_customers(session), users=users, error=error,
-                           filters={"status": status_arg, "kind": kind or "", "customer": args.get("customer", ""),
-                                    "assignee": args.get("assignee", ""), "q": q,
-                                    "department": args.get("department", "")})
+                           filters={"status": args.get("status", "open"), "kind": flt.kind or "",
+                                    "customer": args.get("customer", ""), "assignee": args.get("assignee", ""),
+                                    "q": q, "department": flt.department or ""},
+                           sort=flt.sort, descending=flt.descending, statuses=STATUSES,
+                           saved=desk.saved_filters_with_counts(session, me, actor), current_query=current,
+                           bulk_form=bulk_form or Form(), save_form=Form()), status
+
+
+@bp.post("/tickets/bulk")
+@staff_required(*SUPPORT)
+def tickets_bulk() -> Any:
+    """One change to the chosen tickets: assign (to someone, to me, to nobody) or a status."""
+    session = db.session
+    form = Form(request.form)
+    numbers = request.form.getlist("tickets")
+    action = form.choice("action", ("assign", "status"))
+    changes: dict[str, Any] = {}
+    if action == "assign":
+        who = form.text("assignee", max_length=80)
+        changes["assignee"] = current_staff().username if who == "__me__" else (who or None)
+    elif action == "status":
+        changes["status"] = form.choice("status", STATUSES)
+    if not numbers:
+        form.error("tickets", _("Choose at least one ticket."))
+    if form.ok:
+        try:
+            result = support.bulk_update(session, staff_actor(), numbers, changes)
+            db.commit()
+            if result.done:
+                flash(_("%(n)d tickets changed.", n=len(result.done)))
+            for number, err in result.refused:
+                flash(_("%(number)s unchanged: %(why)s", number=number, why=service_error_text(err)), "error")
+            return redirect(url_for("console.tickets", **desk.clean_query(request.args)))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"tickets": "tickets", "action": "action"})
+    form.ids.update({"tickets": "select-all", "action": "bulk-action", "status": "bulk-status"})
+    return _queue(form, 400)
+
+
+@bp.post("/tickets/saved-filters")
+@staff_required(*SUPPORT)
+def saved_filter_create() -> Any:
+    form = Form(request.form)
+    name = form.text("name", required=True, max_length=80)
+    query = {k: request.form.get(k, "") for k in desk.QUERY_KEYS}
+    if form.ok:
+        try:
+            desk.save_filter(db.session, current_staff(), name, query)
+            db.commit()
+            flash(_("Filter “%(name)s” saved.", name=name))
+        except ReleaseServerError as e:
+            db.rollback()
+            flash(service_error_text(e), "error")
+    else:
+        flash(_("Give the filter a name."), "error")
+    return redirect(url_for("console.tickets", **desk.clean_query(query)))
+
+
+@bp.post("/tickets/saved-filters/<int:filter_id>/delete")
+@staff_required(*SUPPORT)
+def saved_filter_delete(filter_id: int) -> Any:
+    row = desk.delete_filter(db.session, current_staff(), filter_id)
+    db.commit()
+    flash(_("Filter “%(name)s” removed.", name=row.name))
+    return redirect(url_for("console.tickets"))
 
 
 def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) -> Any:
@@ -97,7 +159,15 @@ def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) 
         from ...releases.models import Release
 
         release = session.get(Release, ticket.release_id)
+    canned_text = ""
+    if request.method == "GET" and request.args.get("canned", "").isdigit():
+        try:
+            canned_text = desk.get_canned_reply(session, int(request.args["canned"])).body
+        except ReleaseServerError:
+            canned_text = ""
     base = {"reply": Form(), "note": Form(), "request_info": Form(), "process": Form(),
+            "compose": Form({"mode": "note" if ticket.internal else "reply", "body": canned_text}),
+            "merge": Form(), "cc": Form(),
             "fix": Form({"component": release.component.name if release else ""}), "yank": Form(),
             "department": Form(), "review": Form(),
             "assign": Form({"assignee": assignee.username if assignee else ""}),
@@ -107,7 +177,8 @@ def _page(number: str, forms: dict[str, Form] | None = None, status: int = 200) 
                            attachments=atts, groups=groups, users=users, assignee=assignee,
                            installation=installation, forms=base, kinds=KINDS, priorities=PRIORITIES,
                            previewable=attachments.previewable, fixed_by=fixes.fixes_of_ticket(session, ticket),
-                           release=release,
+                           release=release, canned=desk.canned_replies(session),
+                           cc=desk.cc_of(session, ticket), contacts=desk.customer_contacts(session, ticket),
                            transitions=support.TRANSITIONS.get(ticket.status, frozenset())), status
 
 
@@ -118,11 +189,21 @@ def ticket_detail(number: str) -> Any:
 
 
 def _act(number: str, form_name: str, do: Any, done: str) -> Any:
-    """Run one ticket action from a form; errors go back next to the form's fields."""
+    """Run one ticket action from a form; errors go back next to the form's fields.
+
+    The reply, request-information and note actions are the composer's modes: their errors
+    go back into the composer, with that mode chosen.
+    """
     session = db.session
     actor = staff_actor()
     ticket = support.get_ticket(session, number, actor)
-    form = Form(request.form)
+    data = MultiDict(request.form)
+    if form_name in COMPOSE_MODES:
+        data["mode"] = form_name
+        form_name = "compose"
+    form = Form(data)
+    if form_name == "compose":
+        form.ids.update({"body": "compose-body", "files": "compose-files"})
     try:
         if do(form, ticket, actor) is not False and form.ok:
             db.commit()
@@ -131,7 +212,7 @@ def _act(number: str, form_name: str, do: Any, done: str) -> Any:
     except ReleaseServerError as e:
         db.rollback()
         form.service_error(e, {"body": "body", "file": "files", "assignee": "assignee", "kind": "kind",
-                               "priority": "priority", "status": "body", "number": "body",
+                               "priority": "priority", "status": "body", "number": "body", "email": "email",
                                "department": "department", "reason": "reason", "outcome": "outcome",
                                "version": "version", "component": "component", "fixes.0": "version",
                                "fixes_groups.0": "version"})
@@ -160,6 +241,79 @@ def ticket_reply(number: str) -> Any:
         return True
 
     return _act(number, "reply", do, _("Reply sent."))
+
+
+COMPOSE_MODES = ("reply", "request_info", "note")
+
+
+@bp.post("/tickets/<number>/compose")
+@staff_required(*SUPPORT)
+def ticket_compose(number: str) -> Any:
+    """The one composer: a reply to the customer, a request for information, or an internal note."""
+    done = {"reply": _("Reply sent."), "request_info": _("The customer was asked for more information."),
+            "note": _("Note added.")}
+    mode = request.form.get("mode") if request.form.get("mode") in COMPOSE_MODES else "note"
+
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        form.ids["mode"] = "compose-mode-note"
+        form.choice("mode", COMPOSE_MODES)
+        if mode != "note":
+            _customer_facing(form, ticket)
+        body = form.text("body", required=True, max_length=100_000)
+        files = attachments.uploaded_files() if mode != "note" else []
+        if not form.ok:
+            return False
+        if mode == "reply":
+            attachments.check_files(ticket, files)
+            support.staff_reply(db.session, ticket, actor, body)
+            attachments.attach_files(ticket, actor, files)
+        elif mode == "request_info":
+            support.request_information(db.session, ticket, actor, body)
+        else:
+            support.add_note(db.session, ticket, actor, body)
+        return True
+
+    return _act(number, mode, do, done[mode])
+
+
+@bp.post("/tickets/<number>/merge")
+@staff_required(*SUPPORT)
+def ticket_merge(number: str) -> Any:
+    """Merge this ticket into another (the rules of ``support.services.merge``); the target's page follows."""
+    session = db.session
+    actor = staff_actor()
+    ticket = support.get_ticket(session, number, actor)
+    form = Form(request.form)
+    form.ids["into"] = "merge-into"
+    into = form.text("into", required=True, max_length=40)
+    if form.ok:
+        try:
+            target = support.merge(session, ticket, support.get_ticket(session, into, actor), actor)
+            db.commit()
+            flash(_("%(source)s is merged into %(target)s.", source=ticket.number, target=target.number))
+            return redirect(url_for("console.ticket_detail", number=target.number))
+        except ReleaseServerError as e:
+            db.rollback()
+            form.service_error(e, {"into": "into", "number": "into"})
+    return _page(number, {"merge": form}, 400)
+
+
+@bp.post("/tickets/<number>/cc")
+@staff_required(*SUPPORT)
+def ticket_cc(number: str) -> Any:
+    def do(form: Form, ticket: Any, actor: Any) -> Any:
+        form.ids["email"] = "cc-email"
+        if form.get("remove"):
+            desk.remove_cc(db.session, ticket, actor, form.get("remove"))
+            return True
+        email = form.text("email", max_length=254) or form.text("contact", max_length=254)
+        if not email:
+            form.error("email", _("This field is required."))
+            return False
+        desk.add_cc(db.session, ticket, actor, email)
+        return True
+
+    return _act(number, "cc", do, _("Copies saved."))
 
 
 @bp.post("/tickets/<number>/note")
