@@ -129,6 +129,8 @@ class PublishMetadata(BaseModel):
                                                 description="Offer this release only to these installations")
     rollout: PublishRollout | None = Field(default=None, description="Publish as a staged rollout: the release "
                                                                      "is never offered outside its first phase")
+    tuf_role: dict | None = Field(default=None, description="Claimed components only: the next version of the "
+                                                          "component's TUF role, signed by its publishers")
 
     @field_validator("version")
     @classmethod
@@ -182,6 +184,9 @@ class ReleaseOut(BaseModel):
     yanked: bool
     yank_reason: str | None
     download_url: str
+    signatures_pending: bool = False
+    #: for a claimed component's change still below threshold: keyids that signed and that are awaited
+    signatures: dict | None = None
 
 
 class ReleasePage(BaseModel):
@@ -202,6 +207,7 @@ class ReleaseQuery(BaseModel):
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: str
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
 
     @field_validator("channel")
     @classmethod
@@ -212,6 +218,12 @@ class PromoteBody(BaseModel):
 class YankBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=2000)
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
+
+
+class UnyankBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
 
 
 class ChangelogQuery(BaseModel):

@@ -1,0 +1,87 @@
+"""Signing API: a claimed component's role, its pending proposal, and publisher signatures.
+
+``GET /components/<c>/signing`` gives a publisher's machine what it needs to build and
+sign the next version of the component's role (the current role, the keys, the
+threshold, the proposal waiting for signatures); ``POST .../signing/signatures`` adds
+signatures made on the publishers' machines. The server never signs these roles.
+"""
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..accounts.auth import Principal
+from ..accounts.services import audit
+from ..api import PUBLISHERS, STAFF, endpoint
+from ..db import db
+from ..releases import services as releases
+from . import claims
+
+
+
+class SignatureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keyid: str = Field(min_length=1, max_length=128)
+    sig: str = Field(min_length=1, max_length=2048)
+
+
+class SignaturesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    signatures: list[SignatureIn] = Field(min_length=1, max_length=64)
+
+
+def state(component: str) -> dict:
+    """Everything a publisher's machine needs about a claimed component's role."""
+    comp = releases.get_component(db.session, component)
+    claim = claims.get_claim(db.session, comp.name)
+    current = claims.current_role(db.session, comp.name)
+    pending = claims.pending_of(db.session, comp.name)
+    out: dict = {"component": comp.name, "threshold": claim.threshold,
+                 "keys": [{"keyid": k, **v} for k, v in sorted(claim.keys.items())],
+                 "role": current.to_dict() if current is not None else None,
+                 "role_version": current.signed.version if current is not None else 0, "pending": None}
+    if pending is not None:
+        st = claims.pending_status(db.session, pending)
+        out["pending"] = {"action": pending.action, "params": pending.params,
+                          "version": pending.release.version if pending.release is not None else None,
+                          "role": json.loads(pending.role_json), "threshold": st.threshold, "signed": st.signed,
+                          "awaited": st.awaited, "created_by": pending.created_by,
+                          "created_at": pending.created_at.isoformat(),
+                          "keys_change": bool(pending.targets_bytes)}
+        if pending.targets_bytes:
+            out["pending"]["targets"] = json.loads(pending.targets_bytes)
+    return out
+
+
+@endpoint("/components/<component>/signing", roles=STAFF, summary="A claimed component's role and the change "
+          "waiting for publisher signatures", tag="signing")
+def get_signing(principal: Principal, component: str) -> dict:
+    return state(component)
+
+
+@endpoint("/components/<component>/signing/signatures", methods=["POST"], roles=PUBLISHERS, body=SignaturesBody,
+          summary="Add publisher signatures to the pending change of a claimed component", tag="signing")
+def add_signatures(principal: Principal, component: str, body: SignaturesBody) -> dict:
+    outcome = claims.add_signatures(db.session, component, [s.model_dump() for s in body.signatures],
+                                    actor=principal.actor)
+    audit(db.session, principal.actor, "release.sign", f"component:{component}",
+          {"action": outcome.action, "keyids": [s.keyid for s in body.signatures], "applied": outcome.applied,
+           "role_version": outcome.role_version})
+    db.commit()
+    return {"applied": outcome.applied, "action": outcome.action, "role_version": outcome.role_version,
+            "threshold": outcome.status.threshold, "signed": outcome.status.signed,
+            "awaited": outcome.status.awaited,
+            "version": outcome.release.version if outcome.release is not None else None}
+
+
+@endpoint("/components/<component>/signing/pending", methods=["DELETE"], roles=PUBLISHERS,
+          summary="Discard the change waiting for signatures (an unsigned release is removed)", tag="signing")
+def discard_pending(principal: Principal, component: str) -> dict:
+    pending = claims.discard(db.session, component)
+    audit(db.session, principal.actor, "release.sign_discard", f"component:{component}", {"action": pending.action})
+    db.commit()
+    return {"discarded": pending.action}
+
+
+

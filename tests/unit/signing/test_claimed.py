@@ -1,0 +1,288 @@
+"""Claimed components: publisher-signed roles, pending signatures, and the attacker who holds every online key."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from factories import create_component, make_tarball, publish
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import Metadata
+
+
+@pytest.fixture
+def pub(auth):
+    return auth.headers("publisher")
+
+
+@pytest.fixture
+def publishers():
+    from release_server.signing import keys
+
+    return [keys.generate_signer() for _ in range(3)]
+
+
+def claim(app, tuf_repo, component, signers, threshold=2):
+    from release_server.db import db
+    from release_server.signing import claims
+
+    with app.app_context():
+        result = claims.claim(db.session, component, [s.public_key for s in signers], threshold,
+                              root_signers=tuf_repo.root_signers()[:2], actor="test")
+        db.commit()
+    return result
+
+
+def state(client, pub, component):
+    resp = client.get(f"/api/v1/components/{component}/signing", headers=pub)
+    assert resp.status_code == 200, resp.json
+    return resp.json
+
+
+def signed_publish(client, pub, component, version, signers, *, body=None, channels=("beta",), changelog=""):
+    from release_server.signing import publisher
+
+    body = body if body is not None else make_tarball({"VERSION": version})
+    st = state(client, pub, component)
+    role = publisher.publish_role(st, component=component, version=version, filename=f"{component}-{version}.tar.gz",
+                                  sha256=hashlib.sha256(body).hexdigest(), length=len(body), channels=channels,
+                                  critical=False, min_from_version=None, requires={}, changelog=changelog)
+    for s in signers:
+        role.sign(s, append=True)
+    return publish(client, pub, component, version, artifact=body, channels=list(channels), changelog=changelog,
+                   tuf_role=role.to_dict())
+
+
+def add_signature(client, pub, component, signer):
+    st = state(client, pub, component)
+    role = Metadata.from_dict(json.loads(json.dumps(st["pending"]["role"])))
+    sig = role.sign(signer, append=True)
+    return client.post(f"/api/v1/components/{component}/signing/signatures",
+                       json={"signatures": [sig.to_dict()]}, headers=pub)
+
+
+def test_two_of_three_release_waits_then_is_verified_by_a_stock_client(app, client, pub, tuf_repo, tuf_client,
+                                                                       publishers, tmp_path, fetcher_class):
+    from tuf.ngclient import Updater
+
+    create_component(client, pub, "server")
+    create_component(client, pub, "web")
+    assert publish(client, pub, "web", "1.0").status_code == 201
+    old_cache = tmp_path / "old-client"
+    old_cache.mkdir()
+
+    def old_client():
+        return Updater(str(old_cache), "http://repo/tuf/metadata/", str(tmp_path / "old-t"),
+                       "http://repo/tuf/targets/", fetcher=fetcher_class(app.test_client()),
+                       bootstrap=tuf_repo.root_v1)
+
+    before = old_client()
+    before.refresh()
+    assert before.get_targetinfo("web/web-1.0.tar.gz") is not None
+
+    result = claim(app, tuf_repo, "server", publishers)
+    assert result.root_version == 2 and result.pending_releases == 0
+    body = make_tarball({"app.py": "v1"})
+    resp = signed_publish(client, pub, "server", "1.0", publishers[:1], body=body)
+    assert resp.status_code == 201, resp.json
+    assert resp.json["signatures_pending"] is True
+    assert resp.json["signatures"]["signed"] == [publishers[0].public_key.keyid]
+    assert len(resp.json["signatures"]["awaited"]) == 2
+    # unsigned: no client finds it, the check endpoint offers it to nobody
+    pending = tuf_client()
+    pending.refresh()
+    with pytest.raises(RepositoryError):
+        pending.get_targetinfo("server/server-1.0.tar.gz")
+    assert client.get("/api/v1/components/server/releases/1.0", headers=pub).json["signatures_pending"] is True
+    again = signed_publish(client, pub, "server", "1.1", publishers[:2])
+    assert again.status_code == 409 and again.json["error"]["code"] == "signatures_pending"
+
+    resp = add_signature(client, pub, "server", publishers[2])
+    assert resp.status_code == 200 and resp.json["applied"] is True, resp.json
+    for updater in (tuf_client(), old_client()):  # a client from before the layout change follows the rotation
+        updater.refresh()
+        assert updater._trusted_set.root.version == 2
+        info = updater.get_targetinfo("server/server-1.0.tar.gz")
+        assert info is not None and info.custom["version"] == "1.0"
+        assert Path(updater.download_target(info)).read_bytes() == body
+        assert updater.get_targetinfo("web/web-1.0.tar.gz") is not None  # unclaimed: still the bins
+    assert state(client, pub, "server")["pending"] is None
+    assert client.get("/api/v1/components/server/releases/1.0", headers=pub).json["signatures_pending"] is False
+    # the next release signed by two at once is applied straight away; unclaimed ones stay online-signed
+    assert signed_publish(client, pub, "server", "1.1", publishers[1:]).json["signatures_pending"] is False
+    assert publish(client, pub, "web", "1.1").status_code == 201
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.1.tar.gz") is not None
+    assert u.get_targetinfo("web/web-1.1.tar.gz") is not None
+
+
+def test_publish_to_a_claimed_component_needs_its_signed_role(app, client, pub, tuf_repo, publishers):
+    from release_server.signing import keys
+
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    resp = publish(client, pub, "server", "1.0")
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role"
+    # signed by a key that is not one of the publishers'
+    resp = signed_publish(client, pub, "server", "1.0", [keys.generate_signer()])
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role.signatures"
+    # a role that points the release at other bytes than those uploaded
+    from release_server.signing import publisher
+
+    st = state(client, pub, "server")
+    role = publisher.publish_role(st, component="server", version="1.0", filename="server-1.0.tar.gz",
+                                  sha256="0" * 64, length=10, channels=["beta"], critical=False,
+                                  min_from_version=None, requires={}, changelog="")
+    role.sign(publishers[0], append=True)
+    resp = publish(client, pub, "server", "1.0", tuf_role=role.to_dict())
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role.targets"
+    assert client.get("/api/v1/components/server/releases/1.0", headers=pub).status_code == 404
+    assert state(client, pub, "server")["pending"] is None
+
+
+def _attacker_resigns(app, component, path, evil: bytes) -> None:
+    """With every online key the server holds: list evil bytes for ``path`` in a bin, re-sign all online roles.
+
+    The attacker also rewrites the claimed role (unsigned by publishers: only online keys
+    are at hand) and points snapshot and timestamp at it.
+    """
+    from release_server.db import db
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import metadata as md
+    from release_server.signing.models import TufRole
+    from release_server.storage import get_storage
+
+    with app.app_context():
+        storage = get_storage()
+        online = keys_mod.find_online_keys(keys_mod.key_dir(app.config, app.instance_path))
+        sha = hashlib.sha256(evil).hexdigest()
+        rows = {r.name: r for r in db.session.query(TufRole)}
+        # the evil bytes as a target file
+        storage.write(md.TARGETS_PREFIX + md.hash_prefixed(path, sha), evil)
+        from release_server.signing.models import TufTarget
+
+        row = db.session.get(TufTarget, path)
+        entry = md.target_file(path, sha, len(evil), {"component": component, "version": "1.0", "yanked": False})
+        # 1. the claimed role re-signed with every online key
+        role_v = rows[component].version + 1
+        role = md.build_bin(role_v, md.expiry(md.datetime.now(md.timezone.utc), 86400), [entry])
+        md.sign(role, online.values())
+        storage.write(md.metadata_key(component, role_v), md.to_bytes(role))
+        # 2. the same target in its hash bin, signed with the bins key
+        bin_name = md.bin_for(path, 8)
+        bin_v = rows[bin_name].version + 1
+        b = md.build_bin(bin_v, md.expiry(md.datetime.now(md.timezone.utc), 86400), [entry])
+        md.sign(b, [online["targets"]])
+        storage.write(md.metadata_key(bin_name, bin_v), md.to_bytes(b))
+        # 3. a top-level targets re-signed online that delegates the component to the attacker's key
+        t_v = rows["targets"].version + 1
+        t = md.build_targets(t_v, md.expiry(md.datetime.now(md.timezone.utc), 86400),
+                             online["targets"].public_key, 8)
+        md.sign(t, [online["targets"]])
+        storage.write(md.metadata_key("targets", t_v), md.to_bytes(t))
+        versions = {n: r.version for n, r in rows.items() if n not in ("root", "snapshot", "timestamp")}
+        versions.update({component: role_v, bin_name: bin_v, "targets": t_v})
+        snap_v = rows["snapshot"].version + 1
+        snap = md.build_snapshot(snap_v, md.expiry(md.datetime.now(md.timezone.utc), 86400), versions)
+        md.sign(snap, [online["snapshot"]])
+        storage.write(md.metadata_key("snapshot", snap_v), md.to_bytes(snap))
+        ts = md.build_timestamp(rows["timestamp"].version + 1, md.expiry(md.datetime.now(md.timezone.utc), 86400),
+                                snap_v)
+        md.sign(ts, [online["timestamp"]])
+        storage.write(md.metadata_key("timestamp", None), md.to_bytes(ts))
+        assert row is not None
+    app.extensions["tuf_metadata_cache"].invalidate()
+
+
+def test_every_online_key_stolen_cannot_point_a_claimed_component_at_other_bytes(app, client, pub, tuf_repo,
+                                                                                  tuf_client, publishers):
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    good = make_tarball({"app.py": "good"})
+    assert signed_publish(client, pub, "server", "1.0", publishers[:2], body=good).json["signatures_pending"] is False
+    path = "server/server-1.0.tar.gz"
+    _attacker_resigns(app, "server", path, make_tarball({"app.py": "evil"}))
+    updater = tuf_client()
+    with pytest.raises(RepositoryError):  # the online-signed top-level targets is refused (root keys sign it)
+        updater.refresh()
+        updater.get_targetinfo(path)
+
+
+def test_attacker_keeping_the_offline_targets_still_cannot_sign_the_claimed_role(app, client, pub, tuf_repo,
+                                                                                  tuf_client, publishers):
+    """Snapshot and timestamp point at an online-signed version of the claimed role: refused."""
+    from release_server.db import db
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import metadata as md
+    from release_server.signing.models import TufRole
+    from release_server.storage import get_storage
+
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    good = make_tarball({"app.py": "good"})
+    signed_publish(client, pub, "server", "1.0", publishers[:2], body=good)
+    path = "server/server-1.0.tar.gz"
+    evil = make_tarball({"app.py": "evil"})
+    now = md.datetime.now(md.timezone.utc)
+    with app.app_context():
+        storage = get_storage()
+        online = keys_mod.find_online_keys(keys_mod.key_dir(app.config, app.instance_path))
+        rows = {r.name: r for r in db.session.query(TufRole)}
+        sha = hashlib.sha256(evil).hexdigest()
+        storage.write(md.TARGETS_PREFIX + md.hash_prefixed(path, sha), evil)
+        entry = md.target_file(path, sha, len(evil), {"component": "server", "version": "1.0", "yanked": False})
+        role_v = rows["server"].version + 1
+        role = md.build_bin(role_v, md.expiry(now, 86400), [entry])
+        md.sign(role, online.values())
+        storage.write(md.metadata_key("server", role_v), md.to_bytes(role))
+        versions = {n: r.version for n, r in rows.items() if n not in ("root", "snapshot", "timestamp")}
+        versions["server"] = role_v
+        snap = md.build_snapshot(rows["snapshot"].version + 1, md.expiry(now, 86400), versions)
+        md.sign(snap, [online["snapshot"]])
+        storage.write(md.metadata_key("snapshot", snap.signed.version), md.to_bytes(snap))
+        ts = md.build_timestamp(rows["timestamp"].version + 1, md.expiry(now, 86400), snap.signed.version)
+        md.sign(ts, [online["timestamp"]])
+        storage.write(md.metadata_key("timestamp", None), md.to_bytes(ts))
+    app.extensions["tuf_metadata_cache"].invalidate()
+    updater = tuf_client()
+    updater.refresh()  # root, timestamp, snapshot, targets all verify
+    with pytest.raises(RepositoryError):
+        updater.get_targetinfo(path)
+
+
+def test_one_signature_of_two_is_refused_by_a_stock_client(app, client, pub, tuf_repo, tuf_client, publishers):
+    """A role with one publisher's signature, published by whoever holds the online keys: refused."""
+    from release_server.db import db
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import metadata as md
+    from release_server.signing.models import TufRole
+    from release_server.storage import get_storage
+
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    body = make_tarball({"app.py": "one"})
+    resp = signed_publish(client, pub, "server", "1.0", publishers[:1], body=body)
+    assert resp.json["signatures_pending"] is True
+    st = state(client, pub, "server")
+    role = Metadata.from_dict(st["pending"]["role"])
+    now = md.datetime.now(md.timezone.utc)
+    with app.app_context():
+        storage = get_storage()
+        online = keys_mod.find_online_keys(keys_mod.key_dir(app.config, app.instance_path))
+        rows = {r.name: r for r in db.session.query(TufRole)}
+        storage.write(md.metadata_key("server", 1), md.to_bytes(role))
+        versions = {n: r.version for n, r in rows.items() if n not in ("root", "snapshot", "timestamp")}
+        versions["server"] = 1
+        snap = md.build_snapshot(rows["snapshot"].version + 1, md.expiry(now, 86400), versions)
+        md.sign(snap, [online["snapshot"]])
+        storage.write(md.metadata_key("snapshot", snap.signed.version), md.to_bytes(snap))
+        ts = md.build_timestamp(rows["timestamp"].version + 1, md.expiry(now, 86400), snap.signed.version)
+        md.sign(ts, [online["timestamp"]])
+        storage.write(md.metadata_key("timestamp", None), md.to_bytes(ts))
+    app.extensions["tuf_metadata_cache"].invalidate()
+    updater = tuf_client()
+    updater.refresh()
+    with pytest.raises(RepositoryError):
+        updater.get_targetinfo("server/server-1.0.tar.gz")
