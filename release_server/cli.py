@@ -589,10 +589,11 @@ cli.params.append(click.Option(
 
 
 def _register_client_commands() -> None:
-    from .client_cli import publish
+    from .client_cli import publish, sign
     from .support.cli import mailgate
 
     cli.add_command(publish)
+    cli.add_command(sign)
     cli.add_command(mailgate)
 
 
