@@ -226,7 +226,7 @@ def _load_publisher_signer(state: dict, key: str, passphrase_env: str | None):  
 
     passphrase = os.environ.get(passphrase_env) if passphrase_env else None
     try:
-        return publisher.load_signer(key, publisher.claim_keys(state), passphrase)
+        return publisher.load_signer(key, publisher.signing_keys(state), passphrase)
     except ReleaseServerError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(EXIT_REFUSED)

@@ -357,6 +357,10 @@ def _apply(session: Session, pending: TufPending, proposal: Metadata[Targets], s
         releases.promote(session, release, str(params.get("channel")))
     if pending.targets_bytes:  # a key change: the offline-signed delegation goes out with the role
         targets = Metadata[Targets].from_bytes(pending.targets_bytes)
+        if change.roles["targets"].version >= targets.signed.version:
+            raise ClaimError("the top-level targets role changed after this key change was signed; discard it "
+                             "and run 'tuf claim-keys' again", field="component", code="stale_key_change",
+                             status=409)
         change.roles["targets"].version = targets.signed.version
         change.roles["targets"].expires = targets.signed.expires
         change.write_signed("targets", targets)
@@ -479,3 +483,84 @@ def proposal_template_all(session: Session, component: str) -> Metadata[Targets]
     version = (row.version if row is not None else 0) + 1
     rows = session.scalars(select(TufTarget).where(TufTarget.role == component)).unique()
     return md.build_bin(version, md.expiry(utcnow(), 365 * 86400), [_custom_overrides(r, None) for r in rows])
+
+
+# ---------------------------------------------------------------- key lifecycle (offline keys)
+
+
+@dataclass(frozen=True)
+class KeyChangeResult:
+    component: str
+    targets_version: int
+    applied: bool  # False: the publishers re-sign the role under the new keys first
+    threshold: int
+    keyids: list[str]
+
+
+def change_keys(session: Session, component: str, *, add: Iterable[Key] = (), remove: Iterable[str] = (),
+                threshold: int | None = None, root_signers: list[Signer], actor: str,
+                now: datetime | None = None) -> KeyChangeResult:
+    """Add, remove or rotate (add and remove) a claimed component's publisher keys, or change its threshold.
+
+    The new delegation is signed here with the root keys. If the role as served already
+    meets it (say a key was added), it goes out at once. Otherwise the publishers first
+    re-sign the role's next version (same targets) under the new keys with ``release-
+    server sign``; the new delegation and that role are then published together, so
+    clients verify the component at every moment. A removed key's signatures count for
+    nothing from then on.
+    """
+    claim_row = get_claim(session, component)
+    if pending_of(session, component) is not None:
+        raise PendingChangeError(component, pending_of(session, component).action)
+    keys = {k.keyid: k for k in claim_keys(claim_row)}
+    remove = list(remove)
+    for keyid in remove:
+        matches = [k for k in keys if k.startswith(keyid)] if len(keyid) >= 8 else []
+        if len(matches) != 1:
+            raise ClaimError(f"{keyid!r} names none (or more than one) of {component}'s publisher keys",
+                             field="remove_key", code="invalid")
+        del keys[matches[0]]
+    for key in add:
+        if key.keyid in keys:
+            raise ClaimError(f"key {key.keyid[:16]} is already a publisher key of {component}", field="add_key",
+                             code="invalid")
+        keys[key.keyid] = key
+    new_threshold = claim_row.threshold if threshold is None else threshold
+    _check_keys(list(keys.values()), new_threshold)
+    change = _Change(session, now=now, offline_signers=root_signers)
+    proposed = TufClaim(component=component, keys={k: v.to_dict() for k, v in keys.items()},
+                        threshold=new_threshold)
+    specs = [c for n, c in change.claims.items() if n != component] + [proposed]
+    row = change.roles["targets"]
+    old_version, old_expires = row.version, row.expires
+    targets = change.offline_targets(specs)
+    current = current_role(session, component)
+    ok = current is None or targets.signed.get_verification_result(component, current.signed_bytes,
+                                                                   current.signatures).verified
+    if ok:
+        change.write_signed("targets", targets)
+        claim_row.keys, claim_row.threshold = proposed.keys, proposed.threshold
+        change.finish()
+    else:
+        row.version, row.expires = old_version, old_expires
+        assert current is not None
+        role = md.build_bin(current.signed.version + 1, current.signed.expires
+                            if current.signed.expires > change.now else md.expiry(change.now, 365 * 86400),
+                            current.signed.targets.values())
+        session.add(TufPending(component=component, action="keys", release_id=None,
+                               params={"threshold": new_threshold, "keyids": sorted(keys)},
+                               role_json=md.to_bytes(role).decode(), targets_bytes=md.to_bytes(targets),
+                               created_by=actor))
+    session.flush()
+    return KeyChangeResult(component, targets.signed.version, ok, new_threshold, sorted(keys))
+
+
+def renew_targets(session: Session, *, root_signers: list[Signer], now: datetime | None = None) -> int:
+    """Re-sign the offline top-level targets role with a new expiry (root keys)."""
+    change = _Change(session, now=now, offline_signers=root_signers)
+    if not change.claimed_layout:
+        raise ClaimError("no component is claimed: the top-level targets role is online and renewed by the server",
+                         code="invalid")
+    change.resign_offline_targets()
+    change.finish()
+    return change.roles["targets"].version

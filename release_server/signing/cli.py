@@ -330,3 +330,58 @@ def keys_new_publisher_key(out_file: Path, passphrase_env: str | None) -> None:
     out_file.with_name(out_file.name + ".pub").write_bytes(pub)
     click.echo(f"private key {out_file} (keep it on this machine); public key {out_file}.pub "
                f"(keyid {signer.public_key.keyid[:16]}): give it to the operator for 'tuf claim'")
+
+
+@tuf_group.command("claim-keys")
+@click.argument("component")
+@click.option("--add-key", "add_keys", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A new publisher's public key (PEM; repeatable).")
+@click.option("--remove-key", "remove_keys", multiple=True, metavar="KEYID",
+              help="A publisher key to remove, by keyid (at least its first 8 characters; repeatable).")
+@click.option("--threshold", type=click.IntRange(1, 64), default=None, help="The new signature threshold.")
+@click.option("--root-key", "root_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A root key (up to the threshold).")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the root keys.")
+@with_appcontext
+def tuf_claim_keys(component: str, add_keys: tuple[Path, ...], remove_keys: tuple[str, ...], threshold: int | None,
+                   root_keys: tuple[Path, ...], passphrase_env: str | None) -> None:
+    """Add, remove or rotate a claimed component's publisher keys, or change its threshold."""
+    from ..db import db
+    from . import claims
+
+    if not (add_keys or remove_keys or threshold):
+        raise click.UsageError("give --add-key, --remove-key or --threshold")
+    try:
+        add = [claims.parse_public_key(p.read_bytes()) for p in add_keys]
+        signers = _load_root_signers(root_keys, passphrase_env)
+        result = claims.change_keys(db.session, component, add=add, remove=remove_keys, threshold=threshold,
+                                    root_signers=signers, actor="cli")
+        db.commit()
+    except ReleaseServerError as e:
+        db.rollback()
+        _fail(e)
+    keys = ", ".join(k[:16] for k in result.keyids)
+    if result.applied:
+        click.echo(f"{component}: publisher keys {keys}, threshold {result.threshold} (targets v{result.targets_version})")
+    else:
+        click.echo(f"{component}: the new keys ({keys}, threshold {result.threshold}) take effect once "
+                   f"{result.threshold} of them re-sign the role: release-server sign --component {component} --key KEY")
+
+
+@tuf_group.command("renew-targets")
+@click.option("--root-key", "root_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A root key (up to the threshold).")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the root keys.")
+@with_appcontext
+def tuf_renew_targets(root_keys: tuple[Path, ...], passphrase_env: str | None) -> None:
+    """Re-sign the offline top-level targets role with a new expiry (claimed layout)."""
+    from ..db import db
+    from . import claims
+
+    try:
+        version = claims.renew_targets(db.session, root_signers=_load_root_signers(root_keys, passphrase_env))
+        db.commit()
+    except ReleaseServerError as e:
+        db.rollback()
+        _fail(e)
+    click.echo(f"targets v{version} signed with the root keys")

@@ -33,6 +33,17 @@ def claim_keys(state: Mapping[str, Any]) -> list[Key]:
     return [SSlibKey.from_dict(k["keyid"], {x: y for x, y in k.items() if x != "keyid"}) for k in state["keys"]]
 
 
+def signing_keys(state: Mapping[str, Any]) -> list[Key]:
+    """The keys whose signatures the pending change needs: the new delegation's for a key change."""
+    pending = state.get("pending") or {}
+    targets = pending.get("targets")
+    if targets:
+        dele = targets["signed"]["delegations"]
+        role = next(r for r in dele["roles"] if r["name"] == state["component"])
+        return [SSlibKey.from_dict(k, dict(dele["keys"][k])) for k in role["keyids"]]
+    return claim_keys(state)
+
+
 def load_signer(spec: str, keys: Iterable[Key], passphrase: str | None = None) -> Signer:
     """A signer for a key file or signer URI; it must be one of the claim's publisher keys."""
     keys = list(keys)

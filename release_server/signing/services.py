@@ -385,8 +385,8 @@ class _Change:
 
     def offline_targets(self, claims: Iterable[TufClaim] | None = None) -> Metadata[Targets]:
         """The next top-level targets of the claimed layout, signed with the root keys given."""
+        unclaimed_key = keys_mod.public_key_of(self.signer(md.UNCLAIMED))  # named by the current targets
         version, expires = self._bump("targets")
-        unclaimed_key = keys_mod.public_key_of(self.signer(md.UNCLAIMED))
         meta = md.build_offline_targets(version, expires, self.claim_specs(claims), unclaimed_key)
         meta.signatures.clear()
         wanted = set(self.root.signed.roles["targets"].keyids)
@@ -631,7 +631,7 @@ def refresh(session: Session, *, now: datetime | None = None, force: bool = Fals
         if cfg.due(name, row.expires, now):
             log.error("TUF role %s v%d expires on %s and is signed offline: %s", name, row.version,
                       row.expires.isoformat(), "its publishers renew it with 'release-server sign --renew'"
-                      if name in change.claims else "re-sign it with 'release-server tuf claim-keys --renew'")
+                      if name in change.claims else "re-sign it with 'release-server tuf renew-targets'")
     due = [n for n in due if n not in offline]
     root_row = change.roles["root"]
     if cfg.due("root", root_row.expires, now):

@@ -65,3 +65,85 @@ def test_claim_publish_sign_with_and_second_signature_through_the_cli(app, clien
     info = updater.get_targetinfo("server/server-1.0.tar.gz")
     assert info is not None
     assert Path(updater.download_target(info)).read_bytes() == artifact.read_bytes()
+
+
+def _forge_claimed_role(app, component: str, path: str, evil: bytes, signers) -> None:
+    """Whoever holds every online key: a new version of the claimed role pointing ``path`` at
+    ``evil``, signed by ``signers``, listed by a snapshot and timestamp signed with the online keys."""
+    import hashlib
+
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import metadata as md
+    from release_server.signing.models import TufRole
+    from release_server.storage import get_storage
+
+    now = md.datetime.now(md.timezone.utc)
+    with app.app_context():
+        from release_server.db import db
+
+        storage = get_storage()
+        online = keys_mod.find_online_keys(keys_mod.key_dir(app.config, app.instance_path))
+        rows = {r.name: r for r in db.session.query(TufRole)}
+        sha = hashlib.sha256(evil).hexdigest()
+        storage.write(md.TARGETS_PREFIX + md.hash_prefixed(path, sha), evil)
+        entry = md.target_file(path, sha, len(evil), {"component": component, "version": "1.0", "yanked": False,
+                                                      "channels": ["beta"], "requires": {}, "critical": False,
+                                                      "min_from_version": None})
+        role = md.build_bin(rows[component].version + 1, md.expiry(now, 86400), [entry])
+        md.sign(role, signers(online))
+        storage.write(md.metadata_key(component, role.signed.version), md.to_bytes(role))
+        versions = {n: r.version for n, r in rows.items() if n not in ("root", "snapshot", "timestamp")}
+        versions[component] = role.signed.version
+        snap = md.build_snapshot(rows["snapshot"].version + 1, md.expiry(now, 86400), versions)
+        md.sign(snap, [online["snapshot"]])
+        storage.write(md.metadata_key("snapshot", snap.signed.version), md.to_bytes(snap))
+        ts = md.build_timestamp(rows["timestamp"].version + 1, md.expiry(now, 86400), snap.signed.version)
+        md.sign(ts, [online["timestamp"]])
+        storage.write(md.metadata_key("timestamp", None), md.to_bytes(ts))
+    app.extensions["tuf_metadata_cache"].invalidate()
+
+
+def test_the_agent_refuses_a_claimed_release_re_signed_with_every_online_key(app, client, auth, live_server,
+                                                                              tmp_path):
+    import hashlib
+    import pytest
+
+    from client_agent.trust import TrustedRepository, VerificationError
+    from factories import publish
+    from release_server.db import db
+    from release_server.signing import ceremony, claims, keys, publisher
+
+    with app.app_context():
+        root_v1 = ceremony.local_trial(db.session, tmp_path / "root-keys").root_file.read_bytes()
+        db.commit()
+    pub = auth.headers("publisher")
+    create_component(client, pub, "server")
+    signers = [keys.generate_signer() for _ in range(3)]
+    with app.app_context():
+        claims.claim(db.session, "server", [s.public_key for s in signers], 2,
+                     root_signers=ceremony.load_root_keys(tmp_path / "root-keys")[:2], actor="test")
+        db.commit()
+    good = make_tarball({"server.py": "good"})
+    st = client.get("/api/v1/components/server/signing", headers=pub).json
+    role = publisher.publish_role(st, component="server", version="1.0", filename="server-1.0.tar.gz",
+                                  sha256=hashlib.sha256(good).hexdigest(), length=len(good), channels=["beta"],
+                                  critical=False, min_from_version=None, requires={}, changelog="")
+    for s in signers[:2]:
+        role.sign(s, append=True)
+    resp = publish(client, pub, "server", "1.0", artifact=good, tuf_role=role.to_dict())
+    assert resp.status_code == 201 and resp.json["signatures_pending"] is False, resp.json
+    path = "server/server-1.0.tar.gz"
+
+    def agent(name: str) -> TrustedRepository:
+        return TrustedRepository(tmp_path / name, f"{live_server.url}/tuf/metadata/",
+                                 f"{live_server.url}/tuf/targets/", root_v1)
+
+    found = agent("before").open().target(path)
+    assert found is not None and found[0].hashes["sha256"] == hashlib.sha256(good).hexdigest()
+
+    # every online key, and one publisher's key too: two of three are required
+    _forge_claimed_role(app, "server", path, make_tarball({"server.py": "evil"}),
+                        lambda online: [*online.values(), signers[2]])
+    for name in ("before", "fresh"):
+        with pytest.raises(VerificationError):
+            agent(name).open().target(path)

@@ -286,3 +286,136 @@ def test_one_signature_of_two_is_refused_by_a_stock_client(app, client, pub, tuf
     updater.refresh()
     with pytest.raises(RepositoryError):
         updater.get_targetinfo("server/server-1.0.tar.gz")
+
+
+def test_removed_key_counts_for_nothing_and_clients_verify_through_every_key_change(app, client, pub, tuf_repo,
+                                                                                     tuf_client, publishers):
+    from release_server.db import db
+    from release_server.signing import claims, keys
+
+    a, b, c = publishers
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    assert signed_publish(client, pub, "server", "1.0", [a, b]).json["signatures_pending"] is False
+    # adding a key: the role as served still meets the delegation, so it goes out at once
+    d = keys.generate_signer()
+    with app.app_context():
+        res = claims.change_keys(db.session, "server", add=[d.public_key], root_signers=tuf_repo.root_signers()[:2],
+                                 actor="test")
+        db.commit()
+    assert res.applied and len(res.keyids) == 4
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.0.tar.gz") is not None
+    # removing b, who signed the role as served: the publishers re-sign it under the new keys first
+    with app.app_context():
+        res = claims.change_keys(db.session, "server", remove=[b.public_key.keyid[:10]],
+                                 root_signers=tuf_repo.root_signers()[:2], actor="test")
+        db.commit()
+    assert not res.applied
+    st = state(client, pub, "server")
+    assert st["pending"]["action"] == "keys" and len(st["keys"]) == 4  # not in force yet
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.0.tar.gz") is not None  # still verifies meanwhile
+    resp = add_signature(client, pub, "server", b)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role.signatures"
+    assert add_signature(client, pub, "server", a).json["applied"] is False
+    assert add_signature(client, pub, "server", d).json["applied"] is True
+    assert len(state(client, pub, "server")["keys"]) == 3
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.0.tar.gz") is not None
+    # b's signature is refused from now on
+    resp = signed_publish(client, pub, "server", "1.1", [a, b])
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role.signatures"
+    assert signed_publish(client, pub, "server", "1.1", [c, d]).json["signatures_pending"] is False
+    # a raised threshold: the role (signed by c and d) meets 2 but not 3
+    with app.app_context():
+        res = claims.change_keys(db.session, "server", threshold=3, root_signers=tuf_repo.root_signers()[:2],
+                                 actor="test")
+        db.commit()
+    assert not res.applied
+    for s in (a, c, d):
+        last = add_signature(client, pub, "server", s)
+    assert last.json["applied"] is True
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.1.tar.gz") is not None
+
+
+def test_a_role_signed_by_a_removed_key_is_refused_by_a_stock_client(app, client, pub, tuf_repo, tuf_client,
+                                                                     publishers):
+    """After b is removed, a role signed by a and b, served with every online key, is refused."""
+    from release_server.db import db
+    from release_server.signing import claims
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import metadata as md
+    from release_server.signing.models import TufRole
+    from release_server.storage import get_storage
+
+    a, b, c = publishers
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    signed_publish(client, pub, "server", "1.0", [a, c])
+    with app.app_context():
+        assert claims.change_keys(db.session, "server", remove=[b.public_key.keyid],
+                                  root_signers=tuf_repo.root_signers()[:2], actor="test").applied
+        db.commit()
+    evil = make_tarball({"app.py": "evil"})
+    path = "server/server-1.0.tar.gz"
+    now = md.datetime.now(md.timezone.utc)
+    with app.app_context():
+        storage = get_storage()
+        online = keys_mod.find_online_keys(keys_mod.key_dir(app.config, app.instance_path))
+        rows = {r.name: r for r in db.session.query(TufRole)}
+        sha = hashlib.sha256(evil).hexdigest()
+        storage.write(md.TARGETS_PREFIX + md.hash_prefixed(path, sha), evil)
+        role = md.build_bin(rows["server"].version + 1, md.expiry(now, 86400),
+                            [md.target_file(path, sha, len(evil), {"component": "server", "version": "1.0"})])
+        md.sign(role, [a, b])
+        storage.write(md.metadata_key("server", role.signed.version), md.to_bytes(role))
+        versions = {n: r.version for n, r in rows.items() if n not in ("root", "snapshot", "timestamp")}
+        versions["server"] = role.signed.version
+        snap = md.build_snapshot(rows["snapshot"].version + 1, md.expiry(now, 86400), versions)
+        md.sign(snap, [online["snapshot"]])
+        storage.write(md.metadata_key("snapshot", snap.signed.version), md.to_bytes(snap))
+        ts = md.build_timestamp(rows["timestamp"].version + 1, md.expiry(now, 86400), snap.signed.version)
+        md.sign(ts, [online["timestamp"]])
+        storage.write(md.metadata_key("timestamp", None), md.to_bytes(ts))
+    app.extensions["tuf_metadata_cache"].invalidate()
+    updater = tuf_client()
+    updater.refresh()
+    with pytest.raises(RepositoryError):
+        updater.get_targetinfo(path)
+
+
+def test_claiming_a_component_with_releases_waits_for_its_first_signed_role(app, client, pub, tuf_repo,
+                                                                            tuf_client, publishers):
+    from release_server.db import db
+    from release_server.rollouts import catalog
+
+    create_component(client, pub, "server")
+    create_component(client, pub, "web")
+    assert publish(client, pub, "web", "1.0", channels=["stable"]).status_code == 201
+    claim(app, tuf_repo, "server", publishers[:1], threshold=1)
+    result = claim(app, tuf_repo, "web", publishers[1:], threshold=2)  # the second claim: no new root
+    assert result.root_version is None and result.pending_releases == 1
+    with app.app_context():
+        cat, _ = catalog.load_catalog(db.session, 0)
+        assert list(cat.by_component) == []  # not offered while unsigned
+    st = state(client, pub, "web")
+    assert st["pending"]["action"] == "claim" and list(st["pending"]["role"]["signed"]["targets"]) == [
+        "web/changelogs/1.0.md", "web/web-1.0.tar.gz"]
+    assert add_signature(client, pub, "web", publishers[1]).json["applied"] is False
+    assert add_signature(client, pub, "web", publishers[2]).json["applied"] is True
+    with app.app_context():
+        cat, _ = catalog.load_catalog(db.session, 0)
+        assert list(cat.by_component) == ["web"]
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("web/web-1.0.tar.gz").custom["channels"] == ["stable"]
+    assert signed_publish(client, pub, "server", "2.0", publishers[:1]).json["signatures_pending"] is False
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-2.0.tar.gz") is not None
