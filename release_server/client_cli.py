@@ -263,8 +263,10 @@ def _signed_publish_role(server: str, token: str, component: str, metadata: dict
 @click.option("--key", "key", required=True, help="Publisher key: PEM file or securesystemslib signer URI.")
 @click.option("--key-passphrase-env", metavar="VAR", help="Passphrase of the key file.")
 @click.option("--yes", is_flag=True, help="Sign without asking.")
+@click.option("--renew-days", type=click.IntRange(1, 3 * 365), default=None,
+              help="Nothing pending: propose the role again, unchanged, expiring in this many days.")
 def sign(server: str, token: str, component: str, version: str | None, key: str, key_passphrase_env: str | None,
-         yes: bool) -> None:
+         yes: bool, renew_days: int | None) -> None:
     """Add your signature to the change of a claimed component that waits for signatures."""
     from tuf.api.metadata import Metadata
 
@@ -272,6 +274,17 @@ def sign(server: str, token: str, component: str, version: str | None, key: str,
 
     state = _signing_state(server, token, component)
     pending = state.get("pending")
+    if renew_days is not None:
+        if pending:
+            click.echo(f"error: a {pending['action']} of {component} is waiting for signatures; sign it first",
+                       err=True)
+            sys.exit(EXIT_REFUSED)
+        signer = _load_publisher_signer(state, key, key_passphrase_env)
+        role = _or_refuse(lambda: publisher.change_role(state, component=component, version="", days=renew_days))
+        body = _ok(*_api(server, token, "POST", f"/components/{component}/signing/proposals",
+                         {"action": "renew", "tuf_role": publisher.sign(role, signer)}), "renewal")
+        _say_outcome(component, body)
+        return
     if not pending:
         click.echo(f"error: nothing of {component} is waiting for signatures", err=True)
         sys.exit(EXIT_REFUSED)
@@ -294,8 +307,91 @@ def sign(server: str, token: str, component: str, version: str | None, key: str,
     sig = role.sign(signer, append=True)
     body = _ok(*_api(server, token, "POST", f"/components/{component}/signing/signatures",
                      {"signatures": [sig.to_dict()]}), "signing")
+    _say_outcome(component, body)
+
+
+def _say_outcome(component: str, body: dict) -> None:
     if body["applied"]:
         click.echo(f"signed; threshold met: {component} role v{body['role_version']} is published")
     else:
         click.echo(f"signed ({len(body['signed'])} of {body['threshold']}); awaited: "
                    + ", ".join(k[:16] for k in body["awaited"]))
+
+
+def _or_refuse(build):  # noqa: ANN001, ANN202
+    from .errors import ReleaseServerError
+
+    try:
+        return build()
+    except ReleaseServerError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(EXIT_REFUSED)
+
+
+def _release_change(action: str, server: str, token: str, component: str, version: str, key: str | None,
+                    passphrase_env: str | None, body: dict, **change: object) -> None:
+    """Yank, unyank or promote; a claimed component's role is re-signed here with ``key``."""
+    from .releases.schemas import normalise_version
+    from .signing import publisher
+
+    if key is not None:
+        state = _signing_state(server, token, component)
+        signer = _load_publisher_signer(state, key, passphrase_env)
+        role = _or_refuse(lambda: publisher.change_role(state, component=component,
+                                                        version=normalise_version(version), **change))
+        body = {**body, "tuf_role": publisher.sign(role, signer)}
+    rel = _ok(*_api(server, token, "POST", f"/components/{component}/releases/{version}/{action}", body), action)
+    if rel.get("signatures_pending") and rel.get("signatures"):
+        sigs = rel["signatures"]
+        click.echo(f"{action} of {component} {rel['version']}: pending signatures ({len(sigs['signed'])} of "
+                   f"{sigs['threshold']}); another publisher runs release-server sign --component {component} "
+                   f"--version {rel['version']} --key KEY")
+    else:
+        click.echo(f"{action}: {component} {rel['version']} (channels {', '.join(rel['channels'])}"
+                   f"{', yanked' if rel['yanked'] else ''})")
+
+
+_COMMON = [
+    click.option("--server", envvar="RELEASE_SERVER_URL", required=True, help="Server URL [env RELEASE_SERVER_URL]."),
+    click.option("--token", envvar="RELEASE_SERVER_TOKEN", required=True,
+                 help="Publisher API token [env RELEASE_SERVER_TOKEN]."),
+    click.option("--component", required=True),
+    click.option("--version", "version", required=True),
+    click.option("--sign-with", "sign_with", default=None, metavar="KEY",
+                 help="Claimed components: your publisher key (PEM file or signer URI)."),
+    click.option("--key-passphrase-env", metavar="VAR", help="Passphrase of the key file."),
+]
+
+
+def _common(fn):  # noqa: ANN001, ANN202
+    for opt in reversed(_COMMON):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("yank")
+@_common
+@click.option("--reason", required=True)
+def yank_cmd(server: str, token: str, component: str, version: str, sign_with: str | None,
+             key_passphrase_env: str | None, reason: str) -> None:
+    """Yank a release (a claimed component's yank is signed by its publishers)."""
+    _release_change("yank", server, token, component, version, sign_with, key_passphrase_env, {"reason": reason},
+                    yanked=True)
+
+
+@click.command("unyank")
+@_common
+def unyank_cmd(server: str, token: str, component: str, version: str, sign_with: str | None,
+               key_passphrase_env: str | None) -> None:
+    """Undo a yank."""
+    _release_change("unyank", server, token, component, version, sign_with, key_passphrase_env, {}, yanked=False)
+
+
+@click.command("promote")
+@_common
+@click.option("--channel", required=True)
+def promote_cmd(server: str, token: str, component: str, version: str, sign_with: str | None,
+                key_passphrase_env: str | None, channel: str) -> None:
+    """Add a release to a channel."""
+    _release_change("promote", server, token, component, version, sign_with, key_passphrase_env,
+                    {"channel": channel}, add_channel=channel)

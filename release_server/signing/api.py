@@ -75,6 +75,25 @@ def add_signatures(principal: Principal, component: str, body: SignaturesBody) -
             "version": outcome.release.version if outcome.release is not None else None}
 
 
+class ProposalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(pattern="^renew$", description="'renew': the same targets with a new expiry")
+    tuf_role: dict
+
+
+@endpoint("/components/<component>/signing/proposals", methods=["POST"], roles=PUBLISHERS, body=ProposalBody,
+          summary="Propose a publisher-signed renewal of a claimed component's role", tag="signing")
+def propose(principal: Principal, component: str, body: ProposalBody) -> dict:
+    comp = releases.get_component(db.session, component)
+    outcome = claims.submit(db.session, comp.name, body.action, body.tuf_role, actor=principal.actor)
+    audit(db.session, principal.actor, "release.sign_propose", f"component:{comp.name}",
+          {"action": body.action, "applied": outcome.applied, "role_version": outcome.role_version})
+    db.commit()
+    return {"applied": outcome.applied, "action": outcome.action, "role_version": outcome.role_version,
+            "threshold": outcome.status.threshold, "signed": outcome.status.signed,
+            "awaited": outcome.status.awaited}
+
+
 @endpoint("/components/<component>/signing/pending", methods=["DELETE"], roles=PUBLISHERS,
           summary="Discard the change waiting for signatures (an unsigned release is removed)", tag="signing")
 def discard_pending(principal: Principal, component: str) -> dict:

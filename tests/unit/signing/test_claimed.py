@@ -419,3 +419,59 @@ def test_claiming_a_component_with_releases_waits_for_its_first_signed_role(app,
     u = tuf_client()
     u.refresh()
     assert u.get_targetinfo("server/server-2.0.tar.gz") is not None
+
+
+def test_yank_unyank_promote_of_a_claimed_component_are_signed_by_its_publishers(app, client, pub, tuf_repo,
+                                                                                tuf_client, publishers):
+    from release_server.signing import publisher
+
+    a, b, c = publishers
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    signed_publish(client, pub, "server", "1.0", [a, b])
+    url = "/api/v1/components/server/releases/1.0"
+    resp = client.post(f"{url}/yank", json={"reason": "broken"}, headers=pub)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role"
+
+    def role_for(**change):
+        return publisher.change_role(state(client, pub, "server"), component="server", version="1.0", **change)
+
+    role = role_for(yanked=True)
+    role.sign(a, append=True)
+    resp = client.post(f"{url}/yank", json={"reason": "broken", "tuf_role": role.to_dict()}, headers=pub)
+    assert resp.status_code == 200 and resp.json["signatures_pending"] is True, resp.json
+    assert client.get(url, headers=pub).json["yanked"] is False  # not until the threshold is met
+    assert add_signature(client, pub, "server", c).json["applied"] is True
+    assert client.get(url, headers=pub).json["yanked"] is True
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.0.tar.gz").custom["yanked"] is True
+
+    role = role_for(yanked=False)
+    for s in (b, c):
+        role.sign(s, append=True)
+    resp = client.post(f"{url}/unyank", json={"tuf_role": role.to_dict()}, headers=pub)
+    assert resp.status_code == 200 and resp.json["yanked"] is False, resp.json
+    # a promote whose role says something else than the change is refused
+    wrong = role_for(add_channel="beta-2")
+    wrong.sign(a, append=True)
+    wrong.sign(b, append=True)
+    resp = client.post(f"{url}/promote", json={"channel": "stable", "tuf_role": wrong.to_dict()}, headers=pub)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "tuf_role.targets"
+    role = role_for(add_channel="stable")
+    role.sign(a, append=True)
+    role.sign(b, append=True)
+    resp = client.post(f"{url}/promote", json={"channel": "stable", "tuf_role": role.to_dict()}, headers=pub)
+    assert resp.status_code == 200 and resp.json["channels"] == ["beta", "stable"], resp.json
+    u = tuf_client()
+    u.refresh()
+    info = u.get_targetinfo("server/server-1.0.tar.gz")
+    assert info.custom["yanked"] is False and info.custom["channels"] == ["beta", "stable"]
+    # a renewal: same targets, a new expiry, signed by two
+    role = publisher.change_role(state(client, pub, "server"), component="server", version="", days=200)
+    role.sign(a, append=True)
+    resp = client.post("/api/v1/components/server/signing/proposals",
+                       json={"action": "renew", "tuf_role": role.to_dict()}, headers=pub)
+    assert resp.status_code == 200 and resp.json["applied"] is False
+    assert add_signature(client, pub, "server", b).json["applied"] is True
+    assert state(client, pub, "server")["role_version"] == role.signed.version
