@@ -7,8 +7,6 @@ signatures made on the publishers' machines. The server never signs these roles.
 """
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..accounts.auth import Principal
@@ -33,25 +31,7 @@ class SignaturesBody(BaseModel):
 
 def state(component: str) -> dict:
     """Everything a publisher's machine needs about a claimed component's role."""
-    comp = releases.get_component(db.session, component)
-    claim = claims.get_claim(db.session, comp.name)
-    current = claims.current_role(db.session, comp.name)
-    pending = claims.pending_of(db.session, comp.name)
-    out: dict = {"component": comp.name, "threshold": claim.threshold,
-                 "keys": [{"keyid": k, **v} for k, v in sorted(claim.keys.items())],
-                 "role": current.to_dict() if current is not None else None,
-                 "role_version": current.signed.version if current is not None else 0, "pending": None}
-    if pending is not None:
-        st = claims.pending_status(db.session, pending)
-        out["pending"] = {"action": pending.action, "params": pending.params,
-                          "version": pending.release.version if pending.release is not None else None,
-                          "role": json.loads(pending.role_json), "threshold": st.threshold, "signed": st.signed,
-                          "awaited": st.awaited, "created_by": pending.created_by,
-                          "created_at": pending.created_at.isoformat(),
-                          "keys_change": bool(pending.targets_bytes)}
-        if pending.targets_bytes:
-            out["pending"]["targets"] = json.loads(pending.targets_bytes)
-    return out
+    return claims.publisher_state(db.session, releases.get_component(db.session, component).name)
 
 
 @endpoint("/components/<component>/signing", roles=STAFF, summary="A claimed component's role and the change "

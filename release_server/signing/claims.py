@@ -138,6 +138,27 @@ def pending_status(session: Session, pending: TufPending) -> SignatureStatus:
     return signature_status(_delegator(session, pending), pending.component, _parse_role(pending.role_json))
 
 
+def publisher_state(session: Session, component: str) -> dict[str, Any]:
+    """What a publisher's machine needs: the role as served, the keys, the threshold, the pending change."""
+    claim = get_claim(session, component)
+    current = current_role(session, component)
+    pending = pending_of(session, component)
+    out: dict[str, Any] = {"component": component, "threshold": claim.threshold,
+                           "keys": [{"keyid": k, **v} for k, v in sorted(claim.keys.items())],
+                           "role": current.to_dict() if current is not None else None,
+                           "role_version": current.signed.version if current is not None else 0, "pending": None}
+    if pending is not None:
+        st = pending_status(session, pending)
+        out["pending"] = {"action": pending.action, "params": pending.params,
+                          "version": pending.release.version if pending.release is not None else None,
+                          "role": json.loads(pending.role_json), "threshold": st.threshold, "signed": st.signed,
+                          "awaited": st.awaited, "created_by": pending.created_by,
+                          "created_at": pending.created_at.isoformat(), "keys_change": bool(pending.targets_bytes)}
+        if pending.targets_bytes:
+            out["pending"]["targets"] = json.loads(pending.targets_bytes)
+    return out
+
+
 # ---------------------------------------------------------------- expected content
 
 

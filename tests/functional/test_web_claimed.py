@@ -21,8 +21,8 @@ def test_release_page_shows_signed_and_awaited_publishers_and_refuses_server_sid
         ceremony.local_trial(db.session, root_dir)
         db.commit()
         signers = [keys.generate_signer() for _ in range(3)]
-        claims.claim(db.session, "server", [s.public_key for s in signers], 2, root_signers=ceremony.load_root_keys(root_dir)[:2],
-                     actor="test")
+        claims.claim(db.session, "server", [s.public_key for s in signers], 2,
+                     root_signers=ceremony.load_root_keys(root_dir)[:2], actor="test")
         db.commit()
     admin = auth.headers("admin")
     body = make_tarball({"v": "1"})
@@ -50,3 +50,30 @@ def test_release_page_shows_signed_and_awaited_publishers_and_refuses_server_sid
         from release_server.releases import services
 
         assert services.get_release(db.session, "server", "1.0").yanked is False
+
+
+def test_demo_has_one_claimed_component_with_a_release_waiting_for_a_second_signature(app: Any, client: Any,
+                                                                                    tmp_path: Path) -> None:
+    from release_server import demo
+    from release_server.db import db
+    from release_server.releases import services
+    from release_server.signing import ceremony, claims
+
+    root_dir = tmp_path / "root-keys"
+    with app.app_context():
+        ceremony.local_trial(db.session, root_dir)
+        db.commit()
+        summary = demo.load(db.session, staff_password="demo password 1", customer_password="demo password 1",
+                            root_keys=root_dir)
+        db.commit()
+        assert summary.publisher_keys == tmp_path / "publisher-keys"
+        assert sorted(p.name for p in summary.publisher_keys.glob("*.pem")) == ["anna.pem", "boris.pem", "chen.pem"]
+        assert services.get_release(db.session, "payments", "1.0.0").signatures_pending is False
+        assert services.get_release(db.session, "payments", "1.1.0").signatures_pending is True
+        st = claims.publisher_state(db.session, "payments")
+        assert st["threshold"] == 2 and len(st["keys"]) == 3
+        assert st["pending"]["version"] == "1.1.0" and len(st["pending"]["signed"]) == 1
+    make_staff(app, "alice", "admin")
+    assert console_login(client, "alice").status_code == 302
+    page = client.get("/console/releases/payments/1.1.0").text
+    assert "has 1 of 2 signatures" in page
