@@ -475,3 +475,107 @@ def test_yank_unyank_promote_of_a_claimed_component_are_signed_by_its_publishers
     assert resp.status_code == 200 and resp.json["applied"] is False
     assert add_signature(client, pub, "server", b).json["applied"] is True
     assert state(client, pub, "server")["role_version"] == role.signed.version
+
+
+def test_claimed_layout_survives_root_and_online_rotation_and_refresh(app, client, pub, tuf_repo, tuf_client,
+                                                                      publishers, tmp_path, fetcher_class,
+                                                                      monkeypatch, runner):
+    from datetime import timedelta
+
+    from tuf.ngclient import Updater
+
+    from release_server.db import db
+    from release_server.signing import keys, services
+
+    create_component(client, pub, "server")
+    create_component(client, pub, "web")
+    claim(app, tuf_repo, "server", publishers)
+    signed_publish(client, pub, "server", "1.0", publishers[:2])
+    publish(client, pub, "web", "1.0")
+    with app.app_context():
+        new_root = [keys.generate_signer() for _ in range(3)]
+        services.rotate_root(db.session, current_signers=tuf_repo.root_signers()[:2], new_signers=new_root,
+                             threshold=2)
+        db.commit()
+        online = {r: keys.generate_signer() for r in keys.ONLINE_ROLES}
+        folder = keys.key_dir(app.config, app.instance_path)
+        for role, s in online.items():
+            keys.save_online_key(folder, role, s)
+        services.rotate_online_keys(db.session, root_signers=new_root[:2], new_signers=online)
+        db.commit()
+    publish(client, pub, "web", "1.1")
+    signed_publish(client, pub, "server", "1.1", publishers[1:])
+    real_now = services.utcnow()
+    with app.app_context():
+        monkeypatch.setattr(services, "utcnow", lambda: real_now + timedelta(days=80))
+        roles = services.refresh(db.session)
+        db.commit()
+    assert "unclaimed" in roles and "bins-00" in roles and "targets" not in roles and "server" not in roles
+    monkeypatch.setattr(services, "utcnow", lambda: real_now)
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    fresh = Updater(str(fresh_dir), "http://repo/tuf/metadata/", str(tmp_path / "t"), "http://repo/tuf/targets/",
+                    fetcher=fetcher_class(app.test_client()), bootstrap=tuf_repo.root_v1)
+    for updater in (fresh, tuf_client()):
+        updater.refresh()
+        for path in ("server/server-1.0.tar.gz", "server/server-1.1.tar.gz", "web/web-1.0.tar.gz",
+                     "web/web-1.1.tar.gz"):
+            assert updater.get_targetinfo(path) is not None, path
+    # the offline top-level targets is renewed with the (new) root keys
+    root_dir = tmp_path / "new-root"
+    root_dir.mkdir()
+    from release_server.signing import ceremony
+
+    files = ceremony.write_root_keys(root_dir, new_root[:2], None)
+    args = ["tuf", "renew-targets"]
+    for f in files:
+        args += ["--root-key", str(f)]
+    res = runner.invoke(args=args)
+    assert res.exit_code == 0 and "signed with the root keys" in res.output, res.output
+    u = tuf_client()
+    u.refresh()
+    assert u.get_targetinfo("server/server-1.1.tar.gz") is not None
+
+
+def test_claim_and_claim_keys_commands_refuse_bad_input_and_change_keys(app, client, pub, tuf_repo, runner,
+                                                                        tmp_path, publishers):
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def pem(signer, name):
+        path = tmp_path / f"{name}.pub"
+        path.write_bytes(signer._private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        return str(path)
+
+    root = [str(p) for p in sorted(tuf_repo.root_dir.glob("root-key-*.pem"))[:2]]
+    create_component(client, pub, "server")
+    keys_args = [a for i, s in enumerate(publishers) for a in ("--public-key", pem(s, f"p{i}"))]
+    roots = [a for r in root for a in ("--root-key", r)]
+    res = runner.invoke(args=["tuf", "claim", "nosuch", *keys_args, "--threshold", "2", *roots])
+    assert res.exit_code == 1 and "nosuch" in res.output
+    res = runner.invoke(args=["tuf", "claim", "server", *keys_args, "--threshold", "4", *roots])
+    assert res.exit_code == 1 and "threshold 4 is impossible" in res.output
+    bad = tmp_path / "bad.pub"
+    bad.write_text("not a key")
+    res = runner.invoke(args=["tuf", "claim", "server", "--public-key", str(bad), "--threshold", "1", *roots])
+    assert res.exit_code == 1 and "not a PEM public key" in res.output
+    res = runner.invoke(args=["tuf", "claim", "server", *keys_args, "--threshold", "2", "--root-key", root[0]])
+    assert res.exit_code == 1 and "threshold" in res.output  # one root key of two
+    res = runner.invoke(args=["tuf", "claim", "server", *keys_args, "--threshold", "2", *roots])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(args=["tuf", "claim", "server", *keys_args, "--threshold", "2", *roots])
+    assert res.exit_code == 1 and "already claimed" in res.output
+
+    from release_server.signing import keys
+
+    extra = keys.generate_signer()
+    res = runner.invoke(args=["tuf", "claim-keys", "server", "--add-key", pem(extra, "extra"), *roots])
+    assert res.exit_code == 0 and "threshold 2" in res.output, res.output
+    assert len(state(client, pub, "server")["keys"]) == 4
+    res = runner.invoke(args=["tuf", "claim-keys", "server", "--remove-key", "zzzzzzzz", *roots])
+    assert res.exit_code == 1 and "names none" in res.output
+    res = runner.invoke(args=["tuf", "claim-keys", "server", "--threshold", "5", *roots])
+    assert res.exit_code == 1 and "impossible" in res.output
+    res = runner.invoke(args=["tuf", "claim-keys", "server", "--remove-key", extra.public_key.keyid[:12], *roots])
+    assert res.exit_code == 0, res.output
+    assert sorted(k["keyid"] for k in state(client, pub, "server")["keys"]) == sorted(
+        s.public_key.keyid for s in publishers)
