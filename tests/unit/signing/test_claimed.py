@@ -579,3 +579,23 @@ def test_claim_and_claim_keys_commands_refuse_bad_input_and_change_keys(app, cli
     assert res.exit_code == 0, res.output
     assert sorted(k["keyid"] for k in state(client, pub, "server")["keys"]) == sorted(
         s.public_key.keyid for s in publishers)
+
+
+def test_a_pending_release_nobody_signs_can_be_discarded_and_no_deltas_are_made(app, client, pub, tuf_repo,
+                                                                                publishers):
+    from release_server.db import db
+    from release_server.deltas import services as deltas
+
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    signed_publish(client, pub, "server", "1.0", publishers[:2])
+    assert signed_publish(client, pub, "server", "1.1", publishers[:1]).json["signatures_pending"] is True
+    with app.app_context():
+        assert deltas.generate(lambda write: db.new_session(write=write), "server", "1.1",
+                               from_versions=["1.0"]) == []
+    resp = client.delete("/api/v1/components/server/signing/pending", headers=pub)
+    assert resp.status_code == 200 and resp.json["discarded"] == "publish"
+    assert client.get("/api/v1/components/server/releases/1.1", headers=pub).status_code == 404
+    assert client.delete("/api/v1/components/server/signing/pending", headers=pub).status_code == 404
+    assert signed_publish(client, pub, "server", "1.1", publishers[1:]).json["signatures_pending"] is False
+    assert client.get("/api/v1/components/web/signing", headers=pub).status_code == 404
