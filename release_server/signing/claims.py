@@ -37,7 +37,6 @@ from tuf.api.metadata import Metadata, Targets
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..releases import services as releases
 from ..releases.models import Release
-from . import keys as keys_mod
 from . import metadata as md
 from .errors import SigningError
 from .models import TufClaim, TufPending, TufRole, TufTarget

@@ -151,6 +151,28 @@ def current_root(session: Session) -> Metadata[Root]:
     return Metadata[Root].from_bytes(trusted_root_json(session))
 
 
+def load_server_signers(session: Session) -> list[str]:
+    """Load every online key this node signs with (``KeyLoadError`` names a missing one).
+
+    Once a component is claimed, top-level targets is signed offline: the bins key is then
+    the one the top-level targets names for ``unclaimed``. Returns the roles checked.
+    """
+    root = current_root(session).signed
+    cfg, path = current_app.config, current_app.instance_path
+    unclaimed = session.get(TufRole, md.UNCLAIMED)
+    if unclaimed is None:
+        keys_mod.load_online_signer(cfg, path, root, "targets")
+    else:
+        top = Metadata[Targets].from_bytes(get_storage().read(md.metadata_key("targets",
+                                                                              session.get(TufRole, "targets").version)))
+        dele = top.signed.delegations
+        assert dele is not None and dele.roles is not None
+        keys_mod.load_signer_for_keys(cfg, path, [dele.keys[k] for k in dele.roles[md.UNCLAIMED].keyids], "targets")
+    for role in ("snapshot", "timestamp"):
+        keys_mod.load_online_signer(cfg, path, root, role)
+    return ["targets" if unclaimed is None else md.UNCLAIMED, "snapshot", "timestamp"]
+
+
 def target_path_for(release: Release) -> str:
     """The TUF target path of a release's artifact: ``<component>/<filename>``."""
     return md.artifact_path(release.component.name, release.artifact_filename)

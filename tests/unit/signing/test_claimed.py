@@ -599,3 +599,22 @@ def test_a_pending_release_nobody_signs_can_be_discarded_and_no_deltas_are_made(
     assert client.delete("/api/v1/components/server/signing/pending", headers=pub).status_code == 404
     assert signed_publish(client, pub, "server", "1.1", publishers[1:]).json["signatures_pending"] is False
     assert client.get("/api/v1/components/web/signing", headers=pub).status_code == 404
+
+
+def test_readiness_loads_the_bins_key_once_targets_is_offline(app, client, pub, tuf_repo, publishers):
+    from release_server import health
+
+    create_component(client, pub, "server")
+    claim(app, tuf_repo, "server", publishers)
+    with app.app_context():
+        check = health.check_signing_keys()
+    assert check.ok, check
+    from release_server.signing import keys as keys_mod
+
+    folder = keys_mod.key_dir(app.config, app.instance_path)
+    for p in folder.glob("targets-*.pem"):
+        p.unlink()
+    app.extensions["health_keys_cache"].clear()
+    with app.app_context():
+        check = health.check_signing_keys()
+    assert not check.ok and "targets" in check.detail
