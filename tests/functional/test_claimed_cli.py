@@ -66,6 +66,22 @@ def test_claim_publish_sign_with_and_second_signature_through_the_cli(app, clien
     assert info is not None
     assert Path(updater.download_target(info)).read_bytes() == artifact.read_bytes()
 
+    # a yank is signed by the publishers too: one signs it with the yank, a second one adds theirs
+    from release_server.client_cli import yank_cmd
+
+    res = CliRunner().invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken"])
+    assert res.exit_code != 0 and "tuf_role" in res.output
+    res = CliRunner().invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken",
+                                        "--sign-with", str(keys[2])])
+    assert res.exit_code == 0 and "pending signatures (1 of 2)" in res.output, res.output
+    res = CliRunner().invoke(sign_cli, [*common, "--component", "server", "--key", str(keys[0]), "--yes"])
+    assert res.exit_code == 0 and "threshold met" in res.output, res.output
+    assert "~ server/server-1.0.tar.gz" in res.output  # what was signed, shown to the signer
+    updater = Updater(str(cache), f"{live_server.url}/tuf/metadata/", str(tmp_path / "dl"),
+                      f"{live_server.url}/tuf/targets/", bootstrap=root_v1)
+    updater.refresh()
+    assert updater.get_targetinfo("server/server-1.0.tar.gz").custom["yanked"] is True
+
 
 def _forge_claimed_role(app, component: str, path: str, evil: bytes, signers) -> None:
     """Whoever holds every online key: a new version of the claimed role pointing ``path`` at
