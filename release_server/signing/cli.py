@@ -294,6 +294,7 @@ def tuf_claim(component: str, public_keys: tuple[Path, ...], threshold: int, roo
     Run where the root keys are. The first claim moves the repository to the claimed
     layout by a root rotation (top-level targets signed with the root keys).
     """
+    from ..accounts.services import audit
     from ..db import db
     from . import claims
 
@@ -301,6 +302,8 @@ def tuf_claim(component: str, public_keys: tuple[Path, ...], threshold: int, roo
         keys = [claims.parse_public_key(p.read_bytes()) for p in public_keys]
         signers = _load_root_signers(root_keys, passphrase_env)
         result = claims.claim(db.session, component, keys, threshold, root_signers=signers, actor="cli")
+        audit(db.session, "cli", "component.claim", f"component:{result.component}",
+              {"keyids": [k.keyid for k in keys], "threshold": threshold, "root_version": result.root_version})
         db.commit()
     except ReleaseServerError as e:
         db.rollback()
@@ -346,6 +349,7 @@ def keys_new_publisher_key(out_file: Path, passphrase_env: str | None) -> None:
 def tuf_claim_keys(component: str, add_keys: tuple[Path, ...], remove_keys: tuple[str, ...], threshold: int | None,
                    root_keys: tuple[Path, ...], passphrase_env: str | None) -> None:
     """Add, remove or rotate a claimed component's publisher keys, or change its threshold."""
+    from ..accounts.services import audit
     from ..db import db
     from . import claims
 
@@ -356,6 +360,8 @@ def tuf_claim_keys(component: str, add_keys: tuple[Path, ...], remove_keys: tupl
         signers = _load_root_signers(root_keys, passphrase_env)
         result = claims.change_keys(db.session, component, add=add, remove=remove_keys, threshold=threshold,
                                     root_signers=signers, actor="cli")
+        audit(db.session, "cli", "component.claim_keys", f"component:{component}",
+              {"keyids": result.keyids, "threshold": result.threshold, "applied": result.applied})
         db.commit()
     except ReleaseServerError as e:
         db.rollback()

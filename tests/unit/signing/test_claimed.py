@@ -579,6 +579,12 @@ def test_claim_and_claim_keys_commands_refuse_bad_input_and_change_keys(app, cli
     assert res.exit_code == 0, res.output
     assert sorted(k["keyid"] for k in state(client, pub, "server")["keys"]) == sorted(
         s.public_key.keyid for s in publishers)
+    from release_server.accounts.models import AuditEvent
+    from release_server.db import db
+
+    with app.app_context():
+        actions = [e.action for e in db.session.query(AuditEvent).filter(AuditEvent.target == "component:server")]
+    assert actions.count("component.claim") == 1 and actions.count("component.claim_keys") == 2
 
 
 def test_a_pending_release_nobody_signs_can_be_discarded_and_no_deltas_are_made(app, client, pub, tuf_repo,
