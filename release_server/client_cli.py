@@ -217,7 +217,21 @@ def _ok(status: int, body: dict, what: str) -> dict:
 
 
 def _signing_state(server: str, token: str, component: str) -> dict:
-    return _ok(*_api(server, token, "GET", f"/components/{component}/signing"), "reading the signing state")
+    """The server's account of a claimed component, checked against TUF when a trusted root is set."""
+    state = _ok(*_api(server, token, "GET", f"/components/{component}/signing"), "reading the signing state")
+    root_file = os.environ.get("RELEASE_SERVER_TRUSTED_ROOT")
+    if root_file:
+        from .signing import publisher
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "release-server" / \
+            f"tuf-{urlsplit(server).netloc.replace(':', '_')}"
+        try:
+            trusted = Path(root_file).read_bytes()
+        except OSError as e:
+            click.echo(f"error: cannot read the trusted root {root_file}: {e.strerror}", err=True)
+            sys.exit(EXIT_REFUSED)
+        _or_refuse(lambda: publisher.verify_state(state, trusted, f"{server.rstrip('/')}/tuf/metadata/", cache))
+    return state
 
 
 def _load_publisher_signer(state: dict, key: str, passphrase_env: str | None):  # noqa: ANN202

@@ -169,3 +169,47 @@ def describe(role: Mapping[str, Any], previous: Mapping[str, Any] | None) -> lis
         else:
             lines.append(f"~ {path}: custom {a.get('custom')} -> {b.get('custom')}")
     return lines
+
+
+def verify_state(state: Mapping[str, Any], trusted_root: bytes, metadata_url: str, cache_dir: Path) -> None:
+    """Check the server's account of a claimed component against TUF, from a trusted root.
+
+    The keys, threshold and current role the server reports must be those of the top-level
+    targets (signed offline) and of the snapshot a stock client would see; so a compromised
+    server cannot get a publisher to sign on top of a role the publishers never signed.
+    """
+    from tuf.api.exceptions import DownloadError, RepositoryError
+    from tuf.ngclient import Updater
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        updater = Updater(str(cache_dir), metadata_url, None, None, bootstrap=trusted_root)
+        updater.refresh()
+    except (DownloadError, RepositoryError, ValueError, OSError) as e:
+        raise SigningError(f"the server's TUF metadata does not verify from the trusted root: {e!r}",
+                           code="bad_role") from e
+    trusted = updater._trusted_set  # noqa: SLF001 - the verified top-level roles
+    component = state["component"]
+    dele = trusted.targets.delegations
+    role = dele.roles.get(component) if dele is not None and dele.roles is not None else None
+    if role is None:
+        raise SigningError(f"{component} is not claimed in the signed top-level targets", code="bad_role")
+    pending = state.get("pending") or {}
+    if not pending.get("targets"):
+        if sorted(role.keyids) != sorted(k["keyid"] for k in state["keys"]) or role.threshold != state["threshold"]:
+            raise SigningError(f"the server reports other publisher keys for {component} than the signed "
+                               "top-level targets", code="bad_role")
+    meta = trusted.snapshot.meta.get(f"{component}.json")
+    if state.get("role") is None:
+        if meta is not None:
+            raise SigningError(f"the server hides the signed {component} role", code="bad_role")
+        return
+    current = Metadata.from_dict(copy.deepcopy(state["role"]))
+    try:
+        trusted.targets.verify_delegate(component, current.signed_bytes, current.signatures)
+    except Exception as e:  # noqa: BLE001 - UnsignedMetadataError
+        raise SigningError(f"the {component} role the server reports is not signed by its publishers",
+                           code="bad_role") from e
+    if meta is None or meta.version != current.signed.version:
+        raise SigningError(f"the {component} role the server reports is not the one its snapshot lists",
+                           code="bad_role")

@@ -41,18 +41,22 @@ def test_claim_publish_sign_with_and_second_signature_through_the_cli(app, clien
     artifact = tmp_path / "server-1.0.tar.gz"
     artifact.write_bytes(make_tarball({"server.py": "print('v1')"}))
     common = ["--server", live_server.url, "--token", token]
-    res = CliRunner().invoke(publish_cli, [*common, "--component", "server", "--version", "1.0", "--quiet",
+    # the publishers check the server's account against TUF, from the root they trust
+    (tmp_path / "trusted-root.json").write_bytes(root_v1)
+    env = {"RELEASE_SERVER_TRUSTED_ROOT": str(tmp_path / "trusted-root.json"),
+           "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    res = CliRunner(env=env).invoke(publish_cli, [*common, "--component", "server", "--version", "1.0", "--quiet",
                                            "--sign-with", str(keys[0]), str(artifact)])
     assert res.exit_code == 0, res.output
     assert "pending signatures (1 of 2)" in res.output
-    res = CliRunner().invoke(sign_cli, [*common, "--component", "server", "--version", "1.1", "--key", str(keys[1]),
+    res = CliRunner(env=env).invoke(sign_cli, [*common, "--component", "server", "--version", "1.1", "--key", str(keys[1]),
                                         "--yes"])
     assert res.exit_code != 0 and "not 1.1" in res.output
-    res = CliRunner().invoke(sign_cli, [*common, "--component", "server", "--version", "1.0", "--key",
+    res = CliRunner(env=env).invoke(sign_cli, [*common, "--component", "server", "--version", "1.0", "--key",
                                         str(tmp_path / "root-keys" / sorted(p.name for p in
                                             (tmp_path / "root-keys").glob("root-key-*.pem"))[0]), "--yes"])
     assert res.exit_code != 0 and "not a publisher key" in res.output
-    res = CliRunner().invoke(sign_cli, [*common, "--component", "server", "--version", "1.0", "--key", str(keys[1]),
+    res = CliRunner(env=env).invoke(sign_cli, [*common, "--component", "server", "--version", "1.0", "--key", str(keys[1]),
                                         "--yes"])
     assert res.exit_code == 0, res.output
     assert "threshold met" in res.output and "+ server/server-1.0.tar.gz" in res.output
@@ -69,18 +73,40 @@ def test_claim_publish_sign_with_and_second_signature_through_the_cli(app, clien
     # a yank is signed by the publishers too: one signs it with the yank, a second one adds theirs
     from release_server.client_cli import yank_cmd
 
-    res = CliRunner().invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken"])
+    res = CliRunner(env=env).invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken"])
     assert res.exit_code != 0 and "tuf_role" in res.output
-    res = CliRunner().invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken",
+    res = CliRunner(env=env).invoke(yank_cmd, [*common, "--component", "server", "--version", "1.0", "--reason", "broken",
                                         "--sign-with", str(keys[2])])
     assert res.exit_code == 0 and "pending signatures (1 of 2)" in res.output, res.output
-    res = CliRunner().invoke(sign_cli, [*common, "--component", "server", "--key", str(keys[0]), "--yes"])
+    res = CliRunner(env=env).invoke(sign_cli, [*common, "--component", "server", "--key", str(keys[0]), "--yes"])
     assert res.exit_code == 0 and "threshold met" in res.output, res.output
     assert "~ server/server-1.0.tar.gz" in res.output  # what was signed, shown to the signer
     updater = Updater(str(cache), f"{live_server.url}/tuf/metadata/", str(tmp_path / "dl"),
                       f"{live_server.url}/tuf/targets/", bootstrap=root_v1)
     updater.refresh()
     assert updater.get_targetinfo("server/server-1.0.tar.gz").custom["yanked"] is True
+
+    # a server that misreports the keys, or the role it builds on, is caught before anything is signed
+    import copy
+
+    import pytest
+
+    from release_server.signing import keys as keys_mod
+    from release_server.signing import publisher
+    from release_server.signing.errors import SigningError
+
+    st = client.get("/api/v1/components/server/signing", headers=pub).json
+    url = f"{live_server.url}/tuf/metadata/"
+    publisher.verify_state(st, root_v1, url, tmp_path / "check")
+    other = copy.deepcopy(st)
+    fake = keys_mod.generate_signer().public_key
+    other["keys"][0] = {"keyid": fake.keyid, **fake.to_dict()}
+    with pytest.raises(SigningError, match="other publisher keys"):
+        publisher.verify_state(other, root_v1, url, tmp_path / "check")
+    forged = copy.deepcopy(st)
+    forged["role"]["signed"]["targets"]["server/server-1.0.tar.gz"]["length"] += 1
+    with pytest.raises(SigningError, match="not signed by its publishers"):
+        publisher.verify_state(forged, root_v1, url, tmp_path / "check")
 
 
 def _forge_claimed_role(app, component: str, path: str, evil: bytes, signers) -> None:
