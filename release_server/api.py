@@ -169,6 +169,7 @@ def init_app(app: Flask) -> None:
     from .fleet import api as _fleet_api  # noqa: F401
     from .releases import api as _releases_api  # noqa: F401
     from .rollouts import api as _rollouts_api  # noqa: F401
+    from .signing import api as _signing_api  # noqa: F401
     from .support import api as _support_api  # noqa: F401
 
     app.register_blueprint(api_bp)

@@ -590,10 +590,13 @@ cli.params.append(click.Option(
 
 
 def _register_client_commands() -> None:
-    from .client_cli import publish
+    from .client_cli import promote_cmd, publish, sign, unyank_cmd, yank_cmd
     from .support.cli import mailgate
 
     cli.add_command(publish)
+    cli.add_command(sign)
+    for cmd in (yank_cmd, unyank_cmd, promote_cmd):
+        cli.add_command(cmd)
     cli.add_command(mailgate)
 
 

@@ -22,6 +22,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -55,6 +56,12 @@ CHANGELOGS = {
     ("agent", "1.0.0"): "- First release of the update agent\n",
     ("agent", "1.1.0"): "- Honours maintenance windows\n- Smaller log uploads\n",
 }
+
+#: the claimed component and its three publishers (keys made by the demo, threshold 2)
+CLAIMED = "payments"
+PUBLISHERS = ("anna", "boris", "chen")
+CHANGELOGS[(CLAIMED, "1.0.0")] = "- Card payments through the new acquirer\n"
+CHANGELOGS[(CLAIMED, "1.1.0")] = "### Added\n- SEPA direct debit\n"
 
 CUSTOMERS = [
     # name, contact, domain, portal user (email, name), number of installations
@@ -92,6 +99,7 @@ class DemoSummary:
     failure_ticket: str | None = None  # a new failure ticket of the first customer
     tickets: dict[str, str] = field(default_factory=dict)  # kind -> a ticket number of the first customer
     other_customer_ticket: str | None = None  # a ticket of the second customer
+    publisher_keys: Path | None = None  # where the claimed component's publisher keys were written
 
 
 class DemoNotEmptyError(Exception):
@@ -216,6 +224,51 @@ class _Builder:
             rel = releases.create_release(self.s, p, blob, f"{comp}-{version}.tar.gz", "maria.release")
             audit(self.s, "maria.release", "release.publish", f"release:{comp}/{rel.version}",
                   {"sha256": blob.sha256, "size": blob.size, "channels": channels})
+
+    # ------------------------------------------------------------ a claimed component
+    def claimed(self, root_keys: Path, key_dir: Path) -> None:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        from .accounts.services import audit
+        from .releases import services as releases
+        from .releases.schemas import PublishMetadata
+        from .signing import ceremony, claims, publisher
+        from .signing import keys as keys_mod
+        from .signing.services import repository_ready
+
+        if not repository_ready(self.s):
+            return
+        releases.create_component(self.s, CLAIMED, "Payments module: signed by its own team's keys, "
+                                                   "never by the server")
+        audit(self.s, "demo", "component.create", f"component:{CLAIMED}")
+        signers = {}
+        for name in PUBLISHERS:
+            signer = keys_mod.generate_signer()
+            keys_mod.write_private_file(key_dir / f"{name}.pem", keys_mod.private_pem(signer))
+            pub = signer._private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)  # noqa: SLF001
+            (key_dir / f"{name}.pem.pub").write_bytes(pub)
+            signers[name] = signer
+        claims.claim(self.s, CLAIMED, [s.public_key for s in signers.values()], 2,
+                     root_signers=ceremony.load_root_keys(root_keys), actor="demo")
+        audit(self.s, "demo", "component.claim", f"component:{CLAIMED}", {"threshold": 2})
+        for version, who in (("1.0.0", PUBLISHERS[:2]), ("1.1.0", PUBLISHERS[:1])):
+            changelog = CHANGELOGS[(CLAIMED, version)]
+            body = _tarball(CLAIMED, version)
+            meta = PublishMetadata(version=version, channels=["beta", "stable"] if version == "1.0.0" else ["beta"],
+                                   changelog=changelog)
+            blob = self.storage.put_stream(io.BytesIO(body))
+            rel = releases.create_release(self.s, releases.plan_publish(self.s, CLAIMED, meta), blob,
+                                          f"{CLAIMED}-{version}.tar.gz", "maria.release")
+            role = publisher.publish_role(claims.publisher_state(self.s, CLAIMED), component=CLAIMED, version=version,
+                                          filename=f"{CLAIMED}-{version}.tar.gz", sha256=blob.sha256,
+                                          length=blob.size, channels=meta.channels, critical=False,
+                                          min_from_version=None, requires={}, changelog=changelog)
+            for name in who:
+                role.sign(signers[name], append=True)
+            claims.submit(self.s, CLAIMED, "publish", role.to_dict(), actor="maria.release", release=rel)
+            audit(self.s, "maria.release", "release.publish", f"release:{CLAIMED}/{rel.version}",
+                  {"sha256": blob.sha256, "size": blob.size, "channels": meta.channels})
+        self.summary.publisher_keys = key_dir
 
     # ------------------------------------------------------------ fleet
     def fleet(self) -> None:
@@ -495,8 +548,14 @@ class _Builder:
 
 
 def load(session: Session, *, staff_password: str | None = None, customer_password: str | None = None,
-         now: datetime | None = None) -> DemoSummary:
+         now: datetime | None = None, root_keys: Path | None = None,
+         publisher_keys: Path | None = None) -> DemoSummary:
     """Fill an empty instance, committing step by step like the API requests it imitates.
+
+    With ``root_keys`` (the ceremony folder of a bootstrapped repository) the component
+    ``payments`` is claimed for three publisher keys (threshold 2) written to
+    ``publisher_keys``: its 1.0.0 is signed by two publishers, its 1.1.0 by one and waits
+    for a second signature (``release-server sign``).
 
     Raises DemoNotEmptyError (and changes nothing) if the instance is not empty.
     """
@@ -506,6 +565,9 @@ def load(session: Session, *, staff_password: str | None = None, customer_passwo
     for step in (b.staff, b.releases, b.fleet, b.rollouts, b.tickets):
         step()
         session.commit()  # each step as its own requests would have committed it
+    if root_keys is not None:
+        b.claimed(root_keys, publisher_keys or root_keys.parent / "publisher-keys")
+        session.commit()
     # from now on nothing reaches every stable installation at once: releases start staged
     from .releases import services as release_services
 
@@ -516,15 +578,19 @@ def load(session: Session, *, staff_password: str | None = None, customer_passwo
 
 @click.command("demo")
 @click.option("--password", default=None, help="Password for every demo user (default: a random one each).")
+@click.option("--root-keys", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Root key folder of the bootstrapped repository: also claim the component 'payments' "
+                   "(publisher keys written beside it, in publisher-keys/).")
 @with_appcontext
-def demo_command(password: str | None) -> None:
+def demo_command(password: str | None, root_keys: Path | None) -> None:
     """Fill an empty instance with demo customers, installations, releases, rollouts and tickets."""
     import sys
 
     from .db import db
 
     try:
-        summary = load(db.session, staff_password=password, customer_password=password)
+        summary = load(db.session, staff_password=password, customer_password=password,
+                       root_keys=root_keys if root_keys is not None and root_keys.is_dir() else None)
         db.commit()
     except DemoNotEmptyError as e:
         click.echo(f"demo: nothing done: {e}", err=True)
@@ -536,6 +602,11 @@ def demo_command(password: str | None) -> None:
     click.echo("  Customer portal (/portal/login):")
     for email, pw, cust in summary.customers:
         click.echo(f"    {email:<36} {pw:<18} {cust}")
+    if summary.publisher_keys is not None:
+        click.echo(f"  Claimed component '{CLAIMED}' (2 of 3 publisher signatures): 1.1.0 waits for a second "
+                   f"signature; publisher keys in {summary.publisher_keys}. Sign with:")
+        click.echo(f"    release-server sign --server URL --token PUBLISHER_TOKEN --component {CLAIMED} "
+                   f"--version 1.1.0 --key {summary.publisher_keys / 'boris.pem'}")
 
 
 def init_app(app: Flask) -> None:

@@ -90,7 +90,6 @@ _KEYS_CACHE_SECONDS = 30.0
 
 def check_signing_keys() -> Check:
     from .db import db
-    from .signing import keys as keys_mod
     from .signing import services as signing
 
     cache = current_app.extensions.setdefault("health_keys_cache", {})
@@ -101,9 +100,7 @@ def check_signing_keys() -> Check:
         if not signing.repository_ready(session):
             return Check("signing keys", False, "no TUF root is loaded",
                          "run the key ceremony and `release-server tuf bootstrap 1.root.json`")
-        root = signing.current_root(session).signed
-        for role in ("targets", "snapshot", "timestamp"):
-            keys_mod.load_online_signer(current_app.config, current_app.instance_path, root, role)
+        signing.load_server_signers(session)
     except Exception as e:  # noqa: BLE001
         message = getattr(e, "message", None) or f"{e.__class__.__name__}: {e}"
         return Check("signing keys", False, f"an online key cannot be loaded: {message}"[:400],

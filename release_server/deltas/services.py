@@ -43,6 +43,7 @@ from ..releases import services as releases
 from ..releases.models import Component, Release
 from ..signing import metadata as md
 from ..signing import services as signing
+from ..signing.models import TufClaim
 from ..storage import BlobStorage, get_storage
 from .models import READY, ReleaseDelta
 
@@ -194,6 +195,8 @@ def build(pair: Pair, cfg: DeltaSettings, storage: BlobStorage, work: Path) -> B
 def _pairs(session: Session, component: str, version: str, cfg: DeltaSettings,
            from_versions: Sequence[str] | None, force: bool) -> list[Pair]:
     release = releases.get_release(session, component, version)
+    if session.get(TufClaim, release.component.name) is not None:
+        return []  # a claimed component's targets are signed by its publishers only: no server-made patches
     rows = releases.releases_of(session, release.component, None, True)
     by_version = {r.version: r for r in rows}
     attempts = {d.from_release.version: d for d in

@@ -9,11 +9,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import metrics
 from ..accounts.auth import Principal
 from ..accounts.services import audit
-from ..api import PUBLISHERS, STAFF, endpoint, parse_model
+from ..api import PUBLISHERS, STAFF, endpoint, parse_json_body, parse_model
 from ..db import db
 from ..downloads import blob_response
 from ..errors import PayloadTooLargeError, ReleaseServerError, ValidationError
 from ..storage import get_storage
+from ..signing import claims
 from ..signing import services as tuf
 from ..uploads import HashingSpoolFile, multipart_reader
 from . import services
@@ -21,11 +22,16 @@ from .models import Release
 from .schemas import (FILENAME_RE, ChangelogEntry, ChangelogQuery, ChannelList, ChannelOut, ChannelSettings,
                       CombinedChangelog,
                       ComponentList, ComponentOut, CreateChannel, CreateComponent, PromoteBody, PublishMetadata,
-                      ReleaseOut, ReleasePage, ReleaseQuery, YankBody)
+                      ReleaseOut, ReleasePage, ReleaseQuery, UnyankBody, YankBody)
 
 
-def release_out(r: Release) -> ReleaseOut:
+def release_out(r: Release, outcome: claims.Outcome | None = None) -> ReleaseOut:
+    sigs = None
+    if outcome is not None and not outcome.applied:
+        sigs = {"action": outcome.action, "role_version": outcome.role_version, "threshold": outcome.status.threshold,
+                "signed": outcome.status.signed, "awaited": outcome.status.awaited}
     return ReleaseOut(
+        signatures_pending=r.signatures_pending or sigs is not None, signatures=sigs,
         component=r.component.name, version=r.version, channels=r.channel_names,
         artifact={"filename": r.artifact_filename, "sha256": r.artifact_sha256, "size": r.artifact_size},
         changelog=r.changelog, changelog_html=r.changelog_html, critical=r.critical,
@@ -141,6 +147,10 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
     spool.claimed = True
     try:
         release = services.create_release(db.session, plan, blob, filename, principal.actor)
+        outcome = None
+        if metadata.tuf_role is not None:
+            outcome = claims.submit(db.session, component, "publish", metadata.tuf_role, actor=principal.actor,
+                                    release=release)
         audit(db.session, principal.actor, "release.publish", f"release:{component}/{release.version}",
               {"sha256": blob.sha256, "size": blob.size, "channels": metadata.channels,
                "rollout": metadata.rollout.model_dump() if metadata.rollout else None})
@@ -149,7 +159,7 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
         db.rollback()
         services.discard_blob_if_unused(db.session, storage, blob.key)
         raise
-    return release_out(release)
+    return release_out(release, outcome)
 
 
 METADATA_LIMIT = 2 * 1024 * 1024
@@ -169,6 +179,16 @@ def _plan(component: str, metadata: PublishMetadata, upload_name: str | None) ->
     if metadata.size is not None and metadata.size > limit:
         raise PayloadTooLargeError(f"artifact larger than the limit of {limit} bytes", field="size")
     plan = services.plan_publish(db.session, component, metadata)
+    if tuf.repository_ready(db.session) and claims.is_claimed(db.session, plan.component.name):
+        if metadata.tuf_role is None:
+            raise ValidationError(f"component {plan.component.name!r} is claimed: its releases are signed by its "
+                                  "publishers (release-server publish --sign-with KEY)", field="tuf_role")
+        pending = claims.pending_of(db.session, plan.component.name)
+        if pending is not None:
+            raise claims.PendingChangeError(plan.component.name, pending.action)
+    elif metadata.tuf_role is not None:
+        raise ValidationError(f"component {plan.component.name!r} is not claimed: its releases are signed by the "
+                              "server", field="tuf_role")
     filename = metadata.filename or upload_name
     if filename is not None:
         if not FILENAME_RE.fullmatch(filename):
@@ -216,30 +236,57 @@ def artifact_response(release: Release) -> Response:
 @endpoint("/components/<component>/releases/<version>/promote", methods=["POST"], roles=PUBLISHERS,
           body=PromoteBody, response=ReleaseOut, summary="Add a release to a channel", tag="releases")
 def promote(principal: Principal, component: str, version: str, body: PromoteBody) -> ReleaseOut:
-    release = services.promote(db.session, services.get_release(db.session, component, version), body.channel)
+    release = services.get_release(db.session, component, version)
+    outcome = _claimed_change(principal, release, "promote", body.tuf_role, {"channel": body.channel})
+    if outcome is None:
+        release = services.promote(db.session, release, body.channel)
     audit(db.session, principal.actor, "release.promote", f"release:{component}/{release.version}",
           {"channel": body.channel})
     db.commit()
-    return release_out(release)
+    return release_out(release, outcome)
 
 
 @endpoint("/components/<component>/releases/<version>/yank", methods=["POST"], roles=PUBLISHERS, body=YankBody,
           response=ReleaseOut, summary="Yank a release (never offered again)", tag="releases")
 def yank(principal: Principal, component: str, version: str, body: YankBody) -> ReleaseOut:
-    release = services.yank(db.session, services.get_release(db.session, component, version), body.reason)
+    release = services.get_release(db.session, component, version)
+    outcome = _claimed_change(principal, release, "yank", body.tuf_role, {"reason": body.reason})
+    if outcome is None:
+        release = services.yank(db.session, release, body.reason)
     audit(db.session, principal.actor, "release.yank", f"release:{component}/{release.version}",
           {"reason": body.reason})
     db.commit()
-    return release_out(release)
+    return release_out(release, outcome)
+
+
+def _claimed_change(principal: Principal, release: Release, action: str, role: dict | None,
+                    params: dict) -> claims.Outcome | None:
+    """A claimed component's yank/unyank/promote: only with its publishers' signed role (None: not claimed)."""
+    if not (tuf.repository_ready(db.session) and claims.is_claimed(db.session, release.component.name)):
+        if role is not None:
+            raise ValidationError(f"component {release.component.name!r} is not claimed", field="tuf_role")
+        return None
+    if role is None:
+        raise ValidationError(f"component {release.component.name!r} is claimed: a {action} is signed by its "
+                              f"publishers (release-server {action} --sign-with KEY)", field="tuf_role")
+    if action == "promote":
+        services.get_channel(db.session, params["channel"])
+    return claims.submit(db.session, release.component.name, action, role, actor=principal.actor, release=release,
+                         params=params)
 
 
 @endpoint("/components/<component>/releases/<version>/unyank", methods=["POST"], roles=PUBLISHERS,
-          response=ReleaseOut, summary="Undo a yank", tag="releases")
+          response=ReleaseOut, summary="Undo a yank (JSON body with 'tuf_role' for a claimed component)",
+          tag="releases")
 def unyank(principal: Principal, component: str, version: str) -> ReleaseOut:
-    release = services.unyank(db.session, services.get_release(db.session, component, version))
+    release = services.get_release(db.session, component, version)
+    role = parse_json_body(UnyankBody).tuf_role if request.is_json and request.content_length else None
+    outcome = _claimed_change(principal, release, "unyank", role, {})
+    if outcome is None:
+        release = services.unyank(db.session, release)
     audit(db.session, principal.actor, "release.unyank", f"release:{component}/{release.version}")
     db.commit()
-    return release_out(release)
+    return release_out(release, outcome)
 
 
 @endpoint("/components/<component>/changelog", roles=STAFF, query=ChangelogQuery, response=CombinedChangelog,

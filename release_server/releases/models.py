@@ -61,6 +61,8 @@ class Release(Base):
     yanked: Mapped[bool] = mapped_column(default=False)
     yank_reason: Mapped[str | None] = mapped_column(Text)
     yanked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: a release of a claimed component below its publishers' signature threshold: never offered
+    signatures_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     component: Mapped[Component] = relationship(back_populates="releases", lazy="joined")
     channels: Mapped[list[Channel]] = relationship(secondary=release_channels, lazy="selectin")

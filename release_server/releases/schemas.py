@@ -135,6 +135,8 @@ class PublishMetadata(BaseModel):
                                     description="Failure groups this release fixes (resolved in its version)")
     restrict_to_affected: bool = Field(default=False, description="Offer the release only to the installations "
                                                                   "affected by the tickets and groups it fixes")
+    tuf_role: dict | None = Field(default=None, description="Claimed components only: the next version of the "
+                                                          "component's TUF role, signed by its publishers")
 
     @field_validator("version")
     @classmethod
@@ -190,6 +192,9 @@ class ReleaseOut(BaseModel):
     download_url: str
     fixes: list[str] = Field(default_factory=list, description="Tickets the release fixes")
     fixes_groups: list[int] = Field(default_factory=list, description="Failure groups the release fixes")
+    signatures_pending: bool = False
+    #: for a claimed component's change still below threshold: keyids that signed and that are awaited
+    signatures: dict | None = None
 
 
 class ReleasePage(BaseModel):
@@ -210,6 +215,7 @@ class ReleaseQuery(BaseModel):
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: str
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
 
     @field_validator("channel")
     @classmethod
@@ -220,6 +226,12 @@ class PromoteBody(BaseModel):
 class YankBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=2000)
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
+
+
+class UnyankBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tuf_role: dict | None = Field(default=None, description="Claimed components: the publisher-signed role")
 
 
 class ChangelogQuery(BaseModel):

@@ -100,6 +100,20 @@ def _notify(session: Session, release: Release, event: str) -> None:
         hook(session, release, event)
 
 
+def notify(session: Session, release: Release, event: str) -> None:
+    """Tell the release hooks about an event raised outside this module (``signed``: a release
+    of a claimed component reached its publishers' signature threshold)."""
+    _notify(session, release, event)
+
+
+def delete_unsigned_release(session: Session, release: Release) -> None:
+    """Remove a release whose publishers never signed it (it was never offered)."""
+    if not release.signatures_pending:
+        raise ConflictError("only a release still waiting for signatures can be removed", field="version")
+    session.delete(release)
+    session.flush()
+
+
 # components and channels
 
 def create_component(session: Session, name: str, description: str = "") -> Component:

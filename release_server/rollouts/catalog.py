@@ -65,7 +65,7 @@ def load_catalog(session: Session, version: int) -> tuple[Catalog, dict[tuple[st
     # Releases are read first, then what gates them (restrictions, rollouts): a release committed
     # together with its rollout or restrictions is never seen without them, even when each
     # statement reads the latest committed data (PostgreSQL's READ COMMITTED).
-    releases = list(session.scalars(select(Release)))
+    releases = list(session.scalars(select(Release).where(Release.signatures_pending.is_(False))))
     restrictions: dict[int, tuple[set[int], set[str]]] = {}
     for r in session.scalars(select(ReleaseRestriction)):
         custs, insts = restrictions.setdefault(r.release_id, (set(), set()))

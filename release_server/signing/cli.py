@@ -273,3 +273,121 @@ def tuf_root() -> None:
         click.echo(services.trusted_root_json(db.session).decode())
     except ReleaseServerError as e:
         _fail(e)
+
+
+@tuf_group.command("claim")
+@click.argument("component")
+@click.option("--public-key", "public_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A publisher's public key (PEM; repeat for each publisher).")
+@click.option("--threshold", type=click.IntRange(1, 64), required=True,
+              help="How many publisher signatures a change of the component needs.")
+@click.option("--root-key", "root_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A root key (up to the root threshold): the top-level targets role is signed with them.")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the root keys.")
+@with_appcontext
+def tuf_claim(component: str, public_keys: tuple[Path, ...], threshold: int, root_keys: tuple[Path, ...],
+              passphrase_env: str | None) -> None:
+    """Claim COMPONENT for publisher keys: its role is signed by them, never by the server.
+
+    Run where the root keys are. The first claim moves the repository to the claimed
+    layout by a root rotation (top-level targets signed with the root keys).
+    """
+    from ..accounts.services import audit
+    from ..db import db
+    from . import claims
+
+    try:
+        keys = [claims.parse_public_key(p.read_bytes()) for p in public_keys]
+        signers = _load_root_signers(root_keys, passphrase_env)
+        result = claims.claim(db.session, component, keys, threshold, root_signers=signers, actor="cli")
+        audit(db.session, "cli", "component.claim", f"component:{result.component}",
+              {"keyids": [k.keyid for k in keys], "threshold": threshold, "root_version": result.root_version})
+        db.commit()
+    except ReleaseServerError as e:
+        db.rollback()
+        _fail(e)
+    if result.root_version is not None:
+        click.echo(f"root v{result.root_version}: top-level targets is now signed offline with the root keys")
+    click.echo(f"claimed {result.component} for {len(keys)} publisher key(s), threshold {threshold} "
+               f"(targets v{result.targets_version})")
+    if result.pending_releases:
+        click.echo(f"{result.pending_releases} existing release(s) wait for the publishers' signatures: "
+                   f"release-server sign --component {result.component} --key KEY")
+
+
+@keys_group.command("new-publisher-key")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Private key file to write (PEM, mode 0600); the public key goes to OUT.pub.")
+@click.option("--passphrase-env", metavar="VAR", help="Encrypt the private key with this variable's value.")
+def keys_new_publisher_key(out_file: Path, passphrase_env: str | None) -> None:
+    """Create a publisher's key pair on the publisher's own machine (ed25519)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    if out_file.exists():
+        _fail(ReleaseServerError(f"{out_file} exists; refusing to overwrite a key"))
+    signer = keys_mod.generate_signer()
+    keys_mod.write_private_file(out_file, keys_mod.private_pem(signer, _env_secret(passphrase_env)))
+    pub = signer._private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)  # noqa: SLF001
+    out_file.with_name(out_file.name + ".pub").write_bytes(pub)
+    click.echo(f"private key {out_file} (keep it on this machine); public key {out_file}.pub "
+               f"(keyid {signer.public_key.keyid[:16]}): give it to the operator for 'tuf claim'")
+
+
+@tuf_group.command("claim-keys")
+@click.argument("component")
+@click.option("--add-key", "add_keys", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A new publisher's public key (PEM; repeatable).")
+@click.option("--remove-key", "remove_keys", multiple=True, metavar="KEYID",
+              help="A publisher key to remove, by keyid (at least its first 8 characters; repeatable).")
+@click.option("--threshold", type=click.IntRange(1, 64), default=None, help="The new signature threshold.")
+@click.option("--root-key", "root_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A root key (up to the threshold).")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the root keys.")
+@with_appcontext
+def tuf_claim_keys(component: str, add_keys: tuple[Path, ...], remove_keys: tuple[str, ...], threshold: int | None,
+                   root_keys: tuple[Path, ...], passphrase_env: str | None) -> None:
+    """Add, remove or rotate a claimed component's publisher keys, or change its threshold."""
+    from ..accounts.services import audit
+    from ..db import db
+    from . import claims
+
+    if not (add_keys or remove_keys or threshold):
+        raise click.UsageError("give --add-key, --remove-key or --threshold")
+    try:
+        add = [claims.parse_public_key(p.read_bytes()) for p in add_keys]
+        signers = _load_root_signers(root_keys, passphrase_env)
+        result = claims.change_keys(db.session, component, add=add, remove=remove_keys, threshold=threshold,
+                                    root_signers=signers, actor="cli")
+        audit(db.session, "cli", "component.claim_keys", f"component:{component}",
+              {"keyids": result.keyids, "threshold": result.threshold, "applied": result.applied})
+        db.commit()
+    except ReleaseServerError as e:
+        db.rollback()
+        _fail(e)
+    keys = ", ".join(k[:16] for k in result.keyids)
+    if result.applied:
+        click.echo(f"{component}: publisher keys {keys}, threshold {result.threshold} (targets v{result.targets_version})")
+    else:
+        click.echo(f"{component}: the new keys ({keys}, threshold {result.threshold}) take effect once "
+                   f"{result.threshold} of them re-sign the role: release-server sign --component {component} --key KEY")
+
+
+@tuf_group.command("renew-targets")
+@click.option("--root-key", "root_keys", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A root key (up to the threshold).")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase of the root keys.")
+@with_appcontext
+def tuf_renew_targets(root_keys: tuple[Path, ...], passphrase_env: str | None) -> None:
+    """Re-sign the offline top-level targets role with a new expiry (claimed layout)."""
+    from ..db import db
+    from . import claims
+
+    try:
+        version = claims.renew_targets(db.session, root_signers=_load_root_signers(root_keys, passphrase_env))
+        db.commit()
+    except ReleaseServerError as e:
+        db.rollback()
+        _fail(e)
+    click.echo(f"targets v{version} signed with the root keys")

@@ -131,7 +131,12 @@ def load_online_signer(config: Mapping[str, Any], instance_path: str, root: Root
     The newest key the root lists for the role comes first, so during an online-key
     rotation (when the root briefly lists the old and the new key) the new key signs.
     """
-    keys = list(reversed(role_keys(root, role)))
+    return load_signer_for_keys(config, instance_path, list(reversed(role_keys(root, role))), role)
+
+
+def load_signer_for_keys(config: Mapping[str, Any], instance_path: str, keys: list[Key], role: str) -> Signer:
+    """A signer for the first of ``keys`` whose private half this node holds (``role`` names the
+    key files and the ``TUF_<ROLE>_KEY_URI`` setting)."""
     uri = config.get(f"TUF_{role.upper()}_KEY_URI")
     if uri:
         errors = []

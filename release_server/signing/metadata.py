@@ -7,6 +7,11 @@ calls these. Layout of the repository:
 * ``targets`` lists no target itself; it delegates every path to ``2**bit_length``
   hash bins (``SuccinctRoles``, names ``bins-00`` ...), signed with the targets key, so
   a client downloads one small bin for a target whatever the repository's size;
+* once a component is claimed (see :mod:`.claims`), ``targets`` is signed offline with
+  the root keys and delegates, in order, ``<component>/*`` and ``<component>/*/*`` to a
+  terminating role named for each claimed component (publisher keys and threshold),
+  then every other path to the online role ``unclaimed``, which delegates to the hash
+  bins (PEP 480's layout);
 * consistent snapshots: ``<version>.<role>.json`` files and hash-prefixed target files.
 
 Target paths: an artifact is ``<component>/<filename>``; its changelog is the target
@@ -16,16 +21,20 @@ never collide).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone  # noqa: F401 - re-exported for callers
 from typing import Any
 
 from securesystemslib.signer import Key, Signer
-from tuf.api.metadata import (SPECIFICATION_VERSION, Delegations, MetaFile, Metadata, Root, Snapshot,
+from tuf.api.metadata import (SPECIFICATION_VERSION, DelegatedRole, Delegations, MetaFile, Metadata, Root, Snapshot,
                               SuccinctRoles, TargetFile, Targets, Timestamp)
 from tuf.api.serialization.json import JSONSerializer
 
 BINS_PREFIX = "bins"
+UNCLAIMED = "unclaimed"
+#: role names a claimed component cannot take
+RESERVED_ROLES = frozenset({"root", "targets", "snapshot", "timestamp", UNCLAIMED})
 SPEC_VERSION = ".".join(SPECIFICATION_VERSION)
 METADATA_PREFIX = "tuf/metadata/"
 TARGETS_PREFIX = "tuf/targets/"
@@ -157,6 +166,40 @@ def build_targets(version: int, expires: datetime, bins_key: Key, bit_length: in
                               succinct_roles=succinct_roles([bins_key.keyid], bit_length))
     return Metadata(Targets(version=version, spec_version=SPEC_VERSION, expires=expires, targets={},
                             delegations=delegations))
+
+
+def claimed_paths(component: str) -> list[str]:
+    """The path patterns of a claimed component's role (artifacts, then changelogs and deltas)."""
+    return [f"{component}/*", f"{component}/*/*"]
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One claimed component's delegation: its publisher keys and threshold."""
+
+    component: str
+    keys: tuple[Key, ...]
+    threshold: int
+
+
+def build_offline_targets(version: int, expires: datetime, claims: Iterable[ClaimSpec],
+                          unclaimed_key: Key) -> Metadata[Targets]:
+    """Top-level targets of the claimed layout: claimed roles first (terminating), then ``unclaimed``."""
+    keys: dict[str, Key] = {unclaimed_key.keyid: unclaimed_key}
+    roles: dict[str, DelegatedRole] = {}
+    for claim in sorted(claims, key=lambda c: c.component):
+        for key in claim.keys:
+            keys[key.keyid] = key
+        roles[claim.component] = DelegatedRole(claim.component, sorted(k.keyid for k in claim.keys),
+                                               claim.threshold, True, paths=claimed_paths(claim.component))
+    roles[UNCLAIMED] = DelegatedRole(UNCLAIMED, [unclaimed_key.keyid], 1, False, paths=["*", "*/*", "*/*/*"])
+    return Metadata(Targets(version=version, spec_version=SPEC_VERSION, expires=expires, targets={},
+                            delegations=Delegations(keys=keys, roles=roles)))
+
+
+def build_unclaimed(version: int, expires: datetime, bins_key: Key, bit_length: int) -> Metadata[Targets]:
+    """The online role of the claimed layout: every unclaimed path delegated to the hash bins."""
+    return build_targets(version, expires, bins_key, bit_length)
 
 
 def build_bin(version: int, expires: datetime, targets: Iterable[TargetFile]) -> Metadata[Targets]:

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from securesystemslib.signer import Signer
+from securesystemslib.signer import Key, Signer, SSlibKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tuf.api.exceptions import UnsignedMetadataError
-from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from ..db import lock_row
 from ..deltas.models import ReleaseDelta
@@ -48,7 +48,7 @@ from . import keys as keys_mod
 from . import metadata as md
 from .errors import (AlreadyBootstrappedError, DuplicateTargetPathError, InvalidRootError, MetadataNotFoundError,
                      NotBootstrappedError, SigningError, TargetNotFoundError, ThresholdNotMetError)
-from .models import LOCK_ID, TufLock, TufRole, TufTarget
+from .models import LOCK_ID, TufClaim, TufLock, TufRole, TufTarget
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,28 @@ def current_root(session: Session) -> Metadata[Root]:
     return Metadata[Root].from_bytes(trusted_root_json(session))
 
 
+def load_server_signers(session: Session) -> list[str]:
+    """Load every online key this node signs with (``KeyLoadError`` names a missing one).
+
+    Once a component is claimed, top-level targets is signed offline: the bins key is then
+    the one the top-level targets names for ``unclaimed``. Returns the roles checked.
+    """
+    root = current_root(session).signed
+    cfg, path = current_app.config, current_app.instance_path
+    unclaimed = session.get(TufRole, md.UNCLAIMED)
+    if unclaimed is None:
+        keys_mod.load_online_signer(cfg, path, root, "targets")
+    else:
+        top = Metadata[Targets].from_bytes(get_storage().read(md.metadata_key("targets",
+                                                                              session.get(TufRole, "targets").version)))
+        dele = top.signed.delegations
+        assert dele is not None and dele.roles is not None
+        keys_mod.load_signer_for_keys(cfg, path, [dele.keys[k] for k in dele.roles[md.UNCLAIMED].keyids], "targets")
+    for role in ("snapshot", "timestamp"):
+        keys_mod.load_online_signer(cfg, path, root, role)
+    return ["targets" if unclaimed is None else md.UNCLAIMED, "snapshot", "timestamp"]
+
+
 def target_path_for(release: Release) -> str:
     """The TUF target path of a release's artifact: ``<component>/<filename>``."""
     return md.artifact_path(release.component.name, release.artifact_filename)
@@ -242,7 +264,8 @@ class _Change:
     """One metadata change under the repository lock: bump, sign, write; timestamp last."""
 
     def __init__(self, session: Session, *, now: datetime | None = None,
-                 signer_overrides: Mapping[str, Signer] | None = None) -> None:
+                 signer_overrides: Mapping[str, Signer] | None = None,
+                 offline_signers: Iterable[Signer] = ()) -> None:
         self.session = session
         self.storage: BlobStorage = get_storage()
         self.settings = settings()
@@ -260,7 +283,11 @@ class _Change:
         self.bins = sorted(n for n in self.roles if n.startswith(md.BINS_PREFIX + "-"))
         self.bit_length = int(math.log2(len(self.bins))) if self.bins else self.settings.bin_bits
         self.overrides = dict(signer_overrides or {})
+        self.offline_signers = list(offline_signers)
         self._signers: dict[str, Signer] = {}
+        self.claims: dict[str, TufClaim] = {c.component: c for c in session.scalars(
+            select(TufClaim).execution_options(populate_existing=True))}
+        self.bins_keys_override: list[Key] | None = None
         self.floors = self._orphan_floors()
         self.written: list[str] = []
 
@@ -293,13 +320,48 @@ class _Change:
     def _bump(self, name: str) -> tuple[int, datetime]:
         row = self.roles[name]
         row.version = max(row.version, self.floors.get(name, 0)) + 1
-        row.expires = md.expiry(self.now, self.settings.lifetime(name))
+        lifetime = self.settings.root_expiry if name == "targets" and self.claimed_layout else \
+            self.settings.lifetime(name)
+        row.expires = md.expiry(self.now, lifetime)
         return row.version, row.expires
+
+    # layout
+
+    @property
+    def claimed_layout(self) -> bool:
+        """True once top-level targets is offline and delegates to claimed roles and ``unclaimed``."""
+        return md.UNCLAIMED in self.roles
+
+    def top_targets(self) -> Metadata[Targets]:
+        return Metadata[Targets].from_bytes(self.storage.read(md.metadata_key("targets", self.roles["targets"].version)))
+
+    def bins_keys(self) -> list[Key]:
+        """The online key(s) of the hash bins, newest first."""
+        if self.bins_keys_override is not None:
+            return list(self.bins_keys_override)
+        if not self.claimed_layout:
+            return list(reversed(keys_mod.role_keys(self.root.signed, "targets")))
+        dele = self.top_targets().signed.delegations
+        assert dele is not None and dele.roles is not None
+        return [dele.keys[k] for k in reversed(dele.roles[md.UNCLAIMED].keyids)]
+
+    def role_of(self, path: str) -> str:
+        """The role that lists a target path: its claimed component's role, or a hash bin."""
+        component = path.split("/", 1)[0]
+        return component if component in self.claims else md.bin_for(path, self.bit_length)
 
     # signing
 
     def signer(self, role: str) -> Signer:
-        role = "targets" if role.startswith(md.BINS_PREFIX + "-") else role
+        if role.startswith(md.BINS_PREFIX + "-") or role == md.UNCLAIMED:
+            if "targets" in self.overrides:
+                return self.overrides["targets"]
+            if "bins" not in self._signers:
+                self._signers["bins"] = keys_mod.load_signer_for_keys(
+                    current_app.config, current_app.instance_path, self.bins_keys(), "targets")
+            return self._signers["bins"]
+        if role == "targets" and self.claimed_layout:
+            raise SigningError("the top-level targets role is signed offline with the root keys", code="offline_role")
         if role in self.overrides:
             return self.overrides[role]
         if role not in self._signers:
@@ -309,6 +371,10 @@ class _Change:
 
     def _write(self, name: str, meta: Metadata) -> None:
         md.sign(meta, [self.signer(name)])
+        self.write_signed(name, meta)
+
+    def write_signed(self, name: str, meta: Metadata) -> None:
+        """Store a role signed elsewhere (offline, or by its publishers)."""
         self.storage.write(md.metadata_key(name, meta.signed.version), md.to_bytes(meta),
                            content_type="application/json")
         self.written.append(name)
@@ -328,9 +394,39 @@ class _Change:
             self._write(name, md.build_bin(version, expires, by_bin[name]))
 
     def resign_targets(self) -> None:
+        if self.claimed_layout:
+            self.resign_offline_targets()
+            return
         version, expires = self._bump("targets")
         bins_key = keys_mod.public_key_of(self.signer("targets"))
         self._write("targets", md.build_targets(version, expires, bins_key, self.bit_length))
+
+    def claim_specs(self, claims: Iterable[TufClaim] | None = None) -> list[md.ClaimSpec]:
+        return [md.ClaimSpec(c.component, tuple(SSlibKey.from_dict(k, dict(v)) for k, v in c.keys.items()),
+                             c.threshold) for c in (self.claims.values() if claims is None else claims)]
+
+    def offline_targets(self, claims: Iterable[TufClaim] | None = None) -> Metadata[Targets]:
+        """The next top-level targets of the claimed layout, signed with the root keys given."""
+        unclaimed_key = keys_mod.public_key_of(self.signer(md.UNCLAIMED))  # named by the current targets
+        version, expires = self._bump("targets")
+        meta = md.build_offline_targets(version, expires, self.claim_specs(claims), unclaimed_key)
+        meta.signatures.clear()
+        wanted = set(self.root.signed.roles["targets"].keyids)
+        for signer in self.offline_signers:
+            if signer.public_key.keyid in wanted and signer.public_key.keyid not in meta.signatures:
+                meta.sign(signer, append=True)
+        result = self.root.signed.get_verification_result("targets", meta.signed_bytes, meta.signatures)
+        if not result.verified:
+            raise ThresholdNotMetError("targets (root keys)", len(result.signed), result.threshold)
+        return meta
+
+    def resign_offline_targets(self) -> None:
+        self.write_signed("targets", self.offline_targets())
+
+    def resign_unclaimed(self) -> None:
+        version, expires = self._bump(md.UNCLAIMED)
+        key = keys_mod.public_key_of(self.signer(md.UNCLAIMED))
+        self._write(md.UNCLAIMED, md.build_unclaimed(version, expires, key, self.bit_length))
 
     def finish(self, *, snapshot: bool = True) -> None:
         """Snapshot (unless only the timestamp is re-signed), then timestamp, written last.
@@ -340,8 +436,10 @@ class _Change:
         """
         orphaned = {n for n, v in self.floors.items() if n in self.roles and v > self.roles[n].version}
         self.resign_bins(n for n in orphaned if n.startswith(md.BINS_PREFIX + "-") and n not in self.written)
-        if "targets" in orphaned and "targets" not in self.written:
+        if "targets" in orphaned and "targets" not in self.written and not self.claimed_layout:
             self.resign_targets()
+        if md.UNCLAIMED in orphaned and md.UNCLAIMED not in self.written:
+            self.resign_unclaimed()
         if snapshot or orphaned - {"timestamp"}:
             versions = {n: r.version for n, r in self.roles.items() if n not in ("root", "snapshot", "timestamp")}
             version, expires = self._bump("snapshot")
@@ -367,23 +465,31 @@ class _Change:
             existing = self.session.get(TufTarget, path, populate_existing=True)
             if existing is not None and existing.release_id != release.id:
                 raise DuplicateTargetPathError(path)
-            role = md.bin_for(path, self.bit_length)
+            role = self.role_of(path)
             if existing is None:
                 self.session.add(TufTarget(path=path, role=role, kind=kind, release_id=release.id, sha256=sha,
                                            length=length))
-            bins.add(role)
+            if role not in self.claims:
+                bins.add(role)
         self.session.flush()
         return bins
 
     def bins_of(self, release: Release) -> set[str]:
         rows = self.session.scalars(select(TufTarget.role).where(TufTarget.release_id == release.id,
                                                                  TufTarget.kind == "artifact")).all()
-        return set(rows) if rows else self.add_release(release)
+        return {r for r in rows if r not in self.claims} if rows else self.add_release(release)
 
 
 def target_file_for(row: TufTarget) -> TargetFile:
     """The signed entry of one target, from its row and its release."""
+    return _custom_overrides(row, None)
+
+
+def _custom_overrides(row: TufTarget, overrides: Mapping[str, Any] | None) -> TargetFile:
+    """The signed entry of one target; ``overrides`` (``yanked``, ``channels``) replace the
+    release's values in an artifact's custom field (a change not made yet)."""
     rel = row.release
+    ov = dict(overrides or {})
     if row.kind == "delta":
         return _delta_target_file(row)
     if row.kind == "changelog":
@@ -391,8 +497,8 @@ def target_file_for(row: TufTarget) -> TargetFile:
         return md.target_file(row.path, row.sha256, row.length, custom)
     cl = md.changelog_bytes(rel.changelog)
     custom = md.artifact_custom(
-        component=rel.component.name, version=rel.version, channels=rel.channel_names, critical=rel.critical,
-        yanked=rel.yanked, min_from_version=rel.min_from_version, requires=rel.requires or {},
+        component=rel.component.name, version=rel.version, channels=ov.get("channels", rel.channel_names),
+        critical=rel.critical, yanked=ov.get("yanked", rel.yanked), min_from_version=rel.min_from_version, requires=rel.requires or {},
         changelog_target=changelog_target_for(rel), changelog_sha256=md.sha256_hex(cl), changelog_length=len(cl))
     return md.target_file(row.path, row.sha256, row.length, custom)
 
@@ -427,6 +533,10 @@ def add_delta_targets(session: Session, targets: Iterable[tuple[str, str, int, i
         return
     change = _Change(session)
     bins = set()
+    claimed = [t for t in targets if t[0].split("/", 1)[0] in change.claims]
+    if claimed:  # a patch of a claimed component would need its publishers' signatures
+        log.info("%d delta patch(es) of claimed components not signed", len(claimed))
+        targets = [t for t in targets if t not in claimed]
     for path, sha, length, release_id in targets:
         existing = session.get(TufTarget, path, populate_existing=True)
         if existing is not None and existing.sha256 != sha:
@@ -445,10 +555,21 @@ def add_delta_targets(session: Session, targets: Iterable[tuple[str, str, int, i
 
 
 def on_release_event(session: Session, release: Release, event: str) -> None:
-    """Release hook: publish adds the release's targets; every event re-signs its bin(s)."""
+    """Release hook: publish adds the release's targets; every event re-signs its bin(s).
+
+    A claimed component's role is signed by its publishers (see :mod:`.claims`): publish
+    only records its targets and marks the release as waiting for signatures; the other
+    events sign nothing here.
+    """
     if not repository_ready(session):
         log.warning("TUF repository not bootstrapped: %s of %s %s is not signed", event,
                     release.component.name, release.version)
+        return
+    if session.get(TufClaim, release.component.name) is not None:
+        if event == "publish":
+            _Change(session).add_release(release)
+            release.signatures_pending = True
+            session.flush()
         return
     change = _Change(session)
     bins = change.add_release(release) if event == "publish" else change.bins_of(release)
@@ -526,6 +647,14 @@ def refresh(session: Session, *, now: datetime | None = None, force: bool = Fals
     change = _Change(session, now=now)
     cfg, now = change.settings, change.now
     due = [n for n, r in change.roles.items() if n != "root" and (force or cfg.due(n, r.expires, now))]
+    offline = {n for n in due if n in change.claims or (n == "targets" and change.claimed_layout)}
+    for name in sorted(offline):
+        row = change.roles[name]
+        if cfg.due(name, row.expires, now):
+            log.error("TUF role %s v%d expires on %s and is signed offline: %s", name, row.version,
+                      row.expires.isoformat(), "its publishers renew it with 'release-server sign --renew'"
+                      if name in change.claims else "re-sign it with 'release-server tuf renew-targets'")
+    due = [n for n in due if n not in offline]
     root_row = change.roles["root"]
     if cfg.due("root", root_row.expires, now):
         log.error("TUF root v%d expires on %s: sign a new root with 'release-server keys rotate-root'",
@@ -535,6 +664,8 @@ def refresh(session: Session, *, now: datetime | None = None, force: bool = Fals
     change.resign_bins(n for n in due if n.startswith(md.BINS_PREFIX + "-"))
     if "targets" in due:
         change.resign_targets()
+    if md.UNCLAIMED in due:
+        change.resign_unclaimed()
     change.finish(snapshot=bool(change.written) or "snapshot" in due)
     return sorted(set(change.written))
 
@@ -590,8 +721,20 @@ def rotate_root(session: Session, *, current_signers: list[Signer], new_signers:
     for signer in new_signers:
         new.signed.add_key(keys_mod.public_key_of(signer), "root")
     new.signed.roles["root"].threshold = threshold
+    if change.claimed_layout:  # the offline top-level targets is signed with the root keys
+        bins_keys = change.bins_keys()
+        for keyid in list(new.signed.roles["targets"].keyids):
+            new.signed.revoke_key(keyid, "targets")
+        for signer in new_signers:
+            new.signed.add_key(keys_mod.public_key_of(signer), "targets")
+        new.signed.roles["targets"].threshold = threshold
     _sign_root(new, old, [*current_signers, *new_signers])
     _store_root(change, new)
+    if change.claimed_layout:
+        change.bins_keys_override = bins_keys
+        change.offline_signers = list(new_signers)
+        change.resign_offline_targets()
+        change.finish()
     return new
 
 
@@ -609,24 +752,28 @@ def rotate_online_keys(session: Session, *, root_signers: list[Signer], new_sign
     if unknown or not new_signers:
         raise SigningError(f"roles to rotate must be among {', '.join(keys_mod.ONLINE_ROLES)}", field="role",
                            code="invalid")
-    change = _Change(session, now=now, signer_overrides=new_signers)
+    change = _Change(session, now=now, signer_overrides=new_signers, offline_signers=root_signers)
     old = change.root
-    old_keyids = {role: list(old.signed.roles[role].keyids) for role in new_signers}
+    in_root = {r: s for r, s in new_signers.items() if not (r == "targets" and change.claimed_layout)}
+    old_keyids = {role: list(old.signed.roles[role].keyids) for role in in_root}
     both = _next_root(change, old)
-    for role, signer in new_signers.items():
+    for role, signer in in_root.items():
         both.signed.add_key(keys_mod.public_key_of(signer), role)
     _sign_root(both, old, root_signers)
     _store_root(change, both)
 
     if "targets" in new_signers:
+        # claimed layout: the bins key is named by the offline top-level targets, re-signed here
         change.resign_bins(change.bins)
+        if change.claimed_layout:
+            change.resign_unclaimed()
         change.resign_targets()
     change.finish(snapshot=bool(change.written) or "snapshot" in new_signers)
 
     final = _next_root(change, both)
     for role, keyids in old_keyids.items():
         for keyid in keyids:
-            if keyid != new_signers[role].public_key.keyid:
+            if keyid != in_root[role].public_key.keyid:
                 final.signed.revoke_key(keyid, role)
     _sign_root(final, both, root_signers)
     _store_root(change, final)

@@ -23,7 +23,8 @@ from .errors import MetadataNotFoundError
 
 bp = Blueprint("tuf", __name__, url_prefix="/tuf")
 
-METADATA_NAME = re.compile(r"(timestamp|[1-9][0-9]{0,9}\.(root|snapshot|targets|bins-[0-9a-f]{1,4}))\.json")
+# a claimed component's role is named for the component (letters, digits, '.', '_', '-')
+METADATA_NAME = re.compile(r"(timestamp|[1-9][0-9]{0,9}\.[a-z0-9][a-z0-9._-]{0,63})\.json")
 IMMUTABLE = "public, max-age=31536000, immutable"
 logs.hot_path(f"{bp.name}.metadata")  # every installation asks for timestamp.json on every poll
 

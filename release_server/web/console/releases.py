@@ -37,6 +37,35 @@ def tuf_info(release: Any) -> list[dict[str, Any]]:
     return out
 
 
+def signing_info(release: Any) -> dict[str, Any] | None:
+    """A claimed component's publisher keys, and who signed / who is awaited for its pending change."""
+    from ...signing import claims
+    from ...signing.services import repository_ready
+
+    session = db.session
+    if not repository_ready(session) or not claims.is_claimed(session, release.component.name):
+        return None
+    claim = claims.get_claim(session, release.component.name)
+    pending = claims.pending_of(session, release.component.name)
+    info: dict[str, Any] = {"threshold": claim.threshold, "keys": sorted(claim.keys), "pending": None}
+    if pending is not None:
+        st = claims.pending_status(session, pending)
+        info["pending"] = {"action": pending.action, "signed": st.signed, "awaited": st.awaited,
+                           "threshold": st.threshold, "created_by": pending.created_by,
+                           "created_at": pending.created_at,
+                           "version": pending.release.version if pending.release is not None else None}
+    return info
+
+
+def _refuse_claimed(release: Any, component: str, version: str) -> Any:
+    """A claimed component's release changes are signed by its publishers, never from the console."""
+    if signing_info(release) is None:
+        return None
+    flash(_("%(component)s is signed by its publishers: change it with 'release-server yank/unyank/promote "
+            "--sign-with KEY' on a publisher's machine.", component=release.component.name), "error")
+    return redirect(url_for("console.release_detail", component=component, version=release.version)), 303
+
+
 @bp.get("/releases", endpoint="releases")
 @staff_required(*ALL)
 def releases_list() -> Any:
@@ -67,7 +96,8 @@ def _detail(component: str, version: str, form: Form | None = None, status: int 
     _, patches = deltas.deltas_to(session, component, version)
     _, transfer = deltas.transfer_figures(session, component=release.component.name, version=release.version)
     return render_template(
-        "console/release.html", release=release, tuf=tuf_info(release), rollouts=ros, deltas=patches,
+        "console/release.html", release=release, tuf=tuf_info(release), signing=signing_info(release),
+        rollouts=ros, deltas=patches,
         transfer=transfer,
         restrictions=rollouts.restrictions_of(session, release), fixes=releases.fixes_of(session, release),
         channels=[c for c in releases.list_channels(session) if c.name not in release.channel_names],
@@ -93,6 +123,9 @@ def release_artifact(component: str, version: str) -> Any:
 def release_promote(component: str, version: str) -> Any:
     form = Form(request.form)
     channel = form.text("channel", required=True, max_length=64)
+    refused = _refuse_claimed(releases.get_release(db.session, component, version), component, version)
+    if refused is not None:
+        return refused
     if form.ok:
         try:
             release = releases.promote(db.session, releases.get_release(db.session, component, version), channel)
@@ -112,6 +145,9 @@ def release_promote(component: str, version: str) -> Any:
 def release_yank(component: str, version: str) -> Any:
     form = Form(request.form)
     reason = form.text("reason", required=True, max_length=2000)
+    refused = _refuse_claimed(releases.get_release(db.session, component, version), component, version)
+    if refused is not None:
+        return refused
     if form.ok:
         release = releases.get_release(db.session, component, version)
         if release.yanked:
@@ -128,6 +164,9 @@ def release_yank(component: str, version: str) -> Any:
 @bp.post("/releases/<component>/<version>/unyank")
 @staff_required(*PUBLISHERS)
 def release_unyank(component: str, version: str) -> Any:
+    refused = _refuse_claimed(releases.get_release(db.session, component, version), component, version)
+    if refused is not None:
+        return refused
     release = releases.unyank(db.session, releases.get_release(db.session, component, version))
     audit(db.session, current_staff().username, "release.unyank",
           f"release:{release.component.name}/{release.version}")
