@@ -114,11 +114,14 @@ FIELD_LABELS = {"kind": _l("Kind"), "priority": _l("Priority"), "assignee": _l("
                 "in_version": _l("In version"), "cc": _l("Copies (CC)"),
                 "maintenance_window": _l("Maintenance window"), "title": _l("Title"), "scope": _l("Pin for"),
                 "pin": _l("Pinned to"), "value": _l("For")}
+SIGNING_ACTION_LABELS = {"publish": _l("Publication"), "yank": _l("Withdrawal"), "unyank": _l("Restoration"),
+                         "promote": _l("Promotion"), "renew": _l("Renewal"), "keys": _l("Change of keys"),
+                         "claim": _l("Claim")}
 LABEL_TABLES: dict[str, Mapping[Any, Any]] = {
     "kind": KIND_LABELS, "status": STATUS_LABELS, "priority": PRIORITY_LABELS, "source": SOURCE_LABELS,
     "outcome": OUTCOME_LABELS, "rollout": ROLLOUT_LABELS, "group_state": GROUP_STATE_LABELS,
     "fix_state": FIX_STATE_LABELS, "department": DEPARTMENT_LABELS, "review": REVIEW_LABELS,
-    "tuf_role": TUF_ROLE_LABELS, "field": FIELD_LABELS,
+    "tuf_role": TUF_ROLE_LABELS, "field": FIELD_LABELS, "signing_action": SIGNING_ACTION_LABELS,
 }
 
 # ---------------------------------------------------------------- the catalogue

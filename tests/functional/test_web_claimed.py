@@ -38,11 +38,14 @@ def test_release_page_shows_signed_and_awaited_publishers_and_refuses_server_sid
     page = client.get("/console/releases/server/1.0").text
     section = page.split('id="publisher-signatures"', 1)[1].split("</section>", 1)[0]
     assert "has 1 of 2 signatures" in section and "Nothing is offered until the threshold is met." in section
+    assert "Publication 1.0, proposed by" in section and section.count(">has signed<") == 1
     assert signers[0].public_key.keyid[:16] in section.split("awaited")[0]
     assert section.count(">awaited<") == 2
     assert "pending signatures" in client.get("/console/releases?component=server").text
     ru = client.get("/console/releases/server/1.0", headers={"Accept-Language": "ru"}).text
     assert "Подписи издателей" in ru and "ожидается" in ru
+    ru_section = ru.split('id="publisher-signatures"', 1)[1].split("</section>", 1)[0]
+    assert "Публикация 1.0" in ru_section and ">подписал<" in ru_section and "publish" not in ru_section
 
     resp = post(client, "/console/releases/server/1.0/yank", {"reason": "bad"}, page="/console/releases/server/1.0")
     assert resp.status_code == 303

@@ -12,6 +12,7 @@ from ...accounts.services import audit
 from ...db import db
 from ...deltas import services as deltas
 from ...errors import ReleaseServerError
+from ...messages import label_text
 from ...releases import services as releases
 from ...rollouts import services as rollouts
 from ..forms import Form
@@ -50,7 +51,8 @@ def signing_info(release: Any) -> dict[str, Any] | None:
     info: dict[str, Any] = {"threshold": claim.threshold, "keys": sorted(claim.keys), "pending": None}
     if pending is not None:
         st = claims.pending_status(session, pending)
-        info["pending"] = {"action": pending.action, "signed": st.signed, "awaited": st.awaited,
+        info["pending"] = {"action": label_text("signing_action", pending.action), "signed": st.signed,
+                           "awaited": st.awaited,
                            "threshold": st.threshold, "created_by": pending.created_by,
                            "created_at": pending.created_at,
                            "version": pending.release.version if pending.release is not None else None}
