@@ -106,3 +106,47 @@ def test_halted_rollout_next_steps_over_the_api(app: Any, client: Any, auth: Any
     audit = client.get("/api/v1/audit", headers=admin).json["items"]
     assert any(a["action"] == "rollout.resume" and a["details"].get("reason") == "config fixed on the fleet"
                for a in audit)
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_a_halted_rollout_offers_its_next_steps_in_the_console(app: Any, client: Any, demo: Any, lang: str) -> None:
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+    from release_server.rollouts.models import Rollout
+
+    with app.app_context():
+        accounts.create_user(db.session, "rm", "correct horse battery", "publisher")
+        db.commit()
+    client.set_cookie("lang", lang)
+    login = client.get("/console/login")
+    assert client.post("/console/login", data={"username": "rm", "password": "correct horse battery",
+                                               "csrf_token": _csrf(login.text)}).status_code == 302
+    hid = halted_id(app)
+    detail = f"/console/rollouts/{hid}"
+    page = client.get(detail).text
+    steps = page.split('id="next-steps"', 1)[1].split("</ol>", 1)[0]
+    assert steps.count("<li>") == 3
+    assert "/console/releases/server/2.4.0#yank" in steps and "release-server publish --component server" in steps
+    assert f'href="{detail}/restart"' in page
+    if lang == "ru":
+        assert "Что дальше" in page and "Возобновить после исправления" in page and "Next steps" not in page
+    else:
+        assert "Resume after a fix" in page
+    # resuming a halted rollout needs a reason; with one it runs again and counts afresh
+    refused = client.post(f"{detail}/restart", data={"reason": " ", "csrf_token": _csrf(page)})
+    assert refused.status_code == 400 and 'id="f-reason-error"' in refused.text
+    with app.app_context():
+        assert db.session.get(Rollout, hid).state == "halted"
+    done = client.post(f"{detail}/restart", data={"reason": "db-schema 1.42 now required", "csrf_token": _csrf(page)})
+    assert done.status_code == 302
+    with app.app_context():
+        ro = db.session.get(Rollout, hid)
+        assert ro.state == "running" and ro.attempts == 0
+        assert ro.halt_figures["resume_reason"] == "db-schema 1.42 now required"
+    assert 'id="next-steps"' not in client.get(detail).text

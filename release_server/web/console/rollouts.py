@@ -49,6 +49,10 @@ ACTIONS: dict[str, dict[str, Any]] = {
                  "explain": _l("Every installation on the channel will be offered the release.")},
     "halt": {"label": _l("Halt"), "from": ("draft", "running", "paused"), "needs": "reason",
              "explain": _l("The rollout stops for good: nobody else will be offered this release through it.")},
+    "restart": {"label": _l("Resume after a fix"), "from": ("halted",), "needs": "reason",
+                "explain": _l("Once the cause of the halt is fixed: the rollout admits installations again and "
+                              "counts its attempts afresh; the figures of the halt stay in the audit log. "
+                              "Say what was fixed.")},
 }
 
 
@@ -186,7 +190,11 @@ def rollout_action(rollout_id: int, action: str) -> Any:
                 elif action == "halt":
                     rollouts.halt(session, ro, reason)
                     details = {"reason": reason}
-                audit(session, current_staff().username, f"rollout.{action}", f"rollout:{ro.id}",
+                elif action == "restart":
+                    rollouts.resume(session, ro, reason)
+                    details = {"reason": reason}
+                audit(session, current_staff().username, "rollout.resume" if action == "restart" else f"rollout.{action}",
+                      f"rollout:{ro.id}",
                       {"release": f"{ro.release.component.name}/{ro.release.version}", "channel": ro.channel,
                        **details})
                 db.commit()
@@ -194,7 +202,7 @@ def rollout_action(rollout_id: int, action: str) -> Any:
                 return redirect(url_for("console.rollout_detail", rollout_id=ro.id))
             except ReleaseServerError as e:
                 db.rollback()
-                form.service_error(e, {"percent": "percent", "state": ""})
+                form.service_error(e, {"percent": "percent", "state": "", "reason": "reason"})
         status = 400
     more = None
     if action == "widen":
