@@ -66,8 +66,9 @@ def test_main_pages_have_no_wcag_aa_violations(browser: Any, site: Any, viewport
         page.locator("table.groups tbody tr a").first.click()
         found["failure group"] = violations(page)
         # the pages of pins, installation actions and the ticket desk
-        for url in ("/console/pins", "/console/canned-replies", f"/console/tickets/{s.tickets['service']}",
-                    "/console/rollouts", "/console/releases?component=server&page=1"):
+        for url in ("/console/pins", "/console/canned-replies", "/console/tickets/phone",
+                    f"/console/tickets/{s.tickets['service']}", "/console/rollouts",
+                    "/console/releases?component=server&page=1"):
             page.goto(url)
             found[url] = violations(page)
         page.goto("/console/installations")

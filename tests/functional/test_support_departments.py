@@ -121,3 +121,46 @@ def test_cli_phone_department_and_review(app, auth):
     result = runner.invoke(args=["tickets", "phone", "--customer", "Ромашка", "--contact", "not-an-address",
                                  "--subject", "x"])
     assert result.exit_code == 1 and "not an e-mail address" in result.output
+
+
+def test_console_registers_a_phone_request_in_the_callers_name(app, client, auth):
+    import re
+
+    from release_server.accounts import services as accounts
+    from release_server.db import db
+    from release_server.fleet.services import get_customer
+    from release_server.support.models import Ticket
+
+    _setup(app, client, auth)
+    with app.app_context():
+        accounts.create_user(db.session, "olga", "correct horse battery", "support")
+        db.commit()
+        customer_id = get_customer(db.session, "Ромашка").id
+
+    def csrf(html):
+        return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+    client.set_cookie("lang", "ru")
+    login = client.get("/console/login").text
+    assert client.post("/console/login", data={"username": "olga", "password": "correct horse battery",
+                                               "csrf_token": csrf(login)}).status_code == 302
+    assert 'href="/console/tickets/phone"' in client.get("/console/tickets").text
+    page = client.get("/console/tickets/phone").text
+    assert "Зарегистрировать обращение по телефону" in page and "Register" not in page
+    form = {"customer": str(customer_id), "contact": "not an address", "contact_name": "Анна",
+            "kind": "incident", "priority": "high", "subject": "Не печатаются счета",
+            "description": "Звонила бухгалтер", "csrf_token": csrf(page)}
+    refused = client.post("/console/tickets/phone", data=form)
+    assert refused.status_code == 400 and 'id="f-contact-error"' in refused.text
+    with app.app_context():
+        assert db.session.scalar(select(Ticket.id).where(Ticket.source == "phone")) is None  # nothing stored
+    done = client.post("/console/tickets/phone", data={**form, "contact": "Anna@Romashka.example"})
+    assert done.status_code == 302
+    number = done.headers["Location"].rsplit("/", 1)[1]
+    with app.app_context():
+        t = db.session.scalar(select(Ticket).where(Ticket.number == number))
+        assert (t.source, t.requester_email, t.requester_name, t.priority) == (
+            "phone", "anna@romashka.example", "Анна", "high")
+        assert t.customer.name == "Ромашка"
+    (registered,) = [m for m in _mails(app, number) if m[0] == "registered"]
+    assert registered[1] == "anna@romashka.example" and number in registered[2]

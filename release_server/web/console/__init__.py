@@ -64,4 +64,4 @@ def _not_found(_e: Any) -> Any:
     return render_template("error.html", code=404, message=gettext("There is no such page.")), 404
 
 
-from . import admin, auth, canned, dashboard, failures, fleet, mail, pins, releases, rollouts, tickets  # noqa: E402,F401
+from . import admin, auth, canned, dashboard, failures, fleet, mail, phone, pins, releases, rollouts, tickets  # noqa: E402,F401
