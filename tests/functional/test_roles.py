@@ -93,6 +93,14 @@ ALLOWED = {
     "pins": {"admin", "publisher", "support"},
 }
 ROLES = ["admin", "publisher", "support", "installation"]
+#: a claimed component's signing routes: what each role may reach (the component here is not claimed, so an
+#: allowed call may still be refused for that reason, never as forbidden)
+SIGNING = [
+    ("GET", "/api/v1/components/server/signing", None, {"admin", "publisher", "support"}),
+    ("POST", "/api/v1/components/server/signing/signatures", {"signatures": []}, {"admin", "publisher"}),
+    ("POST", "/api/v1/components/server/signing/proposals", {"action": "renew", "role": {}}, {"admin", "publisher"}),
+    ("DELETE", "/api/v1/components/server/signing/pending", None, {"admin", "publisher"}),
+]
 
 
 @pytest.fixture
@@ -141,6 +149,18 @@ def test_role_against_route_group(seeded, fleet, auth, role, group):
         resp.close()
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_signing_routes_by_role(seeded, fleet, auth, role):
+    headers = fleet["headers"] if role == "installation" else auth.headers(role)
+    for method, path, body, allowed in SIGNING:
+        resp = seeded.open(path, method=method, json=body, headers=headers)
+        if role in allowed:
+            assert resp.status_code != 403 and resp.status_code < 500, (role, method, path, resp.status_code)
+        else:
+            assert resp.status_code == 403 and resp.json["error"]["code"] == "forbidden", (role, method, path)
+        resp.close()
+
+
 def test_publish_allowed_for_publisher_refused_for_support(seeded, auth, app):
     assert publish(seeded, auth.headers("publisher"), "server", "1.1").status_code == 201
     r = publish(seeded, auth.headers("support"), "server", "1.2")
@@ -185,6 +205,7 @@ def test_every_declared_route_is_covered_by_a_group():
     for entries in GROUPS.values():
         for method, path, _ in entries:
             covered.add((method, path.split("?")[0]))
+    covered |= {(method, path) for method, path, _, _ in SIGNING}
     import re
 
     for spec in ROUTES:
