@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from browser.helpers import PASSWORD, PHONE, no_sideways_scroll, shot, staff_login
 
@@ -64,7 +65,7 @@ def test_rollout_lists_its_installations_with_states_and_attempt_logs(pages: Any
     if tried.count():
         tried.locator("summary").click()
         assert tried.locator(".attempt-log li").count() >= 1
-        assert tried.locator(".attempt-log .badge").first.is_visible()
+        expect(tried.locator(".attempt-log .badge").first).to_be_visible()
     assert no_sideways_scroll(page)
     shot(page, f"{lang}-rollout-installations")
     # widening says how many more installations it admits
@@ -79,12 +80,12 @@ def test_pins_page_and_installation_actions(pages: Any, site: Any, viewport: dic
     if lang == "ru":
         russian(page)
     page.goto("/console/pins")
-    assert page.locator("#pins-list").is_visible()
+    expect(page.locator("#pins-list")).to_be_visible()
     # a refused pin: the errors are summarised above the form and the summary has the focus
     page.locator("#pin-value").fill("pilot")
     page.locator("#pin-pin").fill("2.x")
     page.locator("#pin-form button[type=submit]").click()
-    assert page.locator("#pin-form .form-errors").is_visible()
+    expect(page.locator("#pin-form .form-errors")).to_be_visible()
     focused_summary(page)
     assert page.locator("#pin-pin").get_attribute("aria-invalid") == "true"
     shot(page, f"{lang}-pins-error")
@@ -104,12 +105,12 @@ def test_pins_page_and_installation_actions(pages: Any, site: Any, viewport: dic
     url = page.url
     page.locator("#set-window").fill("never")
     page.locator("#installation-settings button[type=submit]").click()
-    assert page.locator("#installation-settings .form-errors").is_visible()
+    expect(page.locator("#installation-settings .form-errors")).to_be_visible()
     focused_summary(page)
     page.locator("#set-tags").fill("pilot, moscow")
     page.locator("#set-window").fill("sat-sun 02:00-06:00")
     page.locator("#installation-settings button[type=submit]").click()
-    assert page.locator(".flashes").is_visible()
+    expect(page.locator(".flashes")).to_be_visible()
     assert "sat-sun 02:00-06:00" in page.locator("#installation-settings").inner_html()
     assert page.locator("dd .badge", has_text="pilot").count() == 1
     page.locator("#installation-pins summary").click()
@@ -123,7 +124,7 @@ def test_pins_page_and_installation_actions(pages: Any, site: Any, viewport: dic
     # revoke after a confirmation
     page.locator("#revoke-link").click()
     page.locator("main button.danger").click()
-    assert page.locator("#revoked-badge").is_visible()
+    expect(page.locator("#revoked-badge")).to_be_visible()
     assert page.locator("#revoke-link").count() == 0
 
 
@@ -161,7 +162,7 @@ def test_ticket_queue_sorting_bulk_and_saved_filters(pages: Any, site: Any, view
         assert page.locator(f"tr[data-number='{number}'] td.assignee").inner_text() == "oleg.support"
     # nothing chosen: the error is summarised and focused
     page.locator("#bulk-form .bulk-bar button[type=submit]").click()
-    assert page.locator("#bulk-form .form-errors").is_visible()
+    expect(page.locator("#bulk-form .form-errors")).to_be_visible()
     focused_summary(page)
     # save the current filter; its count stands beside it
     page.goto("/console/tickets?assignee=me")
@@ -203,7 +204,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
     assert page.locator("#compose-send").inner_text() == ("Add note" if lang == "en" else "Добавить заметку")
     page.locator("#compose-mode-reply").check()
     page.locator("#compose-send").click()
-    assert page.locator(".flashes").is_visible()
+    expect(page.locator(".flashes")).to_be_visible()
     assert page.locator("#timeline .ev-reply").count() >= 1
     # CC a colleague at the customer
     contact = page.locator("#cc-contact option").nth(1)
@@ -214,7 +215,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
         assert email in page.locator("#cc-card").inner_text()
     page.locator("#cc-email").fill("someone@elsewhere.example")
     page.locator("#cc-card button[type=submit]").last.click()
-    assert page.locator("#cc-card .form-errors").is_visible()
+    expect(page.locator("#cc-card .form-errors")).to_be_visible()
     assert no_sideways_scroll(page)
     shot(page, f"{lang}-ticket-composer")
     # the customer sees the display name, never the login name, and closes a request of their own
@@ -225,7 +226,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
     with customer.expect_navigation():
         customer.locator("main button[type=submit]").click()
     customer.goto(f"/portal/tickets/{number}")
-    assert customer.get_by_text("Oleg from support").first.is_visible()
+    expect(customer.get_by_text("Oleg from support").first).to_be_visible()
     assert "oleg.support" not in customer.content()
     customer.locator("#close-form button").click()
     assert customer.locator("#ticket-status").inner_text() in ("Closed", "Закрыто", "Закрыта")
@@ -235,7 +236,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
     page.goto(f"/console/tickets/{other}")
     page.locator("#merge-into").fill("OTK-999999")
     page.locator("#merge-card button").click()
-    assert page.locator("#merge-card .form-errors").is_visible()
+    expect(page.locator("#merge-card .form-errors")).to_be_visible()
     page.locator("#merge-into").fill(s.failure_ticket)
     page.locator("#merge-card button").click()
     assert page.locator("#ticket-number").inner_text() == s.failure_ticket
