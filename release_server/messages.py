@@ -161,6 +161,7 @@ CATALOGUE: dict[str, Any] = {
     "fix.installed": _l("%(installation)s now runs %(version)s, which fixes this failure "
                         "(installations still waiting: %(remaining)s)."),
     "fix.pending": _l("Still waiting for the fix: %(installations)s."),
+    "fix.pending.installation": _l("%(name)s (%(running)s, %(state)s)"),
     "fix.processed": _l("Fixed: every affected installation now runs a fixing version (%(version)s): "
                         "%(installations)s."),
     # rollout halts (rollouts, support.services)

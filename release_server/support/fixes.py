@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from ..accounts.services import audit
 from ..errors import ConflictError, NotFoundError, ValidationError
 from ..fleet.models import Customer, Installation, InstalledComponent
-from ..messages import M
+from ..messages import M, Message, label
 from ..models_common import utcnow
 from ..releases.models import Component, Release
 from . import group_states, mailout, services
@@ -411,7 +411,7 @@ def _follow_up(session: Session, pairs: set[tuple[int, int]], reached: dict[tupl
             _process(session, ticket, rows)
         elif pending and ticket.status in OPEN_STATUSES:
             services.add_event(session, ticket, "fix_pending", services.SYSTEM, public=False,
-                               body=M("fix.pending", installations=", ".join(_describe(r) for r in pending)),
+                               body=M("fix.pending", installations=[_describe(r) for r in pending]),
                                data={"pending": [r.installation_id for r in pending]}, touch=False)
     _settle_halt_tickets(session, halt_groups)
 
@@ -489,8 +489,9 @@ def status_rows(session: Session, group_id: int, customer_id: int | None) -> lis
     return out
 
 
-def _describe(row: InstallationFix) -> str:
-    return f"{row.name} ({row.running or '?'}, {row.state})"
+def _describe(row: InstallationFix) -> Message:
+    """One installation still waiting, for a note read in the reader's language (its state is a label)."""
+    return M("fix.pending.installation", name=row.name, running=row.running or "?", state=label("fix_state", row.state))
 
 
 @dataclass(frozen=True)

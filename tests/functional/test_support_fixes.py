@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from factories import create_component, enroll, publish
+from factories import create_component, enroll, publish, timeline_in
 
 
 def _fleet(client, auth):
@@ -100,6 +100,11 @@ def test_ticket_follows_the_fleet_then_regresses_by_cause(client, app, auth):
         [insts["acme1"]["installation_id"]]
     pending = [e for e in t["timeline"] if e["kind"] == "fix_pending"]
     assert pending and "acme-2" in pending[-1]["body"]
+    # a Russian reader of the console sees the installation's state in Russian, not the raw state word
+    en = [b for b in timeline_in(app, "en", tickets["Acme"]) if b.startswith("Still waiting")][-1]
+    ru = [b for b in timeline_in(app, "ru", tickets["Acme"]) if b.startswith("Исправление ещё не")][-1]
+    assert en == "Still waiting for the fix: acme-2 (1.0, Waiting for the fix)."
+    assert ru == "Исправление ещё не установлено: acme-2 (1.0, Ждёт исправления)."
 
     send(client, insts["acme2"], report("rolled_back", "2.0"))  # still failing on the old release: no regression
     assert client.get(f"/api/v1/failure-groups/{gid}", headers=admin).json["state"] == "resolved"
