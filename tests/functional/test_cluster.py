@@ -368,6 +368,11 @@ def test_lease_holder_killed_the_other_worker_takes_over_and_every_mail_goes_onc
         time.sleep(0.02)
     cluster.run("kill", holder, "--signal", "KILL")
     killed_at = time.monotonic()
+    # what the killed worker had claimed: one of these may have reached the server before the kill without
+    # its "sent" being committed (no transaction spans SMTP and the database)
+    with cluster.engine.connect() as conn:
+        in_flight = {f"<{mid}>" for (mid,) in conn.execute(sa.text(
+            "select message_id from mail_messages where direction = 'out' and status = 'sending'"))}
     while _holder(cluster) != other:
         assert time.monotonic() - killed_at < LEASE_SECONDS + 3 * TICK_SECONDS + 2, "no takeover within the lease"
         time.sleep(0.1)
@@ -382,7 +387,11 @@ def test_lease_holder_killed_the_other_worker_takes_over_and_every_mail_goes_onc
     assert not [r for r in rows if r[1] not in ("sent", "suppressed")]
     got = inbox.message_ids()
     assert set(got) == sent  # every queued mail arrived
-    assert [mid for mid, n in got.items() if n > 1] == []  # and none twice
+    # and none twice, except at most one mail the killed worker was handing over at the moment of the kill:
+    # it arrives again under the same Message-ID, so the recipient's mail system can drop the copy
+    twice = [mid for mid, n in got.items() if n > 1]
+    assert len(twice) <= 1 and set(twice) <= in_flight, (twice, in_flight)
+    assert all(got[mid] == 2 for mid in twice)
     assert len(sent) >= 16
     cluster.run("start", holder)  # whole again for the tests after this one
 
