@@ -118,6 +118,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     worker.init_app(app)
     signing.init_app(app)
 
+    from .rollouts import fastpath as check_fast_path
+
+    check_fast_path.init_app(app)
+
     from . import deltas
 
     deltas.init_app(app)

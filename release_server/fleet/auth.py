@@ -137,6 +137,20 @@ class InstallationAuthCache:
                 self._put(digest, principal)
         return principal
 
+    def peek(self, secret: str, auth_version: int) -> InstallationPrincipal | None:
+        """The cached principal for ``secret`` when the cache is current at ``auth_version``; never reads.
+
+        None means "not known here without the database" (a miss or a feed to apply), not
+        "refused": the caller then goes through :meth:`lookup`."""
+        if auth_version != self._applied:
+            return None
+        digest = token_digest(secret)
+        with self._lock:
+            hit = self._entries.get(digest)
+            if hit is not None:
+                self._entries.move_to_end(digest)
+            return hit
+
     def _put(self, digest: str, principal: InstallationPrincipal) -> None:
         old = self._digest_of.get(principal.installation_id)
         if old is not None and old != digest:

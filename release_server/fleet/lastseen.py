@@ -270,19 +270,21 @@ def get_seen_buffer() -> SeenBuffer:
 
 
 def note_check(principal: Any, installed: Mapping[str, str], agent_version: str | None,
-               state: str | None, offered: bool = False) -> None:
+               state: str | None, offered: bool = False, *, buffer: SeenBuffer | None = None,
+               auth_cache: Any = None) -> None:
     """The check endpoint's only side effect: note it in memory (see the module docstring).
 
-    ``offered``: the check was answered with at least one offer.
+    ``offered``: the check was answered with at least one offer. ``buffer`` and
+    ``auth_cache`` default to the current app's (given outside an app context).
     """
     from .auth import get_auth_cache
 
     noted = "updating" if offered or state == "updating" else "idle"
-    changed = get_seen_buffer().note(principal.installation_id, installed=installed, known=principal.versions,
-                                     agent_version=agent_version, state=noted)
+    changed = (get_seen_buffer() if buffer is None else buffer).note(principal.installation_id, installed=installed,
+                                                 known=principal.versions, agent_version=agent_version, state=noted)
     if changed:
         now_known = frozenset({(c, v) for c, v in principal.versions if c not in installed} | set(installed.items()))
-        get_auth_cache().remember_versions(principal.installation_id, now_known)
+        (get_auth_cache() if auth_cache is None else auth_cache).remember_versions(principal.installation_id, now_known)
 
 
 def init_app(app: Flask) -> None:

@@ -1,57 +1,23 @@
 """Rollouts API: the check endpoint (the fleet's hot path)."""
 from __future__ import annotations
 
-import json
-
 from flask import Response, current_app
 
-from .. import metrics
 from ..api import endpoint
 from ..db import db
 from ..fleet.auth import InstallationPrincipal
-from ..fleet.lastseen import note_check
-from ..fleet.schemas import CheckRequest, CheckResponse, OfferOut
-from .catalog import offers_for
+from ..fleet.schemas import CheckRequest, CheckResponse
+from .catalog import get_cache
+from .checking import answer
 
 
 @endpoint("/updates/check", methods=["POST"], roles={"installation"}, body=CheckRequest, response=CheckResponse,
           readonly=True, hot_path=True, summary="Which release each component should move to now", tag="agent")
-def check(principal: InstallationPrincipal, body: CheckRequest) -> CheckResponse:
-    # A component the installation runs but has not installed yet gets its first install.
-    planned: dict = {c: None for c in body.components if c not in body.installed}
-    planned.update(body.installed)
-    offers = offers_for(lambda: db.session, installation_id=principal.installation_id,
-                        customer_id=principal.customer_id, channel=principal.channel, tags=principal.tags,
-                        installed=planned)
-    config = current_app.config
-    note_check(principal, body.installed, body.agent_version, body.state, offered=bool(offers))
-    if not offers:
-        metrics.count_check("nothing_new")
-        return _nothing_new(config["POLL_INTERVAL_SECONDS"], principal.maintenance_window)
-    metrics.count_check("offers")
-    metrics.count_offers(o.release.component for o in offers)
-    return CheckResponse(
-        offers=[OfferOut(component=o.release.component, version=str(o.release.version),
-                         from_version=str(o.from_version) if o.from_version else None,
-                         target_path=o.release.target_path, sha256=o.release.sha256, length=o.release.length,
-                         critical=o.release.critical, downgrade=o.downgrade, changelog=o.changelog)
-                for o in offers],
-        poll_interval=config["POLL_INTERVAL_SECONDS"],
-        maintenance_window=principal.maintenance_window)
-
-
-_nothing_new_bodies: dict[tuple[int, str | None], bytes] = {}
-
-
-def _nothing_new(poll_interval: int, window: str | None) -> Response:
-    """The short answer most checks get, serialised once per (interval, window)."""
-    key = (poll_interval, window)
-    body = _nothing_new_bodies.get(key)
-    if body is None:
-        body = json.dumps({"offers": [], "poll_interval": poll_interval, "maintenance_window": window},
-                          separators=(",", ":")).encode()
-        _nothing_new_bodies[key] = body
-    return Response(body, mimetype="application/json")
+def check(principal: InstallationPrincipal, body: CheckRequest) -> Response:
+    # The same answer as the fast path's (release_server.rollouts.fastpath), which handles most checks.
+    snap = get_cache().snapshot(lambda: db.session)
+    data = answer(snap, principal, body, poll_interval=current_app.config["POLL_INTERVAL_SECONDS"])
+    return Response(data, mimetype="application/json")
 
 
 # ---------------------------------------------------------------- rollouts, pins, restrictions, figures

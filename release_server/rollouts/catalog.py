@@ -8,7 +8,8 @@ reads that one row at most once per ``CATALOG_RECHECK_SECONDS`` and rebuilds its
 catalog (or forgets the changed installations' cached credentials, see
 :mod:`release_server.fleet.auth`) only when a version moved. So a check costs
 no database round trip in the common case, and a revocation takes effect within
-seconds on every node.
+seconds on every node. The process that committed a change reads the row again on its
+next request (read your writes): a revocation there holds at once.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..fleet.models import InstallationChange
@@ -33,8 +34,12 @@ from .models import CatalogState, Pin, ReleaseRestriction, Rollout
 from .policy import Catalog, Pin as PinRule, ReleaseInfo, RolloutGate
 
 
+STATE_CHANGED = "catalog_state_changed"  # session.info flag: this transaction bumped a version
+
+
 def bump_catalog(session: Session) -> None:
     session.execute(update(CatalogState).where(CatalogState.id == 1).values(version=CatalogState.version + 1))
+    session.info[STATE_CHANGED] = True
 
 
 CHANGE_FEED_KEEP = 100_000  # change rows kept; a process further behind forgets every credential
@@ -52,6 +57,7 @@ def bump_auth(session: Session, installation_id: str | None = None) -> int:
                               .returning(CatalogState.auth_version)).scalar_one()
     session.execute(insert(InstallationChange).values(version=version, installation_id=installation_id,
                                                       changed_at=utcnow()))
+    session.info[STATE_CHANGED] = True
     if version % 1000 == 0:
         session.execute(delete(InstallationChange).where(InstallationChange.version <= version - CHANGE_FEED_KEEP))
     return version
@@ -170,6 +176,17 @@ class CatalogCache:
         with self._lock:
             self._checked_at = -1e9
 
+    def fresh_snapshot(self) -> tuple[_Snapshot, int] | None:
+        """(snapshot, auth version) while the snapshot is current and no look at the database is due, else None.
+
+        For the check's fast path (:mod:`release_server.rollouts.fastpath`): it answers only
+        what :meth:`snapshot` and :meth:`versions` would answer from memory."""
+        versions = self.fresh_versions()
+        snap = self._snapshot
+        if versions is None or snap is None or snap.catalog.version != versions[0]:
+            return None
+        return snap, versions[1]
+
     def snapshot(self, session: Session | Callable[[], Session]) -> _Snapshot:
         version, _ = self.versions(session)
         snap = self._snapshot
@@ -196,9 +213,15 @@ def pins_for(pins: dict, installation_id: str, customer_id: int, tags: frozenset
 def offers_for(session: Session | Callable[[], Session], *, installation_id: str, customer_id: int, channel: str,
                tags: frozenset[str], installed: dict) -> list:
     """What the check endpoint offers this installation now: the cached catalog, its pins, the policy."""
+    return offers_in(get_cache().snapshot(session), installation_id=installation_id, customer_id=customer_id,
+                     channel=channel, tags=tags, installed=installed)
+
+
+def offers_in(snap: _Snapshot, *, installation_id: str, customer_id: int, channel: str, tags: frozenset[str],
+              installed: dict) -> list:
+    """:func:`offers_for` on a snapshot already in hand (pure, memoised per snapshot)."""
     from .policy import InstallationView, plan_offers
 
-    snap = get_cache().snapshot(session)
     key = (installation_id, customer_id, channel, tags, frozenset(installed.items()))
     hit = snap.offers.get(key)
     if hit is not None:
@@ -212,6 +235,18 @@ def offers_for(session: Session | Callable[[], Session], *, installation_id: str
         snap.offers.clear()
     snap.offers[key] = offers
     return offers
+
+
+def _after_commit(session: Session) -> None:
+    """A version bump committed in this process: its next request reads the state row again."""
+    if session.info.pop(STATE_CHANGED, False) and has_app_context():
+        cache = current_app.extensions.get("catalog_cache")
+        if cache is not None:
+            cache.invalidate()
+
+
+# A flag left by a rolled-back bump costs the next commit one needless read of the row, nothing more.
+event.listen(Session, "after_commit", _after_commit)
 
 
 def get_cache() -> CatalogCache:
