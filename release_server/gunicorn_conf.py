@@ -1,6 +1,7 @@
 """Gunicorn settings for the release server (``gunicorn -c python:release_server.gunicorn_conf``).
 
-Threaded workers (``gthread``): a download occupies one thread, not a whole process,
+Threaded workers (``gthread``, with the closing linger moved off the event loop: see
+:mod:`release_server.gunicorn_worker`): a download occupies one thread, not a whole process,
 and the file itself goes out with ``sendfile(2)`` (see :mod:`release_server.downloads`),
 so tens of slow clients fetching large artifacts leave every other thread free for
 checks, reports and pages. Measured with ``scripts/bench/mass_download.py`` on a loaded
@@ -33,7 +34,7 @@ from typing import Any
 wsgi_app = "release_server:create_app()"
 bind = [os.environ.get("BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("WORKERS", "2"))
-worker_class = "gthread"
+worker_class = "release_server.gunicorn_worker.ThreadWorker"  # gthread, see release_server.gunicorn_worker
 threads = int(os.environ.get("THREADS", "64"))
 # connections a process keeps open (idle keep-alive ones included)
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "1000"))
