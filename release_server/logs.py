@@ -136,11 +136,15 @@ def new_request_id() -> str:
     return os.urandom(16).hex()  # 128 random bits, as uuid4().hex without building a UUID
 
 
-def _incoming_request_id() -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
+def request_id_of(given: str | None) -> str:
+    """The request id to answer with: the caller's when it is sane, else a new one."""
     if given and _SANE_REQUEST_ID.fullmatch(given):
         return given
     return new_request_id()
+
+
+def _incoming_request_id() -> str:
+    return request_id_of(request.headers.get(REQUEST_ID_HEADER, ""))
 
 
 #: Endpoints whose successful answers are logged at debug (see the module docstring).

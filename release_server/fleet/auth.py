@@ -118,9 +118,8 @@ class InstallationAuthCache:
             self.catch_up(session(), auth_version)
         digest = token_digest(secret)
         with self._lock:
-            hit = self._entries.get(digest)
+            hit = self._hit(digest)
             if hit is not None:
-                self._entries.move_to_end(digest)
                 return hit
             generation = self._applied
         self.misses += 1
@@ -144,12 +143,15 @@ class InstallationAuthCache:
         "refused": the caller then goes through :meth:`lookup`."""
         if auth_version != self._applied:
             return None
-        digest = token_digest(secret)
         with self._lock:
-            hit = self._entries.get(digest)
-            if hit is not None:
-                self._entries.move_to_end(digest)
-            return hit
+            return self._hit(token_digest(secret))
+
+    def _hit(self, digest: str) -> InstallationPrincipal | None:
+        """The entry for ``digest``, marked most recently used (the caller holds the lock)."""
+        hit = self._entries.get(digest)
+        if hit is not None:
+            self._entries.move_to_end(digest)
+        return hit
 
     def _put(self, digest: str, principal: InstallationPrincipal) -> None:
         old = self._digest_of.get(principal.installation_id)

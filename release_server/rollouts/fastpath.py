@@ -14,7 +14,6 @@ the error), and a request log at the level the route logs successes at.
 from __future__ import annotations
 
 import io
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,7 +24,8 @@ from flask import Flask
 from .. import metrics
 from ..api import MAX_JSON_BODY
 from ..fleet.schemas import CheckRequest
-from .checking import answer
+from ..wsgi_fastpath import FastPath
+from . import checking
 
 PATH = "/api/v1/updates/check"
 
@@ -36,26 +36,19 @@ def _is_json(content_type: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-class CheckFastPath:
+class CheckFastPath(FastPath):
     """WSGI middleware around ``app.wsgi_app`` (installed by :func:`init_app`)."""
 
-    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.wsgi_app = wsgi_app
-        self.served = 0  # answers given here (for tests and curiosity)
-        self.log_level = logging.INFO if app.config.get("LOG_HOT_PATH", False) else logging.DEBUG
+    path, method = PATH, "POST"
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
-            return self.wsgi_app(environ, start_response)
-        from ..logs import REQUEST_ID_HEADER, SANE_REQUEST_ID, new_request_id, request_log
+    def answer(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from ..logs import REQUEST_ID_HEADER, request_id_of
 
         started = time.perf_counter()
         extensions = self.app.extensions
         fresh = extensions["catalog_cache"].fresh_snapshot()
         header = environ.get("HTTP_AUTHORIZATION", "")
-        if (fresh is None or request_log.isEnabledFor(self.log_level) or header[:7].lower() != "bearer "
-                or not _is_json(environ.get("CONTENT_TYPE", ""))):
+        if fresh is None or header[:7].lower() != "bearer " or not _is_json(environ.get("CONTENT_TYPE", "")):
             return self.wsgi_app(environ, start_response)
         secret = header[7:].strip()
         try:
@@ -74,12 +67,10 @@ class CheckFastPath:
             body = CheckRequest.model_validate_json(raw or b"null")
         except pydantic.ValidationError:
             return self.wsgi_app(environ, start_response)
-        data = answer(snap, principal, body, poll_interval=self.app.config["POLL_INTERVAL_SECONDS"], buffer=extensions["seen_buffer"],
-                      auth_cache=extensions["installation_auth_cache"])
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = given if given and SANE_REQUEST_ID.fullmatch(given) else new_request_id()
+        data = checking.answer(snap, principal, body, poll_interval=self.app.config["POLL_INTERVAL_SECONDS"],
+                               buffer=extensions["seen_buffer"], auth_cache=extensions["installation_auth_cache"])
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                                  (REQUEST_ID_HEADER, rid)])
+                                  (REQUEST_ID_HEADER, request_id_of(environ.get("HTTP_X_REQUEST_ID")))])
         metrics.count_request("POST", PATH, 200, time.perf_counter() - started)
         self.served += 1
         return [data]

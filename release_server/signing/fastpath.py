@@ -12,7 +12,6 @@ debug level, which the Flask route writes) goes to the app, which re-validates t
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,33 +19,27 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
+from ..wsgi_fastpath import FastPath
+
 PATH = "/tuf/metadata/timestamp.json"
 ROUTE = "/tuf/metadata/<name>"
 
 
-class TimestampFastPath:
+class TimestampFastPath(FastPath):
     """WSGI middleware around ``app.wsgi_app`` (installed by :func:`release_server.signing.init_app`)."""
 
-    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-        self.wsgi_app = wsgi_app
-        self.served = 0  # answers given here (for tests and curiosity)
-        # the level the Flask route would log a success at (release_server.logs): that route writes it
-        self.log_level = logging.INFO if app.config.get("LOG_HOT_PATH", False) else logging.DEBUG
+    path, method = PATH, "GET"
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "GET":
-            return self.wsgi_app(environ, start_response)
+    def answer(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from .. import metrics
-        from ..logs import REQUEST_ID_HEADER, SANE_REQUEST_ID, new_request_id, request_log
+        from ..logs import REQUEST_ID_HEADER, request_id_of
 
         started = time.perf_counter()
         versions = self.app.extensions["catalog_cache"].fresh_versions()
         meta = None if versions is None else self.app.extensions["tuf_metadata_cache"].fresh_timestamp(versions[0])
-        if meta is None or request_log.isEnabledFor(self.log_level):
+        if meta is None:
             return self.wsgi_app(environ, start_response)
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = given if given and SANE_REQUEST_ID.fullmatch(given) else new_request_id()
+        rid = request_id_of(environ.get("HTTP_X_REQUEST_ID"))
         etag = f'"{meta.etag}"'
         inm = environ.get("HTTP_IF_NONE_MATCH")
         if inm and parse_etags(inm).contains(meta.etag):
