@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
@@ -88,6 +89,19 @@ def load_principal(session: Session | Connection, secret: str) -> InstallationPr
                                  first.maintenance_window, first.last_seen_at, versions)
 
 
+class _SessionAsConnection:
+    """A session used where :meth:`InstallationAuthCache._find` opens a connection (it stays open)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class InstallationAuthCache:
     """A bounded LRU of token digest -> principal, kept exact by the change feed."""
 
@@ -116,6 +130,24 @@ class InstallationAuthCache:
         so a miss costs no session either."""
         if auth_version != self._applied:
             self.catch_up(session(), auth_version)
+        return self._find(secret, lambda: connect() if connect is not None else _SessionAsConnection(session()))
+
+    def peek(self, secret: str, auth_version: int,
+             connect: Callable[[], Connection] | None = None) -> InstallationPrincipal | None:
+        """The principal for ``secret`` when the cache is current at ``auth_version``; never applies the feed.
+
+        A miss is read on ``connect`` when given (one indexed query), else not at all. None
+        means "not vouched for here" (a feed to apply, a miss, an unknown or revoked token),
+        not "refused": the caller then goes through :meth:`lookup`, which decides."""
+        if auth_version != self._applied:
+            return None
+        if connect is None:
+            with self._lock:
+                return self._hit(token_digest(secret))
+        return self._find(secret, connect)
+
+    def _find(self, secret: str, connect: Callable[[], Any]) -> InstallationPrincipal | None:
+        """A hit, or one read of the credentials on ``connect()`` kept if no change was applied meanwhile."""
         digest = token_digest(secret)
         with self._lock:
             hit = self._hit(digest)
@@ -123,11 +155,8 @@ class InstallationAuthCache:
                 return hit
             generation = self._applied
         self.misses += 1
-        if connect is not None:
-            with connect() as conn:
-                principal = load_principal(conn, secret)
-        else:
-            principal = load_principal(session(), secret)
+        with connect() as conn:
+            principal = load_principal(conn, secret)
         if principal is None:
             return None
         with self._lock:
@@ -135,16 +164,6 @@ class InstallationAuthCache:
             if self._applied == generation:
                 self._put(digest, principal)
         return principal
-
-    def peek(self, secret: str, auth_version: int) -> InstallationPrincipal | None:
-        """The cached principal for ``secret`` when the cache is current at ``auth_version``; never reads.
-
-        None means "not known here without the database" (a miss or a feed to apply), not
-        "refused": the caller then goes through :meth:`lookup`."""
-        if auth_version != self._applied:
-            return None
-        with self._lock:
-            return self._hit(token_digest(secret))
 
     def _hit(self, digest: str) -> InstallationPrincipal | None:
         """The entry for ``digest``, marked most recently used (the caller holds the lock)."""

@@ -1,15 +1,18 @@
-"""The update check answered in front of Flask when everything it needs is in memory.
+"""The update check answered in front of Flask when everything it needs is at hand.
 
 Every installation checks once per poll interval; at a million installations that is
 the server's main load. When the catalog snapshot is current (its state version was
-read within ``CATALOG_RECHECK_SECONDS``), the installation's credentials are in this
-process's cache at the current auth version, and the body parses, this WSGI layer
-answers ``POST /api/v1/updates/check`` itself with :func:`.checking.answer`, the same
-function the Flask route calls: the same bytes, ``X-Request-ID``, last-seen note and
-counters. Everything else goes to the app unchanged, with the body it read handed
-back: another path or method, a missing, malformed, unknown or revoked token, a cache
-miss, a stale catalog, a body that is not JSON, too large or invalid (the route gives
-the error), and a request log at the level the route logs successes at.
+read within ``CATALOG_RECHECK_SECONDS``), this process's credential cache is at the
+current auth version, and the body parses, this WSGI layer answers
+``POST /api/v1/updates/check`` itself with :func:`.checking.answer`, the function the
+Flask route calls: the same bytes, ``X-Request-ID``, last-seen note and counters. A
+credential miss costs the one indexed read it costs in the route.
+
+Everything else goes to the app unchanged, with the body already read handed back:
+another path or method, a missing, malformed, unknown or revoked token, a change feed
+to apply, a failed credential read, a stale catalog, a body that is not JSON, too large
+or invalid (the route gives the error), and a request log at the level the route logs
+successes at.
 """
 from __future__ import annotations
 
@@ -59,13 +62,17 @@ class CheckFastPath(FastPath):
             return self.wsgi_app(environ, start_response)
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # whatever happens next, the app can read the body again
-        snap, auth_version = fresh
-        principal = extensions["installation_auth_cache"].peek(secret, auth_version)
-        if principal is None:
-            return self.wsgi_app(environ, start_response)
         try:
             body = CheckRequest.model_validate_json(raw or b"null")
         except pydantic.ValidationError:
+            return self.wsgi_app(environ, start_response)
+        snap, auth_version = fresh
+        try:  # a credential miss is one indexed read, as in the route; any trouble is the route's to report
+            principal = extensions["installation_auth_cache"].peek(secret, auth_version,
+                                                                    connect=extensions["db_read_engine"].connect)
+        except Exception:  # noqa: BLE001
+            principal = None
+        if principal is None:
             return self.wsgi_app(environ, start_response)
         data = checking.answer(snap, principal, body, poll_interval=self.app.config["POLL_INTERVAL_SECONDS"],
                                buffer=extensions["seen_buffer"], auth_cache=extensions["installation_auth_cache"])

@@ -61,12 +61,19 @@ def test_a_cached_installation_gets_the_routes_answer_in_front_of_flask(node: An
                                                                         who: str, installed: dict) -> None:
     c, inst = fleet["client"], fleet[who]
     body = {"installed": installed, "agent_version": "2.0"}
-    via_flask = c.post(PATH, json=body, headers=bearer(inst))  # a credential miss: the route reads it
+    node.extensions["catalog_cache"].invalidate()  # the state row is due for a look: the route answers
+    via_flask = c.post(PATH, json=body, headers=bearer(inst))
     assert via_flask.status_code == 200, via_flask.json
     assert fast(node).served == 0
     no_route(node, monkeypatch)
-    r = c.post(PATH, json=body, headers=bearer(inst, **{"X-Request-ID": "lb-7.1"}))
-    assert r.status_code == 200 and fast(node).served == 1
+    credentials = node.extensions["installation_auth_cache"]
+    credentials.clear()
+    misses = credentials.misses
+    r = c.post(PATH, json=body, headers=bearer(inst))  # a credential miss: read here, in one query
+    assert r.status_code == 200 and fast(node).served == 1 and credentials.misses == misses + 1
+    assert r.data == via_flask.data
+    r = c.post(PATH, json=body, headers=bearer(inst, **{"X-Request-ID": "lb-7.1"}))  # and now a hit
+    assert r.status_code == 200 and fast(node).served == 2 and credentials.misses == misses + 1
     assert r.data == via_flask.data
     assert r.headers["Content-Type"] == via_flask.headers["Content-Type"] == "application/json"
     assert r.headers["X-Request-ID"] == "lb-7.1"
@@ -106,7 +113,7 @@ def test_the_fast_answer_notes_the_check_like_the_route(node: Any, fleet: dict) 
 def test_everything_the_fast_path_cannot_vouch_for_gets_the_routes_answer(node: Any, fleet: dict) -> None:
     c, inst = fleet["client"], fleet["current"]
     ok = {"installed": {"server": "1.1"}}
-    assert c.post(PATH, json=ok, headers=bearer(inst)).status_code == 200
+    assert c.post(PATH, json=ok, headers=bearer(inst)).status_code == 200  # after the enrollment: the route
     assert c.post(PATH, json=ok, headers=bearer(inst)).status_code == 200
     served = fast(node).served
     assert served == 1
