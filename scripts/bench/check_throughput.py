@@ -36,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 COMPONENTS = ["server", "web", "db-schema", "reports", "client-agent"]
 
@@ -90,22 +92,6 @@ def build_instance(instance: Path, installations: int) -> list[tuple[str, str]]:
         s.commit()
     app.extensions["db_engine"].dispose()
     return work
-
-
-def start_gunicorn(target: str, port: int, workers: int, env: dict, cwd: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-                             f"127.0.0.1:{port}", "--log-level", "warning", target],
-                            env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{target} did not start")
 
 
 def _py_worker(port: int, work: list[tuple[str, str]], seconds: float, seed: int, q: mp.Queue) -> None:
@@ -221,20 +207,21 @@ def main() -> int:
         t0 = time.perf_counter()
         work = build_instance(tmp / "instance", args.installations)
         print(f"built {len(work)} installations, 50 releases over {len(COMPONENTS)} components "
-              f"in {time.perf_counter() - t0:.0f} s; load: {loader}, gunicorn --workers {args.workers}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELEASE_SERVER_")}
-        env.update(RELEASE_SERVER_INSTANCE_PATH=str(tmp / "instance"), PYTHONPATH=str(ROOT))
+              f"in {time.perf_counter() - t0:.0f} s; load: {loader} ({args.clients} connections, keep-alive); "
+              f"both sides: gunicorn --config python:release_server.gunicorn_conf --workers {args.workers} "
+              f"(threaded, as scripts/run), no access log; {benchlib.load_line()}")
+        env = benchlib.server_env(tmp / "instance")
         # cached: the default flush interval, so an installation cycled within seconds is written
         # once per interval. due: a flush interval far below the time between two checks of one
         # installation, so every check is the first of its interval and its last-seen is written,
         # as at the real poll cadence (hourly polls, one write each).
         due_env = dict(env, RELEASE_SERVER_LAST_SEEN_FLUSH_SECONDS="0.5")
         servers = {}
-        for name, target, cwd, e in (("bare Flask route", "bare_app:app", ROOT / "scripts" / "bench", env),
-                                     ("check, cached", "release_server:create_app()", ROOT, env),
-                                     ("check, due", "release_server:create_app()", ROOT, due_env)):
+        for name, target, e in (("bare Flask route", "bare_app:app", env),
+                                ("check, cached", "release_server:create_app()", env),
+                                ("check, due", "release_server:create_app()", due_env)):
             port = free_port()
-            proc = start_gunicorn(target, port, args.workers, e, cwd)
+            proc = benchlib.start_gunicorn(target, port, e, ["--workers", str(args.workers)])
             procs.append(proc)
             servers[name] = (port, proc.pid)
 
