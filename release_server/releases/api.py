@@ -124,7 +124,7 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
                 if plan is not None:
                     plan = _plan(component, metadata, upload_name)
                 spool = HashingSpoolFile(cfg["UPLOAD_TMP_DIR"], limit,
-                                         release_cache=get_storage().adopts_files_from(cfg["UPLOAD_TMP_DIR"]))
+                                         bypass_cache=get_storage().adopts_files_from(cfg["UPLOAD_TMP_DIR"]))
                 request.__dict__.setdefault("_spools", []).append(spool)
                 checked = part.save(spool, inspect=services.artifact_passes_while_received)
                 if metadata is not None and metadata.size is not None and metadata.size != spool.size:
