@@ -4,7 +4,9 @@ Two ways in. Forms with attachments go through Werkzeug's parser, as below. Publ
 a release reads its body itself with :class:`MultipartReader`: part by part, in
 1 MiB blocks taken straight from the connection (:class:`RequestBody`), so the metadata
 part can be checked before the artifact is read and the artifact costs little more
-than its SHA-256.
+than its SHA-256: each block is hashed, written and handed to an inspector (the
+archive check) while it is in memory, and the file is written around the page cache
+when storage adopts it as it is (see :class:`HashingSpoolFile`), never read back.
 
 Werkzeug's multipart parser asks the request for a file to write each uploaded part
 into. :class:`UploadRequest` hands it a :class:`HashingSpoolFile`: a temporary file in
@@ -174,7 +176,7 @@ class HashingSpoolFile:
         self._fh = open(os.devnull, "w+b")
 
     def write_view(self, view: memoryview) -> None:
-        """Hash and write a block straight from the caller's buffer (unbuffered: no copy but the kernel's)."""
+        """Hash and write a block from the caller's buffer (unbuffered; with ``bypass_cache``, in aligned chunks)."""
         self.size += len(view)
         if self.size > self.max_size:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
