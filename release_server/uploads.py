@@ -42,17 +42,23 @@ from .storage import InsufficientStorageError, is_no_space
 
 #: Without ``O_DIRECT``, a spool file written around the page cache hands it back every this many bytes.
 CACHE_WINDOW = 8 * 1024 * 1024
-#: With ``O_DIRECT``, a spool file is written in chunks of this size (a multiple of any logical block size).
+#: With ``O_DIRECT``: what file offsets, lengths and memory are aligned to (a multiple of any logical block size).
+DIRECT_ALIGN = 4096
+#: With ``O_DIRECT``: the staging buffer for bytes that cannot be written from where they are.
 DIRECT_CHUNK = 1024 * 1024
 
 
 class _DirectWriter:
-    """Appends to a file with ``O_DIRECT`` (no page cache) from an aligned staging buffer.
+    """Appends to a file with ``O_DIRECT`` (no page cache).
 
-    Only whole chunks go out that way, at aligned offsets; the last, partial one is written
-    through the file's ordinary descriptor by :meth:`close`. If the file system refuses a
-    direct write (alignment it does not take) or writes it short, that chunk and the rest
-    go through the ordinary descriptor.
+    ``O_DIRECT`` wants the memory, the file offset and the length aligned. The aligned
+    middle of a block is written from the caller's memory when that memory sits at the
+    same offset modulo :data:`DIRECT_ALIGN` as its place in the file (as
+    :class:`MultipartReader` keeps a part's content); the edges, and blocks whose memory
+    is not aligned (the kernel says ``EINVAL``; from then on every block), are copied
+    into an aligned staging buffer and written from there. The last, partial chunk is
+    written through the file's ordinary descriptor by :meth:`close`. If the file system
+    writes a direct chunk short, that chunk and the rest go through the ordinary one.
     """
 
     def __init__(self, path: str, plain_fd: int) -> None:
@@ -61,31 +67,65 @@ class _DirectWriter:
         self._buf = mmap.mmap(-1, DIRECT_CHUNK)  # page-aligned, as O_DIRECT wants its memory
         self._view = memoryview(self._buf)
         self._staged = 0
-        self._offset = 0  # where the staged bytes go in the file
+        self._offset = 0  # where the staged bytes go in the file (aligned while writing directly)
+        self._in_place = True  # the caller's memory is aligned as its file offsets are
 
     def write(self, data: memoryview) -> None:
+        if self._staged and self._in_place and self._fd >= 0:
+            n = min(len(data), -self._staged % DIRECT_ALIGN)  # up to the next aligned file offset
+            self._stage(data[:n])
+            data = data[n:]
+            if self._staged % DIRECT_ALIGN == 0:
+                self._write_staged()
+        if not self._staged and self._in_place and self._fd >= 0:
+            whole = len(data) - len(data) % DIRECT_ALIGN
+            if whole:
+                done = self._write_in_place(data[:whole])
+                data = data[done:]
         while data:
             n = min(len(data), DIRECT_CHUNK - self._staged)
-            self._view[self._staged:self._staged + n] = data[:n]
-            self._staged += n
+            self._stage(data[:n])
             data = data[n:]
             if self._staged == DIRECT_CHUNK:
                 self._write_staged()
 
+    def _stage(self, data: memoryview) -> None:
+        self._view[self._staged:self._staged + len(data)] = data
+        self._staged += len(data)
+
+    def _write_in_place(self, data: memoryview) -> int:
+        """Write ``data`` (aligned length, at an aligned offset) from where it is; how much was written."""
+        try:
+            n = os.pwrite(self._fd, data, self._offset)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            self._in_place = False  # memory the kernel will not take: stage from now on
+            return 0
+        if n != len(data):  # short: the ordinary descriptor takes the rest of it and of the file
+            self._close_direct()
+            self._write_plain(data[n:], self._offset + n)
+        self._offset += len(data)
+        return len(data)
+
     def _write_staged(self) -> None:
         done = 0
-        if self._fd >= 0 and self._staged == DIRECT_CHUNK:
+        if self._fd >= 0 and self._staged % DIRECT_ALIGN == 0:
             try:
-                done = os.pwrite(self._fd, self._view, self._offset)
+                done = os.pwrite(self._fd, self._view[:self._staged], self._offset)
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
-            if done != DIRECT_CHUNK:
+            if done != self._staged:
                 self._close_direct()
-        while done < self._staged:
-            done += os.pwrite(self._plain, self._view[done:self._staged], self._offset + done)
+        self._write_plain(self._view[done:self._staged], self._offset + done)
         self._offset += self._staged
         self._staged = 0
+
+    def _write_plain(self, data: memoryview, offset: int) -> None:
+        while data:
+            n = os.pwrite(self._plain, data, offset)
+            data, offset = data[n:], offset + n
 
     def _close_direct(self) -> None:
         if self._fd >= 0:
@@ -99,8 +139,11 @@ class _DirectWriter:
                 self._write_staged()
         finally:
             self._close_direct()
-            self._view.release()
-            self._buf.close()
+            try:
+                self._view.release()
+                self._buf.close()
+            except BufferError:
+                pass  # a slice is still held (by a traceback): the memory goes with it
 
 
 class HashingSpoolFile:
@@ -487,7 +530,9 @@ class MultipartReader:
     Nothing is read ahead of what the caller asks for: the headers of a part and its
     content are read when the caller gets there, so a caller can refuse a request on
     its first (metadata) part while the client has not yet sent the rest. Content is
-    handed out as views of one block-sized buffer (no copies).
+    handed out as views of one block-sized buffer (no copies), page-aligned memory in
+    which a part's content sits at the offsets of its place in the part modulo
+    :data:`DIRECT_ALIGN`, so a spool file can write it with ``O_DIRECT`` as it is.
     """
 
     def __init__(self, body: RequestBody, boundary: str, block: int = BLOCK) -> None:
@@ -495,7 +540,8 @@ class MultipartReader:
             raise MultipartError("the multipart boundary is missing or too long")
         self._body = body
         self._delim = b"\r\n--" + boundary.encode("latin-1")
-        self._buf = bytearray(block + len(self._delim) + MAX_PART_HEADERS)
+        # page-aligned memory, and room to keep each byte at its offset modulo DIRECT_ALIGN
+        self._buf = mmap.mmap(-1, block + len(self._delim) + MAX_PART_HEADERS + DIRECT_ALIGN)
         self._view = memoryview(self._buf)
         self._buf[:2] = b"\r\n"  # the first delimiter has no line break before it: pretend it has
         self._start, self._end = 0, 2
@@ -508,10 +554,13 @@ class MultipartReader:
 
     def _fill(self, greedy: bool) -> bool:
         """Read more of the body behind what is buffered; False at its end."""
-        if self._start:
+        if self._start >= DIRECT_ALIGN:
+            # what is kept moves to the front, to the same offset modulo DIRECT_ALIGN: a part's
+            # content stays at the memory offsets (mod DIRECT_ALIGN) of its offsets in the part
             keep = self._end - self._start
-            self._buf[:keep] = self._view[self._start:self._end]
-            self._start, self._end = 0, keep
+            dest = self._start % DIRECT_ALIGN
+            self._buf.move(dest, self._start, keep)
+            self._start, self._end = dest, dest + keep
         got = False
         while self._end < len(self._buf):
             n = self._body.readinto(self._view[self._end:])
@@ -559,8 +608,8 @@ class MultipartReader:
             i = self._buf.find(delim, self._start, self._end)
             if i >= 0 and self._end - i >= dl + 2:
                 break
-            if i < 0:
-                self._start = max(self._start, self._end - dl + 1)
+            # what comes before the delimiter (or before what may be its start) is not kept
+            self._start = i if i >= 0 else max(self._start, self._end - dl + 1)
             if not self._fill(False):
                 raise MultipartError("the request body ended before its closing boundary")
         pos = i + dl
@@ -588,6 +637,10 @@ class MultipartReader:
         head_end = self._start
         empty = self._buf[head_end + 2:head_end + 2 + dl] == delim
         self._start = head_end + 2 if empty else head_end + 4
+        if self._start % DIRECT_ALIGN:  # the content starts at an aligned offset (see _fill)
+            keep = self._end - self._start
+            self._buf.move(0, self._start, keep)
+            self._start, self._end = 0, keep
         self._in_part = True
         disposition, ctype = "", "text/plain"
         for line in headers:

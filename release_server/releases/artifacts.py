@@ -193,8 +193,8 @@ def _list_tar(tar: tarfile.TarFile, listing: _Listing) -> None:
 
 #: Compressed bytes handed to zlib at a time, and the most it may give back for them: output
 #: stays small (it is read or skipped at once) whatever the compression ratio.
-_INFLATE_IN = 32 * 1024
-_INFLATE_OUT = 32 * 1024
+_INFLATE_IN = 256 * 1024
+_INFLATE_OUT = 1024 * 1024
 
 
 def check_artifact_blocks(blocks: Iterator[memoryview], *, max_members: int = DEFAULT_MAX_MEMBERS,
