@@ -14,7 +14,6 @@ from datetime import datetime
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
-from sqlalchemy.exc import SQLAlchemyError
 
 from . import instance_path_default
 from .errors import ReleaseServerError
@@ -523,10 +522,19 @@ class ReleaseServerGroup(FlaskGroup):
             return super().invoke(ctx)
         except ReleaseServerError as e:
             _fail(e)
-        except SQLAlchemyError as e:
+        except Exception as e:
+            if not _is_database_error(e):
+                raise
             click.echo(f"error: {database_error_message(e)}", err=True)
             sys.exit(1)
         return None
+
+
+def _is_database_error(e: BaseException) -> bool:
+    """An SQLAlchemy error; never one while SQLAlchemy is not loaded (client commands such as
+    ``publish`` start without it)."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(e, exc.SQLAlchemyError)
 
 
 def database_error_message(e: BaseException) -> str:
@@ -557,6 +565,8 @@ def _safe_url(url: str) -> str:
 
 def _require_current_schema() -> None:
     """Stop with one line when the database has migrations to apply (or cannot be reached)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from .db import db
     from .migrations import pending
 

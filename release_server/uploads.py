@@ -2,9 +2,11 @@
 
 Two ways in. Forms with attachments go through Werkzeug's parser, as below. Publishing
 a release reads its body itself with :class:`MultipartReader`: part by part, in
-1 MiB blocks taken straight from the connection (:class:`RequestBody`), so the metadata
+4 MiB blocks taken straight from the connection (:class:`RequestBody`), so the metadata
 part can be checked before the artifact is read and the artifact costs little more
-than its SHA-256.
+than its SHA-256: each block is hashed, written and handed to an inspector (the
+archive check) while it is in memory, and the file is written around the page cache
+when storage adopts it as it is (see :class:`HashingSpoolFile`), never read back.
 
 Werkzeug's multipart parser asks the request for a file to write each uploaded part
 into. :class:`UploadRequest` hands it a :class:`HashingSpoolFile`: a temporary file in
@@ -20,10 +22,13 @@ nothing is left behind.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import mmap
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from flask import Request, current_app
@@ -35,14 +40,134 @@ from .errors import ValidationError
 from .storage import InsufficientStorageError, is_no_space
 
 
-class HashingSpoolFile:
-    """A temporary file that hashes what is written to it."""
+#: Without ``O_DIRECT``, a spool file written around the page cache hands it back every this many bytes.
+CACHE_WINDOW = 8 * 1024 * 1024
+#: With ``O_DIRECT``: what file offsets, lengths and memory are aligned to (a multiple of any logical block size).
+DIRECT_ALIGN = 4096
+#: With ``O_DIRECT``: the staging buffer for bytes that cannot be written from where they are.
+DIRECT_CHUNK = 1024 * 1024
 
-    def __init__(self, directory: str, max_size: int) -> None:
+
+class _DirectWriter:
+    """Appends to a file with ``O_DIRECT`` (no page cache).
+
+    ``O_DIRECT`` wants the memory, the file offset and the length aligned. The aligned
+    middle of a block is written from the caller's memory when that memory sits at the
+    same offset modulo :data:`DIRECT_ALIGN` as its place in the file (as
+    :class:`MultipartReader` keeps a part's content); the edges, and blocks whose memory
+    is not aligned (the kernel says ``EINVAL``; from then on every block), are copied
+    into an aligned staging buffer and written from there. The last, partial chunk is
+    written through the file's ordinary descriptor by :meth:`close`. If the file system
+    writes a direct chunk short, that chunk and the rest go through the ordinary one.
+    """
+
+    def __init__(self, path: str, plain_fd: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+        self._plain = plain_fd
+        self._buf = mmap.mmap(-1, DIRECT_CHUNK)  # page-aligned, as O_DIRECT wants its memory
+        self._view = memoryview(self._buf)
+        self._staged = 0
+        self._offset = 0  # where the staged bytes go in the file (aligned while writing directly)
+        self._in_place = True  # the caller's memory is aligned as its file offsets are
+
+    def write(self, data: memoryview) -> None:
+        if self._staged and self._in_place and self._fd >= 0:
+            n = min(len(data), -self._staged % DIRECT_ALIGN)  # up to the next aligned file offset
+            self._stage(data[:n])
+            data = data[n:]
+            if self._staged % DIRECT_ALIGN == 0:
+                self._write_staged()
+        if not self._staged and self._in_place and self._fd >= 0:
+            whole = len(data) - len(data) % DIRECT_ALIGN
+            if whole:
+                done = self._write_in_place(data[:whole])
+                data = data[done:]
+        while data:
+            n = min(len(data), DIRECT_CHUNK - self._staged)
+            self._stage(data[:n])
+            data = data[n:]
+            if self._staged == DIRECT_CHUNK:
+                self._write_staged()
+
+    def _stage(self, data: memoryview) -> None:
+        self._view[self._staged:self._staged + len(data)] = data
+        self._staged += len(data)
+
+    def _write_in_place(self, data: memoryview) -> int:
+        """Write ``data`` (aligned length, at an aligned offset) from where it is; how much was written."""
+        try:
+            n = os.pwrite(self._fd, data, self._offset)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            self._in_place = False  # memory the kernel will not take: stage from now on
+            return 0
+        if n != len(data):  # short: the ordinary descriptor takes the rest of it and of the file
+            self._close_direct()
+            self._write_plain(data[n:], self._offset + n)
+        self._offset += len(data)
+        return len(data)
+
+    def _write_staged(self) -> None:
+        done = 0
+        if self._fd >= 0 and self._staged % DIRECT_ALIGN == 0:
+            try:
+                done = os.pwrite(self._fd, self._view[:self._staged], self._offset)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+            if done != self._staged:
+                self._close_direct()
+        self._write_plain(self._view[done:self._staged], self._offset + done)
+        self._offset += self._staged
+        self._staged = 0
+
+    def _write_plain(self, data: memoryview, offset: int) -> None:
+        while data:
+            n = os.pwrite(self._plain, data, offset)
+            data, offset = data[n:], offset + n
+
+    def _close_direct(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def close(self, *, flush: bool) -> None:
+        """Write what is staged (when ``flush``) and let go of the descriptor and the buffer."""
+        try:
+            if flush and self._staged:
+                self._write_staged()
+        finally:
+            self._close_direct()
+            try:
+                self._view.release()
+                self._buf.close()
+            except BufferError:
+                pass  # a slice is still held (by a traceback): the memory goes with it
+
+
+class HashingSpoolFile:
+    """A temporary file that hashes what is written to it.
+
+    With ``bypass_cache`` (for a file that storage adopts as it is, by a rename, and that is
+    not read again at once) the bytes given to :meth:`write_view` do not go through the
+    page cache: they are written with ``O_DIRECT`` in aligned chunks (:class:`_DirectWriter`),
+    which spares the CPU the copy into the cache and the work of filling fresh pages. On a
+    file system that does not open files that way, the cache is handed back as the file is
+    written instead: every :data:`CACHE_WINDOW` bytes the kernel is told to write back what
+    came before and to drop what it has written back (``posix_fadvise(DONTNEED)``), so the
+    upload keeps reusing the same few megabytes of memory. Either way :meth:`finish`'s
+    ``fsync`` makes the file durable, as without.
+    """
+
+    def __init__(self, directory: str, max_size: int, *, bypass_cache: bool = False) -> None:
         self._hash = hashlib.sha256()
         self.size = 0
         self.max_size = max_size
         self.claimed = False
+        self._direct: _DirectWriter | None = None
+        self._release_cache = False
+        self._released_to = 0  # bytes before this offset were last advised at that offset
         #: set when the file system filled up: the part is being discarded
         self.out_of_space: OSError | None = None
         try:
@@ -59,6 +184,13 @@ class HashingSpoolFile:
             self.out_of_space = e
             return
         self._fh = os.fdopen(fd, "w+b")
+        if bypass_cache:
+            if hasattr(os, "O_DIRECT"):
+                try:
+                    self._direct = _DirectWriter(self.name, fd)
+                except OSError:
+                    pass  # not on this file system
+            self._release_cache = self._direct is None and hasattr(os, "posix_fadvise")
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
@@ -78,6 +210,7 @@ class HashingSpoolFile:
     def _discard(self, error: OSError) -> None:
         """The disk is full: free what was written and swallow the rest of the part."""
         self.out_of_space = error
+        self._close_direct(flush=False)
         try:
             self._fh.close()
         except OSError:
@@ -86,7 +219,7 @@ class HashingSpoolFile:
         self._fh = open(os.devnull, "w+b")
 
     def write_view(self, view: memoryview) -> None:
-        """Hash and write a block straight from the caller's buffer (unbuffered: no copy)."""
+        """Hash and write a block from the caller's buffer (unbuffered; with ``bypass_cache``, in aligned chunks)."""
         self.size += len(view)
         if self.size > self.max_size:
             raise RequestEntityTooLarge(f"artifact larger than the limit of {self.max_size} bytes")
@@ -94,6 +227,9 @@ class HashingSpoolFile:
             return
         self._hash.update(view)
         try:
+            if self._direct is not None:
+                self._direct.write(view)
+                return
             self._fh.flush()
             fd = self._fh.fileno()
             while view:
@@ -102,6 +238,19 @@ class HashingSpoolFile:
             if not is_no_space(e):
                 raise
             self._discard(e)
+            return
+        if self._release_cache and self.size - self._released_to >= CACHE_WINDOW:
+            # Two windows back: the first advice starts the write-back of a window, a later
+            # one drops its pages once they are written (dirty or in-flight pages are kept).
+            start = max(0, self._released_to - 2 * CACHE_WINDOW)
+            self._advise_dontneed(start, self.size - start)
+            self._released_to = self.size
+
+    def _advise_dontneed(self, offset: int, length: int) -> None:
+        try:
+            os.posix_fadvise(self._fh.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            self._release_cache = False  # only advice: a file system that does not take it keeps its cache
 
     @property
     def sha256(self) -> str:
@@ -111,14 +260,25 @@ class HashingSpoolFile:
         """Flush to disk before the file is adopted by storage; 507 when the disk filled up."""
         if self.out_of_space is None:
             try:
+                self._close_direct(flush=True)
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
             except OSError as e:
                 if not is_no_space(e):
                     raise
                 self._discard(e)
+            else:
+                if self._release_cache:
+                    self._advise_dontneed(0, 0)  # all written back now: 0 length is "to the end"
         if self.out_of_space is not None:
             raise InsufficientStorageError("the uploaded file") from self.out_of_space
+
+    def _close_direct(self, *, flush: bool) -> None:
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            direct.close(flush=flush)
+            if flush:
+                self._fh.seek(0, os.SEEK_END)  # the ordinary descriptor was not moved by positioned writes
 
     def read(self, n: int = -1) -> bytes:
         return self._fh.read(n)
@@ -156,6 +316,10 @@ class HashingSpoolFile:
         return True
 
     def close(self) -> None:
+        try:
+            self._close_direct(flush=False)
+        except OSError:
+            pass
         if not self._fh.closed:
             try:
                 self._fh.close()
@@ -199,7 +363,8 @@ class UploadRequest(Request):
 
 # ---------------------------------------------------------------- streaming multipart
 
-BLOCK = 1024 * 1024
+#: What a part is read in: large blocks cost few system calls and few (direct) disk writes per megabyte.
+BLOCK = 4 * 1024 * 1024
 MAX_PART_HEADERS = 16 * 1024
 
 
@@ -306,9 +471,58 @@ class Part:
         self._reader.copy_part(add, greedy=False)
         return bytes(out)
 
-    def save(self, spool: HashingSpoolFile) -> None:
-        """Stream the content into ``spool`` (hashed and written block by block)."""
-        self._reader.copy_part(spool.write_view, greedy=True)
+    def save(self, spool: HashingSpoolFile, inspect: Callable[[Iterator[memoryview]], bool] | None = None) -> bool:
+        """Stream the content into ``spool`` (hashed and written block by block).
+
+        ``inspect``, when given, is called once with an iterator over the same blocks, each
+        handed over once it has been hashed and written, and may stop early: the rest is
+        written after it returns. Its answer is returned (False without it). A failure to
+        receive or to keep a block (the body ends early, the size limit) is raised as it
+        is, whatever ``inspect`` made of it.
+        """
+        blocks = self._reader.iter_part()
+        if inspect is None:
+            for view in blocks:
+                spool.write_view(view)
+            return False
+        written = _Written(blocks, spool)
+        try:
+            verdict = inspect(written)
+        except BaseException:
+            if written.error is None:
+                raise
+            verdict = False
+        if written.error is not None:
+            raise written.error
+        for _ in written:
+            pass
+        return verdict
+
+
+class _Written:
+    """The blocks of a part, each hashed and written to the spool before it is handed on."""
+
+    def __init__(self, blocks: Iterator[memoryview], spool: HashingSpoolFile) -> None:
+        self._blocks = blocks
+        self._spool = spool
+        #: what went wrong receiving or writing (raised again by :meth:`Part.save`)
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> _Written:
+        return self
+
+    def __next__(self) -> memoryview:
+        if self.error is not None:
+            raise self.error
+        try:
+            view = next(self._blocks)
+            self._spool.write_view(view)
+        except StopIteration:
+            raise
+        except BaseException as e:
+            self.error = e
+            raise
+        return view
 
 
 class MultipartReader:
@@ -317,7 +531,9 @@ class MultipartReader:
     Nothing is read ahead of what the caller asks for: the headers of a part and its
     content are read when the caller gets there, so a caller can refuse a request on
     its first (metadata) part while the client has not yet sent the rest. Content is
-    handed out as views of one block-sized buffer (no copies).
+    handed out as views of one block-sized buffer (no copies), page-aligned memory in
+    which a part's content sits at the offsets of its place in the part modulo
+    :data:`DIRECT_ALIGN`, so a spool file can write it with ``O_DIRECT`` as it is.
     """
 
     def __init__(self, body: RequestBody, boundary: str, block: int = BLOCK) -> None:
@@ -325,7 +541,8 @@ class MultipartReader:
             raise MultipartError("the multipart boundary is missing or too long")
         self._body = body
         self._delim = b"\r\n--" + boundary.encode("latin-1")
-        self._buf = bytearray(block + len(self._delim) + MAX_PART_HEADERS)
+        # page-aligned memory, and room to keep each byte at its offset modulo DIRECT_ALIGN
+        self._buf = mmap.mmap(-1, block + len(self._delim) + MAX_PART_HEADERS + DIRECT_ALIGN)
         self._view = memoryview(self._buf)
         self._buf[:2] = b"\r\n"  # the first delimiter has no line break before it: pretend it has
         self._start, self._end = 0, 2
@@ -338,10 +555,13 @@ class MultipartReader:
 
     def _fill(self, greedy: bool) -> bool:
         """Read more of the body behind what is buffered; False at its end."""
-        if self._start:
+        if self._start >= DIRECT_ALIGN:
+            # what is kept moves to the front, to the same offset modulo DIRECT_ALIGN: a part's
+            # content stays at the memory offsets (mod DIRECT_ALIGN) of its offsets in the part
             keep = self._end - self._start
-            self._buf[:keep] = self._view[self._start:self._end]
-            self._start, self._end = 0, keep
+            dest = self._start % DIRECT_ALIGN
+            self._buf.move(dest, self._start, keep)
+            self._start, self._end = dest, dest + keep
         got = False
         while self._end < len(self._buf):
             n = self._body.readinto(self._view[self._end:])
@@ -355,6 +575,11 @@ class MultipartReader:
 
     def copy_part(self, sink: Any, greedy: bool) -> None:
         """Pass the current part's content to ``sink(view)`` up to the next delimiter."""
+        for view in self.iter_part(greedy):
+            sink(view)
+
+    def iter_part(self, greedy: bool = True) -> Iterator[memoryview]:
+        """The current part's content up to the next delimiter, as views valid until the next one is asked for."""
         if not self._in_part:
             raise MultipartError("no part to read")
         delim, dl = self._delim, len(self._delim)
@@ -362,13 +587,13 @@ class MultipartReader:
             i = self._buf.find(delim, self._start, self._end)
             if i >= 0:
                 if i > self._start:
-                    sink(self._view[self._start:i])
+                    yield self._view[self._start:i]
                 self._start = i
                 self._in_part = False
                 return
             safe = self._end - dl + 1
             if safe > self._start:
-                sink(self._view[self._start:safe])
+                yield self._view[self._start:safe]
                 self._start = safe
             if not self._fill(greedy):
                 raise MultipartError("the request body ended inside a part")
@@ -384,8 +609,8 @@ class MultipartReader:
             i = self._buf.find(delim, self._start, self._end)
             if i >= 0 and self._end - i >= dl + 2:
                 break
-            if i < 0:
-                self._start = max(self._start, self._end - dl + 1)
+            # what comes before the delimiter (or before what may be its start) is not kept
+            self._start = i if i >= 0 else max(self._start, self._end - dl + 1)
             if not self._fill(False):
                 raise MultipartError("the request body ended before its closing boundary")
         pos = i + dl
@@ -413,6 +638,10 @@ class MultipartReader:
         head_end = self._start
         empty = self._buf[head_end + 2:head_end + 2 + dl] == delim
         self._start = head_end + 2 if empty else head_end + 4
+        if self._start % DIRECT_ALIGN:  # the content starts at an aligned offset (see _fill)
+            keep = self._end - self._start
+            self._buf.move(0, self._start, keep)
+            self._start, self._end = 0, keep
         self._in_part = True
         disposition, ctype = "", "text/plain"
         for line in headers:

@@ -12,6 +12,14 @@ check is made by the header objects themselves (:class:`_BoundedTarInfo`) as ``t
 meets them, so a ``.tar.gz`` is decompressed once, in the same pass as the listing.
 
 A refusal is :class:`InvalidArtifactError` (400, field ``artifact``) naming the member.
+
+A ``.tar.gz`` can also be checked while it is being received (:func:`check_artifact_blocks`),
+from the same blocks that are hashed and written, so the publish path does not read
+the file back and inflate it a second time. Its gzip stream is decompressed exactly as
+``tarfile``'s stream reader (``r|gz``) does it and the same rules are applied to the
+members; only a pass counts: anything else (a zip, whose directory is at its end, an
+unusual gzip header, a refusal) leaves the verdict to :func:`check_artifact` on the
+stored file, which words the refusal.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -159,23 +168,171 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
 def _check_tar(path: Path, listing: _Listing) -> None:
     with tarfile.open(path, mode="r|gz", tarinfo=_BoundedTarInfo, bufsize=_CHUNK) as tar:
-        for m in tar:
-            if m.ischr() or m.isblk() or m.isfifo():
-                kind = "device"
-            elif m.isdir():
-                kind = "dir"
-            elif m.issym():
-                kind = "symlink"
-            elif m.islnk():
-                kind = "hardlink"
-            elif m.isreg():
-                kind = "file"
+        _list_tar(tar, listing)
+
+
+def _list_tar(tar: tarfile.TarFile, listing: _Listing) -> None:
+    for m in tar:
+        if m.ischr() or m.isblk() or m.isfifo():
+            kind = "device"
+        elif m.isdir():
+            kind = "dir"
+        elif m.issym():
+            kind = "symlink"
+        elif m.islnk():
+            kind = "hardlink"
+        elif m.isreg():
+            kind = "file"
+        else:
+            kind = "other"
+        name = listing.member(m.name, kind, m.size, m.linkname if kind in ("symlink", "hardlink") else None)
+        if name == MANIFEST_NAME:
+            src = tar.extractfile(m)
+            listing.read_manifest(m.name, src if src is not None else io.BytesIO())
+
+
+#: Compressed bytes handed to zlib at a time, and the most it may give back for them: output
+#: stays small (it is read or skipped at once) whatever the compression ratio.
+_INFLATE_IN = 256 * 1024
+_INFLATE_OUT = 1024 * 1024
+
+
+def check_artifact_blocks(blocks: Iterator[memoryview], *, max_members: int = DEFAULT_MAX_MEMBERS,
+                          max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> bool:
+    """True when ``blocks`` (the artifact's bytes, in order) are a ``.tar.gz`` that :func:`check_artifact` passes.
+
+    Reads ``blocks`` only up to the end of the tar archive (the caller reads the rest) and
+    keeps no view past the next block. False means "not decided here": a zip, a gzip
+    header with an extra field, or an archive the rules refuse; :func:`check_artifact`
+    of the stored file then gives the verdict and its wording.
+    """
+    stream = _GzipBlocks(blocks)
+    try:
+        if not stream.start():
+            return False
+        listing = _Listing(max_members, max_total_bytes)
+        with tarfile.TarFile(fileobj=stream, mode="r", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[arg-type]
+            _list_tar(tar, listing)
+    except (InvalidArtifactError, UnsafeArchiveError, tarfile.TarError, zlib.error, EOFError, NotImplementedError,
+            UnicodeDecodeError):
+        return False
+    return True
+
+
+class _GzipBlocks:
+    """A gzip stream arriving as blocks, decompressed as ``tarfile``'s ``r|gz`` reader does it.
+
+    That reader parses the gzip header, then inflates the raw deflate data that follows
+    and serves it with ``read``, forward-only ``seek`` and ``tell``; it checks no trailer
+    and stops where the deflate data ends. This does the same from views of the
+    caller's blocks, skipping by inflating into small pieces that are dropped, so the
+    bytes ``tarfile`` sees are the ones it would see reading the file.
+    """
+
+    def __init__(self, blocks: Iterator[memoryview]) -> None:
+        self._blocks = blocks
+        self._raw = memoryview(b"")  # what is left of the current block
+        self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._out = b""  # inflated, not yet read
+        self._at = 0
+        self.pos = 0
+
+    def _next_block(self) -> bool:
+        while not self._raw:
+            block = next(self._blocks, None)
+            if block is None:
+                return False
+            self._raw = block
+        return True
+
+    def _raw_bytes(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n and self._next_block():
+            take = self._raw[:n - len(out)]
+            out += take
+            self._raw = self._raw[len(take):]
+        return out
+
+    def _raw_through_nul(self) -> None:
+        """Skip a zero-terminated header field (to the end of the blocks, when it never ends)."""
+        while self._next_block():
+            chunk = bytes(self._raw[:64 * 1024])
+            i = chunk.find(b"\0")
+            if i >= 0:
+                self._raw = self._raw[i + 1:]
+                return
+            self._raw = self._raw[len(chunk):]
+
+    def start(self) -> bool:
+        """Read the gzip header; False when it is not one this reader takes as tarfile's does."""
+        head = self._raw_bytes(10)
+        if len(head) < 10 or head[:3] != b"\037\213\010":
+            return False
+        flag = head[3]
+        if flag & 4:
+            return False  # tarfile's reader mistakes the extra field for deflate data: leave it to check_artifact
+        if flag & 8:
+            self._raw_through_nul()
+        if flag & 16:
+            self._raw_through_nul()
+        if flag & 2:
+            self._raw_bytes(2)
+        return True
+
+    def _inflate(self) -> bool:
+        """The next piece of output into ``_out``; False at the end of the deflate data or of the blocks."""
+        while True:
+            tail = self._zlib.unconsumed_tail
+            if tail:
+                out = self._zlib.decompress(tail, _INFLATE_OUT)
+            elif self._zlib.eof or not self._next_block():
+                return False
             else:
-                kind = "other"
-            name = listing.member(m.name, kind, m.size, m.linkname if kind in ("symlink", "hardlink") else None)
-            if name == MANIFEST_NAME:
-                src = tar.extractfile(m)
-                listing.read_manifest(m.name, src if src is not None else io.BytesIO())
+                piece = self._raw[:_INFLATE_IN]
+                self._raw = self._raw[len(piece):]
+                out = self._zlib.decompress(piece, _INFLATE_OUT)
+            if out:
+                self._out, self._at = out, 0
+                return True
+
+    def read(self, size: int) -> bytes:
+        parts = []
+        need = size
+        while need > 0:
+            avail = len(self._out) - self._at
+            if not avail:
+                if not self._inflate():
+                    break
+                continue
+            take = min(avail, need)
+            parts.append(self._out[self._at:self._at + take])
+            self._at += take
+            need -= take
+        data = b"".join(parts)
+        self.pos += len(data)
+        return data
+
+    def seek(self, pos: int) -> int:
+        if pos < self.pos:
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        skip = pos - self.pos
+        while skip > 0:
+            avail = len(self._out) - self._at
+            if not avail:
+                if not self._inflate():
+                    break
+                continue
+            take = min(avail, skip)
+            self._at += take
+            skip -= take
+            self.pos += take
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def close(self) -> None:
+        pass
 
 
 def _check_zip(path: Path, listing: _Listing) -> None:

@@ -7,7 +7,7 @@ hooks registered in ``app.extensions["release_hooks"]``: each is called with
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,16 @@ def check_artifact(path: str) -> None:
     from .artifacts import check_artifact as check
 
     check(path)
+
+
+def artifact_passes_while_received(blocks: Iterator[memoryview]) -> bool:
+    """True when the artifact arriving as ``blocks`` passes :func:`check_artifact` (checked as it streams in).
+
+    False leaves the verdict to :func:`check_artifact` of the received file.
+    """
+    from .artifacts import check_artifact_blocks
+
+    return check_artifact_blocks(blocks)
 
 
 def blob_in_use(session: Session, key: str) -> bool:

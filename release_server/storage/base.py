@@ -113,6 +113,10 @@ class BlobStorage(abc.ABC):
     def put_file(self, path: Path, *, sha256: str, size: int, move: bool = False) -> StoredBlob:
         """Store a local file whose hash is already known (e.g. computed while receiving it)."""
 
+    def adopts_files_from(self, directory: str | Path) -> bool:
+        """True when ``put_file(move=True)`` of a file in ``directory`` keeps it as it is (a rename), never reading it."""
+        return False
+
     # named objects
     @abc.abstractmethod
     def write(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:

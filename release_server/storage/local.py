@@ -58,6 +58,16 @@ class LocalStorage(BlobStorage):
             raise
         return StoredBlob(key, digest, reader.size)
 
+    def adopts_files_from(self, directory: str | Path) -> bool:
+        """Same file system as the objects (a folder not made yet: the one it will be made in)."""
+        path = Path(directory).absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            return os.stat(path).st_dev == os.stat(self.tmp).st_dev
+        except OSError:
+            return False
+
     def put_file(self, path: Path, *, sha256: str, size: int, move: bool = False) -> StoredBlob:
         key = blob_key_for(sha256)
         existing = self._path(key)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import sys
 
 import click
-import requests
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .models import DEPARTMENTS, KINDS, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from ..errors import ReleaseServerError
+from .vocabulary import DEPARTMENTS, KINDS, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 
 EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
 ACTOR = "cli"
@@ -72,6 +71,8 @@ def mailgate(ctx: click.Context, server: str, token_file: str | None, token: str
 
 def deliver(server: str, token: str, raw: bytes, *, timeout: float = 60.0) -> int:
     """Post one raw message to the server; returns the exit status (see the module docstring)."""
+    import requests  # here: the other commands of ``release-server`` start without it
+
     url = server.rstrip("/") + "/api/v1/support/mail"
     try:
         resp = requests.post(url, data=raw, timeout=timeout,

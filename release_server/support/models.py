@@ -21,16 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..db import Base
 from ..fleet.models import Customer
 from ..models_common import UTCDateTime, utcnow
-
-KINDS = ("incident", "problem", "service", "development")
-STATUSES = ("new", "in_progress", "waiting_for_customer", "processed", "closed")
-OPEN_STATUSES = ("new", "in_progress", "waiting_for_customer")
-PRIORITIES = ("low", "normal", "high", "urgent")
-SOURCES = ("mail", "portal", "agent", "api", "failure_report", "phone")
-#: The vendor's two departments: support answers customers and links them with development, which fixes and builds.
-DEPARTMENTS = ("support", "development")
-#: The outcome of reviewing a development request (an improvement proposal).
-REVIEW_OUTCOMES = ("accepted", "declined")
+# the desk's fixed words, still imported from here by most of the package
+from .vocabulary import DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, SOURCES, STATUSES  # noqa: F401
 
 
 class TicketCounter(Base):

@@ -119,3 +119,31 @@ def test_migrations_match_the_models(app):
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
+
+
+def test_publish_starts_without_the_database_layer():
+    code = ("import sys, release_server.cli; "
+            "print(sorted(m for m in ('sqlalchemy', 'requests', 'release_server.support.models', 'release_server.db') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_database_failure_inside_a_command_is_one_line(app, monkeypatch):
+    from click.testing import CliRunner
+    from flask.cli import ScriptInfo
+    from sqlalchemy.exc import OperationalError
+
+    from release_server.accounts import services
+    from release_server.cli import cli
+
+    def broken(session):  # noqa: ANN001, ANN202
+        raise OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(services, "list_users", broken)
+    result = CliRunner().invoke(cli, ["users", "list"], obj=ScriptInfo(create_app=lambda: app))
+    assert result.exit_code == 1, result.output
+    assert "cannot use the database" in result.output and "disk I/O error" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

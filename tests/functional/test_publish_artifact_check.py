@@ -41,3 +41,30 @@ def test_uninstallable_artifacts_are_refused_and_nothing_is_stored(client, pub, 
         assert list(get_storage().list("sha256/")) == []
     assert client.get("/api/v1/components/server/releases", headers=pub).json["items"] == []
     assert publish(client, pub, "server", "1.0.0").status_code == 201
+
+
+def test_a_tarball_is_checked_as_it_arrives_and_a_zip_or_a_refusal_from_the_stored_file(client, pub, monkeypatch):
+    import zipfile
+
+    from release_server.releases import services
+
+    files_checked = []
+    real = services.check_artifact
+
+    def check_file(path: str) -> None:
+        files_checked.append(path)
+        real(path)
+
+    monkeypatch.setattr(services, "check_artifact", check_file)
+    assert create_component(client, pub, "server").status_code == 201
+    assert publish(client, pub, "server", "1.0.0", artifact=make_tarball({"a": "b" * 100_000})).status_code == 201
+    assert files_checked == []  # passed while it was received: not read again
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app/main.py", "print(1)")
+    resp = publish(client, pub, "server", "1.0.1", artifact=buf.getvalue(), filename="server-1.0.1.zip")
+    assert resp.status_code == 201, resp.json
+    assert len(files_checked) == 1
+    resp = publish(client, pub, "server", "1.0.2", artifact=_link_tarball())
+    assert resp.status_code == 400 and "'current'" in resp.json["error"]["message"]
+    assert len(files_checked) == 2  # the stored file's check words the refusal
