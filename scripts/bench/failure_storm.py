@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,9 @@ class StormResult:
     accepted: int
     duplicates: int
     errors: list[str]
+    #: how often each report id was answered "accepted" (stored by that request), and every id answered at all
+    accepted_ids: Counter = field(default_factory=Counter)
+    answered_ids: set = field(default_factory=set)
 
     def rate(self, reports: int) -> float:
         return reports / self.seconds if self.seconds else 0.0
@@ -156,6 +159,8 @@ def run_storm(url: str, plan: Plan, clients: int = 8, max_tries: int = 8) -> Sto
         work.put(b)
     lock = threading.Lock()
     totals = {"requests": 0, "retries": 0, "accepted": 0, "duplicates": 0}
+    accepted_ids: Counter = Counter()
+    answered_ids: set = set()
     errors: list[str] = []
 
     def client() -> None:
@@ -180,6 +185,8 @@ def run_storm(url: str, plan: Plan, clients: int = 8, max_tries: int = 8) -> Sto
                         with lock:
                             totals["accepted"] += len(body["accepted"])
                             totals["duplicates"] += len(body["duplicates"])
+                            accepted_ids.update(str(uuid.UUID(i)) for i in body["accepted"])
+                            answered_ids.update(str(uuid.UUID(i)) for i in body["accepted"] + body["duplicates"])
                         break
                     if status is not None and status < 500:
                         with lock:
@@ -199,7 +206,7 @@ def run_storm(url: str, plan: Plan, clients: int = 8, max_tries: int = 8) -> Sto
     for t in threads:
         t.join()
     return StormResult(time.perf_counter() - t0, totals["requests"], totals["retries"], totals["accepted"],
-                       totals["duplicates"], errors)
+                       totals["duplicates"], errors, accepted_ids, answered_ids)
 
 
 def verify(session: Any, plan: Plan) -> list[str]:

@@ -92,12 +92,12 @@ def test_pins_page_and_installation_actions(pages: Any, site: Any, viewport: dic
     page.locator("#pin-pin").fill("2.3")
     page.locator("#pin-note").fill("pilots stay on 2.3")
     page.locator("#pin-form button[type=submit]").click()
-    assert page.locator("#pins-list tbody tr[data-pin]").count() == 1
+    expect(page.locator("#pins-list tbody tr[data-pin]")).to_have_count(1)
     assert "2.3.*" in page.locator("#pins-list").inner_text()
     assert no_sideways_scroll(page)
     shot(page, f"{lang}-pins")
     page.locator("#pins-list tbody tr[data-pin] button").click()
-    assert page.locator("#pins-list tbody tr[data-pin]").count() == 0
+    expect(page.locator("#pins-list tbody tr[data-pin]")).to_have_count(0)
 
     # an installation's channel, tags, window and its own pin
     page.goto("/console/installations")
@@ -173,7 +173,7 @@ def test_ticket_queue_sorting_bulk_and_saved_filters(pages: Any, site: Any, view
     assert link.locator(".count").inner_text() == str(mine)
     page.goto("/console/tickets")
     link.click()
-    assert page.locator("tbody tr[data-number]").count() == mine
+    expect(page.locator("tbody tr[data-number]")).to_have_count(mine)
     assert no_sideways_scroll(page)
     shot(page, f"{lang}-tickets-queue")
 
@@ -194,7 +194,7 @@ def test_composer_canned_reply_cc_merge_and_display_name(pages: Any, site: Any, 
     page.locator("#canned-title").fill("Logs")
     page.locator("#canned-body").fill("Please send the agent log.")
     page.locator("main form button[type=submit]").last.click()
-    assert page.locator("#canned-list article h2", has_text="Logs").count() == 1
+    expect(page.locator("#canned-list article h2", has_text="Logs")).to_have_count(1)
     page.goto(f"/console/tickets/{number}")
     assert page.locator("#ticket-status").inner_text() != ""
     # the composer: a canned reply goes into the message, the mode switch changes what is sent

@@ -331,7 +331,14 @@ def test_report_storm_while_a_node_is_killed_stores_each_report_once(cluster: Cl
         storm.join(300)
         res = result["r"]
         assert not res.errors, res.errors[:5]
-        assert res.accepted == plan.unique_reports
+        # Every report was answered, and none was answered "accepted" twice. A request the killed
+        # node stored but could not answer is retried and its reports come back as duplicates, so
+        # the accepted count may fall short of the plan; what was stored may not.
+        planned = {str(uuid.UUID(r["id"])) for _, reports in plan.batches for r in reports}
+        assert len(planned) == plan.unique_reports
+        assert res.answered_ids == planned
+        assert max(res.accepted_ids.values()) == 1 and set(res.accepted_ids) <= planned
+        assert res.accepted == plan.unique_reports or res.retries > 0
         assert cluster.scalar("select count(*) from update_reports") - before == plan.unique_reports
         with app.app_context():
             assert failure_storm.verify(db.session, plan) == []
