@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "CATALOG_RECHECK_SECONDS": 1.0,
     "WARM_CACHES": True,  # the app factory loads the catalog and compiles the check's queries (warmup.py)
     "ROLLOUT_ADVANCE_SECONDS": 60.0,
+    "ADOPTION_COUNT_INTERVAL": 900.0,  # the worker looks this often for ended days of adoption not counted yet
     # web console and portal: login throttling
     "LOGIN_MAX_FAILURES": 5,  # per (account, address) before delays start
     "LOGIN_WINDOW_SECONDS": 900,  # failures are forgotten this long after the last one

@@ -4,7 +4,8 @@ Everything is made through the same services the API and the console use (publis
 enrollment, reports with their hooks, rollouts, the support desk), so the failure groups,
 their tickets and the rollout that halted itself come from the real rules. Afterwards
 the dates are moved back over the last month (installations enrolled, reports received,
-tickets opened), so the adoption and ticket charts have a history to show.
+tickets opened) and the days of adoption counted, so the adoption and ticket charts have a
+history to show.
 
 What it makes: four components with releases; five customers (one of them Russian) with
 installations and one portal user each; a completed rollout, a running one, a paused one,
@@ -573,6 +574,11 @@ def load(session: Session, *, staff_password: str | None = None, customer_passwo
 
     release_services.set_channel_settings(session, "stable", require_staged_rollout=True)
     session.commit()
+    # the month moved back is counted now, as the worker would count it day by day
+    from .releases.models import Component
+    from .rollouts.figures import count_missing_days
+
+    count_missing_days(session, session, list(session.scalars(select(Component.name))), b.now.date())
     return b.summary
 
 

@@ -9,7 +9,7 @@ retried at its next interval; the others go on. ``--once`` runs every job once a
 exits non-zero if any failed (for a systemd timer or cron).
 
 Each package adds its jobs with :func:`register_job` from its ``init_app`` (TUF refresh
-and export, rollout phases, the mail outbox, auto-closing tickets).
+and export, rollout phases, adoption counted per day, the mail outbox, auto-closing tickets).
 
 Failover: a worker that is killed stops renewing, and the next worker takes the lease once
 it has expired (``--lease-seconds``, default 60; renewed every ``--tick``). Whoever takes

@@ -216,5 +216,5 @@ def fleet_versions(principal) -> VersionFigures:  # noqa: ANN001
 def fleet_adoption(principal, query: AdoptionQuery) -> Adoption:  # noqa: ANN001
     release_services.get_component(db.session, query.component)
     return Adoption(component=query.component,
-                    days=[AdoptionDay(day=d, versions=v) for d, v in
+                    days=[AdoptionDay(day=d.day, versions=d.versions, counted=d.counted) for d in
                           figures_mod.adoption(db.session, query.component, query.days)])

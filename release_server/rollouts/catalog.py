@@ -289,3 +289,20 @@ def init_app(app: Flask) -> None:
     from ..worker import register_job
 
     register_job(app, "advance-rollouts", app.config.get("ROLLOUT_ADVANCE_SECONDS", 60.0), advance_rollouts)
+
+    def count_adoption() -> str | None:
+        from ..db import db
+        from ..releases.models import Component
+        from .figures import count_missing_days
+
+        read, write = db.new_session(write=False), db.new_session(write=True)
+        try:
+            names = list(read.scalars(select(Component.name).order_by(Component.name)))
+            stored = count_missing_days(read, write, names)
+        finally:
+            read.close()
+            write.close()
+        return f"{stored} day(s) of adoption counted" if stored else None
+
+    # cheap when nothing is missing (one look-up per component); a day is counted soon after it ends
+    register_job(app, "count-adoption", float(app.config.get("ADOPTION_COUNT_INTERVAL", 900.0)), count_adoption)

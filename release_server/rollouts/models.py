@@ -1,10 +1,10 @@
-"""Rollout tables: staged rollouts, pins, restricted releases and the catalog version."""
+"""Rollout tables: staged rollouts, pins, restricted releases, the catalog version, adoption by day."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, Float, ForeignKey, ForeignKeyConstraint, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base
@@ -79,3 +79,29 @@ class ReleaseRestriction(Base):
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     installation_id: Mapped[str | None] = mapped_column(ForeignKey("installations.id", ondelete="CASCADE"))
+
+
+class AdoptionDayCounted(Base):
+    """A (day, component) whose adoption has been counted: its counts are in :class:`AdoptionCount`.
+
+    The primary key is what keeps a day from being counted twice (two workers, a re-run):
+    the second writer's insert fails and its whole batch is rolled back."""
+
+    __tablename__ = "adoption_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    component: Mapped[str] = mapped_column(String(64), primary_key=True)
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AdoptionCount(Base):
+    """How many installations ran a version of a component at the end of a (UTC) day."""
+
+    __tablename__ = "adoption_counts"
+    __table_args__ = (ForeignKeyConstraint(["day", "component"], ["adoption_days.day", "adoption_days.component"],
+                                           ondelete="CASCADE"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    component: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    installations: Mapped[int] = mapped_column(Integer)

@@ -173,6 +173,8 @@ class AdoptionQuery(BaseModel):
 class AdoptionDay(BaseModel):
     day: date
     versions: dict[str, int]
+    counted: bool = Field(default=True, description="False: the day has not been counted yet (it is counted by "
+                                                    "the worker after it ends), and versions is empty")
 
 
 class Adoption(BaseModel):

@@ -61,6 +61,9 @@ def test_every_main_page_renders_the_demo(app: Any, client: Any) -> None:
         assert resp.status_code == 200, url
     for lang in ("ru", "en"):
         assert client.get("/console/", headers={"Accept-Language": lang}).status_code == 200
+    # the demo's month of adoption is counted: the chart shows every day, none is waiting for the worker
+    board = client.get("/console/?component=server").text
+    assert 'id="adoption-chart"' in board and "adoption-uncounted" not in board
     portal = app.test_client()
     page = portal.get("/portal/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)

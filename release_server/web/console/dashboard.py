@@ -19,14 +19,15 @@ from ..security import staff_required
 CHART_DAYS = 30
 
 
-def adoption_chart(component: str, days: int = CHART_DAYS) -> Any:
-    rows = figures.adoption(db.session, component, days)
-    versions = sorted({v for _, counts in rows for v in counts}, key=Version)
-    labels = [format_date(d, "d MMM") for d, _ in rows]
-    series = [charts.Series(v, [counts.get(v, 0) for _, counts in rows]) for v in versions]
+def adoption_chart(component: str, days: int = CHART_DAYS, live: dict[str, int] | None = None) -> Any:
+    """The chart of the counted days and today; ``live``: today's counts, if already read."""
+    rows = [r for r in figures.adoption(db.session, component, days, live=live) if r.counted]
+    versions = sorted({v for r in rows for v in r.versions}, key=Version)
+    labels = [format_date(r.day, "d MMM") for r in rows]
+    series = [charts.Series(v, [r.versions.get(v, 0) for r in rows]) for v in versions]
     return charts.stacked_area(labels, series, title=_("Installations by version of %(component)s",
                                                        component=component), empty_text=_("No installations yet"),
-                                 width=960, height=280)
+                                 width=960, height=280), days - len(rows)
 
 
 def tickets_chart(days: int = CHART_DAYS) -> Any:
@@ -53,13 +54,16 @@ def dashboard() -> Any:
     chosen = request.args.get("component") or busiest or (components[0] if components else None)
     if chosen not in components:
         chosen = components[0] if components else None
+    adoption_svg, uncounted = None, 0
+    if chosen:  # today's counts from the aggregate above: the chart reads only the days counted before
+        adoption_svg, uncounted = adoption_chart(chosen, live={v: n for c, v, n in rows if c == chosen})
     active = [r for r in rollouts.list_rollouts(session) if r.state in ("running", "paused", "halted", "draft")]
     active.sort(key=lambda r: ({"halted": 0, "running": 1, "paused": 2, "draft": 3}[r.state], -r.id))
     return render_template(
         "console/dashboard.html", by_component=dict(sorted(by_component.items())), stale=stale, total=total,
         rollouts=active[:12], rollout_figures={r.id: rollouts.figures(r) for r in active},
         tickets=queries.open_tickets_by_kind_status(session), components=components, chosen=chosen,
-        adoption_svg=adoption_chart(chosen) if chosen else None, tickets_svg=tickets_chart(),
+        adoption_svg=adoption_svg, adoption_uncounted=uncounted, tickets_svg=tickets_chart(),
         **_transfer(session))
 
 
