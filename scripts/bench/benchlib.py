@@ -12,8 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -180,3 +181,57 @@ server {{
     set $release_server_blobs {blobs};
     include {ROOT / 'deploy' / 'nginx' / 'release-server.conf'};
 }}""")
+
+
+# ---------------------------------------------------------------- a large fleet in PostgreSQL
+
+BENCH_PASSWORD = "correct horse battery"
+
+
+def create_pg_database(admin_url: str, prefix: str) -> str:
+    """A new, empty PostgreSQL database next to ``admin_url``'s; returns its URL."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_databases(admin_url: str, urls: Iterable[str]) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for url in urls:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def seed_catalog(session: Any, components: Iterable[str]) -> tuple[int, str]:
+    """Releases 1.0.0-1.2.0 of each component, a customer and an admin (``bench-admin``, :data:`BENCH_PASSWORD`).
+
+    Returns (the customer's id, the admin's API token); the caller commits."""
+    import io
+
+    from release_server.accounts import services as accounts
+    from release_server.fleet import services as fleet
+    from release_server.releases import services as rel
+    from release_server.releases.schemas import PublishMetadata
+    from release_server.storage import get_storage
+
+    for comp in components:
+        rel.create_component(session, comp)
+        for minor in range(3):
+            blob = get_storage().put_stream(io.BytesIO(f"{comp} 1.{minor}".encode()))
+            plan = rel.plan_publish(session, comp, PublishMetadata(version=f"1.{minor}.0", channels=["stable"]))
+            rel.create_release(session, plan, blob, f"{comp}-1.{minor}.0.tar.gz", "bench")
+    cust = fleet.create_customer(session, "Fleet Corp")
+    user = accounts.create_user(session, "bench-admin", BENCH_PASSWORD, "admin")
+    staff = accounts.issue_token(session, name="bench", role="admin", user=user).secret
+    session.flush()
+    return cust.id, staff

@@ -10,8 +10,8 @@ those on to 1.2.0, some failed attempts), so the adoption chart has a history. T
 * it runs the job ``count-adoption`` in this process, timed: the backfill of the year
   (every day, both components) and the daily run (one day, both components);
 * it serves the same database with two gunicorn servers (``WORKERS=1``): the code of
-  ``--old-ref`` (a ``git archive`` of it, by default ``main``: the adoption replayed on
-  every view) and this tree's;
+  ``--old-ref`` (a ``git archive`` of it, by default ``583bb2b``, the last commit before
+  adoption was stored per day: the adoption replayed on every view) and this tree's;
 * it requests, on each, the dashboard (``/console/?component=server``, logged in) and
   the adoption API (30 days), ``--requests`` times each (``--old-requests`` for the
   old code, whose views take long on a large fleet), in rounds alternating A B B A,
@@ -19,7 +19,7 @@ those on to 1.2.0, some failed attempts), so the adoption chart has a history. T
   tree's CPU time per request.
 
     .venv/bin/python scripts/bench/dashboard_scale.py --installations 1000000 \\
-        [--baseline 10000] [--old-ref main] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+        [--baseline 10000] [--old-ref 583bb2b] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 """
 from __future__ import annotations
 
@@ -43,46 +43,26 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import benchlib  # noqa: E402
 from benchlib import free_port, load_line, stop, tree_cpu, wait_http  # noqa: E402
 
 COMPONENTS = ["server", "web"]
-PASSWORD = "correct horse battery"
+PASSWORD = benchlib.BENCH_PASSWORD
 
 
 def build(admin_url: str, count: int, instance: Path) -> tuple[str, str]:
     """A fresh database with ``count`` installations and their history; returns (URL, a staff token)."""
-    import sqlalchemy as sa
-
-    name = f"rs_bench_dash_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    url = benchlib.create_pg_database(admin_url, "rs_bench_dash")
     from release_server import create_app
-    from release_server.accounts import services as accounts
     from release_server.db import db
-    from release_server.fleet import services as fleet
     from release_server.migrations import upgrade
-    from release_server.releases import services as rel
-    from release_server.releases.schemas import PublishMetadata
-    from release_server.storage import get_storage
 
     app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
     with app.app_context():
         upgrade(db.engine)
         s = db.session
-        for comp in COMPONENTS:
-            rel.create_component(s, comp)
-            for minor in range(3):
-                blob = get_storage().put_stream(__import__("io").BytesIO(f"{comp} 1.{minor}".encode()))
-                plan = rel.plan_publish(s, comp, PublishMetadata(version=f"1.{minor}.0", channels=["stable"]))
-                rel.create_release(s, plan, blob, f"{comp}-1.{minor}.0.tar.gz", "bench")
-        cust = fleet.create_customer(s, "Fleet Corp")
-        user = accounts.create_user(s, "bench-admin", PASSWORD, "admin")
-        staff = accounts.issue_token(s, name="bench", role="admin", user=user).secret
+        customer_id, staff = benchlib.seed_catalog(s, COMPONENTS)
         s.commit()
-        customer_id = cust.id
         raw = db.engine.raw_connection()
         rnd = random.Random(count)
         now = datetime.now(timezone.utc)
@@ -209,14 +189,13 @@ def main() -> int:
     ap.add_argument("--baseline", type=int, default=10_000, help="the small fleet measured beside it")
     ap.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL",
                                                              "postgresql://postgres@127.0.0.1:5432/test"))
-    ap.add_argument("--old-ref", default="main", help="git revision of the code to compare with ('' for none)")
+    ap.add_argument("--old-ref", default="583bb2b",
+                    help="git revision of the code to compare with ('' for none; default: before adoption by day)")
     ap.add_argument("--requests", type=int, default=5, help="requests per endpoint per round (this code)")
     ap.add_argument("--old-requests", type=int, default=2, help="requests per endpoint per round (old code)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds: A B, then B A, ...")
     ap.add_argument("--keep", action="store_true", help="keep the databases")
     args = ap.parse_args()
-
-    import sqlalchemy as sa
 
     tmp = Path(tempfile.mkdtemp(prefix="rs-bench-dash-"))
     trees = {"new": ROOT}
@@ -285,12 +264,7 @@ def main() -> int:
         for proc in procs:
             stop(proc)
         if not args.keep:
-            admin = sa.create_engine(args.postgres_url.replace("postgresql://", "postgresql+psycopg://"),
-                                     isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                for url, _ in dbs.values():
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-            admin.dispose()
+            benchlib.drop_pg_databases(args.postgres_url, [url for url, _ in dbs.values()])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import benchlib  # noqa: E402
 from check_throughput import free_port, load_python, tree_cpu  # noqa: E402
 
 COMPONENTS = ["server", "web"]
@@ -60,40 +61,19 @@ def token_of(i: int) -> tuple[str, str]:
 
 def build(admin_url: str, count: int, instance: Path) -> tuple[str, str]:
     """A fresh database with ``count`` installations; returns (database URL, a staff token)."""
-    import sqlalchemy as sa
-
-    name = f"rs_bench_fleet_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    url = benchlib.create_pg_database(admin_url, "rs_bench_fleet")
     os.environ["RELEASE_SERVER_INSTANCE_PATH"] = str(instance)
     os.environ["DATABASE_URL"] = url
     from release_server import create_app
-    from release_server.accounts import services as accounts
     from release_server.db import db
-    from release_server.fleet import services as fleet
     from release_server.migrations import upgrade
-    from release_server.releases import services as rel
-    from release_server.releases.schemas import PublishMetadata
-    from release_server.storage import get_storage
 
     app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
     with app.app_context():
         upgrade(db.engine)
         s = db.session
-        for comp in COMPONENTS:
-            rel.create_component(s, comp)
-            for minor in range(3):
-                blob = get_storage().put_stream(__import__("io").BytesIO(f"{comp} 1.{minor}".encode()))
-                plan = rel.plan_publish(s, comp, PublishMetadata(version=f"1.{minor}.0", channels=["stable"]))
-                rel.create_release(s, plan, blob, f"{comp}-1.{minor}.0.tar.gz", "bench")
-        cust = fleet.create_customer(s, "Fleet Corp")
-        user = accounts.create_user(s, "bench-admin", "correct horse battery", "admin")
-        staff = accounts.issue_token(s, name="bench", role="admin", user=user).secret
+        customer_id, staff = benchlib.seed_catalog(s, COMPONENTS)
         s.commit()
-        customer_id = cust.id
         raw = db.engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -193,8 +173,6 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the databases")
     args = ap.parse_args()
 
-    import sqlalchemy as sa
-
     tmp = Path(tempfile.mkdtemp(prefix="rs-bench-fleet-"))
     sizes = [args.baseline, args.installations]
     dbs: dict[int, tuple[str, str]] = {}
@@ -257,12 +235,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         if not args.keep:
-            admin = sa.create_engine(args.postgres_url.replace("postgresql://", "postgresql+psycopg://"),
-                                     isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                for url, _ in dbs.values():
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-            admin.dispose()
+            benchlib.drop_pg_databases(args.postgres_url, [url for url, _ in dbs.values()])
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
