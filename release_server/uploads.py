@@ -22,12 +22,14 @@ nothing is left behind.
 """
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import io
 import mmap
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -59,6 +61,13 @@ class _DirectWriter:
     into an aligned staging buffer and written from there. The last, partial chunk is
     written through the file's ordinary descriptor by :meth:`close`. If the file system
     writes a direct chunk short, that chunk and the rest go through the ordinary one.
+
+    After :meth:`in_background`, the writes are made by a thread of the writer's own, in
+    the order they were given, while the caller goes on receiving: a direct write waits
+    for the device, and the next block can be received and hashed meanwhile. The caller
+    then keeps each block's memory as it is until the writer's :class:`WriteFence` says
+    the block was written; a failed write is raised by the next :meth:`write`, by
+    :meth:`settle` or by :meth:`close`.
     """
 
     def __init__(self, path: str, plain_fd: int) -> None:
@@ -69,8 +78,17 @@ class _DirectWriter:
         self._staged = 0
         self._offset = 0  # where the staged bytes go in the file (aligned while writing directly)
         self._in_place = True  # the caller's memory is aligned as its file offsets are
+        self._queue: WriteFence | None = None
+
+    def in_background(self) -> WriteFence:
+        """Write from now on in a thread of the writer's own; the fence tells when what was given is written."""
+        if self._queue is None:
+            self._queue = WriteFence(self._run_job)
+        return self._queue
 
     def write(self, data: memoryview) -> None:
+        if self._queue is not None:
+            self._queue.raise_error()
         if self._staged and self._in_place and self._fd >= 0:
             n = min(len(data), -self._staged % DIRECT_ALIGN)  # up to the next aligned file offset
             self._stage(data[:n])
@@ -95,6 +113,10 @@ class _DirectWriter:
 
     def _write_in_place(self, data: memoryview) -> int:
         """Write ``data`` (aligned length, at an aligned offset) from where it is; how much was written."""
+        if self._queue is not None:
+            self._queue.submit((data, self._offset, None))
+            self._offset += len(data)
+            return len(data)
         try:
             n = os.pwrite(self._fd, data, self._offset)
         except OSError as e:
@@ -109,18 +131,42 @@ class _DirectWriter:
         return len(data)
 
     def _write_staged(self) -> None:
+        if self._queue is not None and self._staged % DIRECT_ALIGN == 0:
+            # the staging buffer goes with the job; the next bytes are staged in a fresh one
+            buf, view = self._buf, self._view
+            self._queue.submit((view[:self._staged], self._offset, (view, buf)))
+            self._buf = mmap.mmap(-1, DIRECT_CHUNK)
+            self._view = memoryview(self._buf)
+        else:
+            if self._queue is not None:
+                self._queue.settle()  # the ordinary descriptor writes last: after what is queued
+            self._put(self._view[:self._staged], self._offset)
+        self._offset += self._staged
+        self._staged = 0
+
+    def _put(self, data: memoryview, offset: int) -> None:
+        """Write ``data`` at ``offset``: directly when it is aligned and the file takes it, else the ordinary way."""
         done = 0
-        if self._fd >= 0 and self._staged % DIRECT_ALIGN == 0:
+        if self._fd >= 0 and len(data) % DIRECT_ALIGN == 0:
             try:
-                done = os.pwrite(self._fd, self._view[:self._staged], self._offset)
+                done = os.pwrite(self._fd, data, offset)
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
-            if done != self._staged:
+            if done != len(data):
                 self._close_direct()
-        self._write_plain(self._view[done:self._staged], self._offset + done)
-        self._offset += self._staged
-        self._staged = 0
+        self._write_plain(data[done:], offset + done)
+
+    def _run_job(self, job: tuple[memoryview, int, tuple[memoryview, mmap.mmap] | None]) -> None:
+        """One queued write (in the writer's thread); a staging buffer that came with it is let go."""
+        data, offset, owned = job
+        try:
+            self._put(data, offset)
+        finally:
+            data.release()
+            if owned is not None:
+                owned[0].release()
+                owned[1].close()
 
     def _write_plain(self, data: memoryview, offset: int) -> None:
         while data:
@@ -132,9 +178,22 @@ class _DirectWriter:
             fd, self._fd = self._fd, -1
             os.close(fd)
 
+    def settle(self) -> None:
+        """Wait until every write given so far is made; raise the first that failed."""
+        if self._queue is not None:
+            self._queue.settle()
+
     def close(self, *, flush: bool) -> None:
-        """Write what is staged (when ``flush``) and let go of the descriptor and the buffer."""
+        """Write what is staged (when ``flush``) and let go of the descriptor and the buffer.
+
+        Without ``flush`` (the file is being thrown away) queued writes not yet begun are dropped.
+        """
         try:
+            if self._queue is not None:
+                queue, self._queue = self._queue, None
+                queue.stop(drop=not flush)
+                if flush:
+                    queue.raise_error()
             if flush and self._staged:
                 self._write_staged()
         finally:
@@ -144,6 +203,84 @@ class _DirectWriter:
                 self._buf.close()
             except BufferError:
                 pass  # a slice is still held (by a traceback): the memory goes with it
+
+
+class WriteFence:
+    """Writes made in order by a thread of their own, and how far they have got.
+
+    :meth:`mark` numbers what has been given so far; :meth:`wait` returns once that much
+    is written (or has failed), so the giver knows when it may reuse the memory it gave.
+    The first failure is kept and raised to the giver by :meth:`raise_error` (and by
+    :meth:`settle`); the writes after it are skipped.
+    """
+
+    def __init__(self, run: Callable[[Any], None]) -> None:
+        self._run = run
+        self._jobs: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._given = 0
+        self._done = 0
+        self._stopping = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="upload-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Any) -> None:
+        with self._cond:
+            self._jobs.append(job)
+            self._given += 1
+            self._cond.notify_all()
+
+    def mark(self) -> int:
+        return self._given
+
+    def wait(self, mark: int | None) -> None:
+        """Until the writes given before ``mark`` are made (None: nothing to wait for)."""
+        if mark is None:
+            return
+        with self._cond:
+            while self._done < mark:
+                self._cond.wait()
+
+    def settle(self) -> None:
+        self.wait(self.mark())
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def stop(self, *, drop: bool) -> None:
+        """Make (or, with ``drop``, skip) what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            if drop:
+                self._done += len(self._jobs)
+                self._jobs.clear()
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._stopping:
+                    self._cond.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+                failed = self.error is not None
+            try:
+                if not failed:  # after a failure the rest is not written (the file is thrown away)
+                    self._run(job)
+            except BaseException as e:  # kept for the giver, who handles it as if it had written
+                self.error = e
+            finally:
+                job = None
+                with self._cond:
+                    self._done += 1
+                    self._cond.notify_all()
+
 
 
 class HashingSpoolFile:
@@ -245,6 +382,31 @@ class HashingSpoolFile:
             start = max(0, self._released_to - 2 * CACHE_WINDOW)
             self._advise_dontneed(start, self.size - start)
             self._released_to = self.size
+
+    def overlap_writes(self) -> WriteFence | None:
+        """Let :meth:`write_view` return before the bytes are written, when they go around the page cache.
+
+        The caller then keeps each view's memory as it is until the fence returned says its
+        bytes are written, and calls :meth:`settle` when it has given the last one. None
+        (writes stay made before :meth:`write_view` returns) when the file is written through
+        the page cache, where a write costs no wait for the device.
+        """
+        if self._direct is None or self.out_of_space is not None:
+            return None
+        return self._direct.in_background()
+
+    def settle(self, *, raise_errors: bool = True) -> None:
+        """Wait for the writes :meth:`overlap_writes` let go on; a full disk is handled as in :meth:`write_view`."""
+        if self._direct is None:
+            return
+        try:
+            self._direct.settle()
+        except OSError as e:
+            if not raise_errors:
+                return
+            if not is_no_space(e):
+                raise
+            self._discard(e)
 
     def _advise_dontneed(self, offset: int, length: int) -> None:
         try:
@@ -471,16 +633,31 @@ class Part:
         self._reader.copy_part(add, greedy=False)
         return bytes(out)
 
-    def save(self, spool: HashingSpoolFile, inspect: Callable[[Iterator[memoryview]], bool] | None = None) -> bool:
+    def save(self, spool: HashingSpoolFile, inspect: Callable[[Iterator[memoryview]], bool] | None = None,
+             length: int | None = None) -> bool:
         """Stream the content into ``spool`` (hashed and written block by block).
 
         ``inspect``, when given, is called once with an iterator over the same blocks, each
         handed over once it has been hashed and written, and may stop early: the rest is
         written after it returns. Its answer is returned (False without it). A failure to
         receive or to keep a block (the body ends early, the size limit) is raised as it
-        is, whatever ``inspect`` made of it.
+        is, whatever ``inspect`` made of it. ``length``: the size the client declared (see
+        :meth:`MultipartReader.iter_part`).
         """
-        blocks = self._reader.iter_part()
+        self._reader.overlap(spool.overlap_writes())
+        try:
+            verdict = self._save(spool, inspect, length)
+        except BaseException:
+            self._reader.overlap(None)
+            spool.settle(raise_errors=False)
+            raise
+        self._reader.overlap(None)
+        spool.settle()
+        return verdict
+
+    def _save(self, spool: HashingSpoolFile, inspect: Callable[[Iterator[memoryview]], bool] | None,
+              length: int | None) -> bool:
+        blocks = self._reader.iter_part(length=length)
         if inspect is None:
             for view in blocks:
                 spool.write_view(view)
@@ -544,6 +721,9 @@ class MultipartReader:
         # page-aligned memory, and room to keep each byte at its offset modulo DIRECT_ALIGN
         self._buf = mmap.mmap(-1, block + len(self._delim) + MAX_PART_HEADERS + DIRECT_ALIGN)
         self._view = memoryview(self._buf)
+        self._fence: WriteFence | None = None
+        self._spare: tuple[mmap.mmap, memoryview] | None = None  # the other buffer, while writes overlap
+        self._spare_mark: int | None = None  # what the fence must have written before the spare is refilled
         self._buf[:2] = b"\r\n"  # the first delimiter has no line break before it: pretend it has
         self._start, self._end = 0, 2
         self._in_part = False
@@ -553,6 +733,16 @@ class MultipartReader:
         """An answer goes out before the whole body was read: the connection closes instead of draining it."""
         self._body.abandon()
 
+    def overlap(self, fence: WriteFence | None) -> None:
+        """Views handed out from now on may still be being written when the next is asked for, until
+        ``fence`` says they are; the reader then fills two buffers in turn (None: one buffer again,
+        once the caller has waited for the fence).
+
+        A buffer is refilled only after the fence has written every view given out of it, so
+        the body is received into one buffer while the other is still being written.
+        """
+        self._fence, self._spare_mark = fence, None
+
     def _fill(self, greedy: bool) -> bool:
         """Read more of the body behind what is buffered; False at its end."""
         if self._start >= DIRECT_ALIGN:
@@ -560,7 +750,10 @@ class MultipartReader:
             # content stays at the memory offsets (mod DIRECT_ALIGN) of its offsets in the part
             keep = self._end - self._start
             dest = self._start % DIRECT_ALIGN
-            self._buf.move(dest, self._start, keep)
+            if self._fence is None:
+                self._buf.move(dest, self._start, keep)
+            else:
+                self._turn(dest, keep)
             self._start, self._end = dest, dest + keep
         got = False
         while self._end < len(self._buf):
@@ -573,15 +766,36 @@ class MultipartReader:
                 break
         return got
 
+    def _turn(self, dest: int, keep: int) -> None:
+        """Go on in the other buffer, what is kept moved to ``dest`` in it, once the fence has written its views."""
+        assert self._fence is not None
+        if self._spare is None:
+            buf = mmap.mmap(-1, len(self._buf))
+            self._spare = (buf, memoryview(buf))
+        self._fence.wait(self._spare_mark)
+        buf, view = self._spare
+        view[dest:dest + keep] = self._view[self._start:self._start + keep]
+        self._spare, self._spare_mark = (self._buf, self._view), self._fence.mark()
+        self._buf, self._view = buf, view
+
     def copy_part(self, sink: Any, greedy: bool) -> None:
         """Pass the current part's content to ``sink(view)`` up to the next delimiter."""
         for view in self.iter_part(greedy):
             sink(view)
 
-    def iter_part(self, greedy: bool = True) -> Iterator[memoryview]:
-        """The current part's content up to the next delimiter, as views valid until the next one is asked for."""
+    def iter_part(self, greedy: bool = True, length: int | None = None) -> Iterator[memoryview]:
+        """The current part's content up to the next delimiter, as views valid until the next one is asked for.
+
+        With ``length`` (the client declared the part's size) the content is taken as that many
+        bytes without searching them for the delimiter, which must then follow at once: a
+        search costs about half as much as hashing the same bytes. A part of another length is
+        a :class:`~release_server.errors.ValidationError` on ``size``.
+        """
         if not self._in_part:
             raise MultipartError("no part to read")
+        if length is not None:
+            yield from self._iter_length(greedy, length)
+            return
         delim, dl = self._delim, len(self._delim)
         while True:
             i = self._buf.find(delim, self._start, self._end)
@@ -597,6 +811,23 @@ class MultipartReader:
                 self._start = safe
             if not self._fill(greedy):
                 raise MultipartError("the request body ended inside a part")
+
+    def _iter_length(self, greedy: bool, length: int) -> Iterator[memoryview]:
+        left = length
+        while left:
+            if self._end == self._start and not self._fill(greedy):
+                raise MultipartError("the request body ended inside a part")
+            take = min(self._end - self._start, left)
+            yield self._view[self._start:self._start + take]
+            self._start += take
+            left -= take
+        delim, dl = self._delim, len(self._delim)
+        while self._end - self._start < dl and self._fill(False):
+            pass
+        if self._buf[self._start:self._start + dl] != delim:
+            raise ValidationError(f"the artifact does not end after the {length} bytes the metadata declares",
+                                  field="size")
+        self._in_part = False
 
     def next_part(self) -> Part | None:
         """The next part (its headers read), or None after the closing delimiter."""

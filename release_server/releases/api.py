@@ -126,7 +126,8 @@ def publish_release(principal: Principal, component: str) -> ReleaseOut:
                 spool = HashingSpoolFile(cfg["UPLOAD_TMP_DIR"], limit,
                                          bypass_cache=get_storage().adopts_files_from(cfg["UPLOAD_TMP_DIR"]))
                 request.__dict__.setdefault("_spools", []).append(spool)
-                checked = part.save(spool, inspect=services.artifact_passes_while_received)
+                checked = part.save(spool, inspect=services.artifact_passes_while_received,
+                                    length=metadata.size if metadata is not None else None)
                 if metadata is not None and metadata.size is not None and metadata.size != spool.size:
                     raise ValidationError(f"the artifact has {spool.size} bytes, the metadata declares "
                                           f"{metadata.size}", field="size")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gzip
 import io
 import stat
-import struct
 import tarfile
 import zipfile
 import zlib

@@ -5,7 +5,9 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import requests
 from factories import make_tarball
 
@@ -122,7 +124,7 @@ def test_migrations_match_the_models(app):
 
 
 def test_publish_starts_without_the_database_layer():
-    code = ("import sys, release_server.cli; "
+    code = ("import sys, release_server.server_cli; "
             "print(sorted(m for m in ('sqlalchemy', 'requests', 'release_server.support.models', 'release_server.db') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
@@ -131,13 +133,33 @@ def test_publish_starts_without_the_database_layer():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("command", ["publish", "sign", "yank", "unyank", "promote"])
+def test_a_client_command_named_first_starts_without_flask(command: str):
+    code = ("import sys\nfrom release_server.cli import main\ntry:\n    main([%r, '--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\nprint(sorted(m for m in ('flask', 'werkzeug', 'sqlalchemy', 'requests', "
+            "'release_server.application') if m in sys.modules))" % command)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert f"Usage: release-server {command} [OPTIONS]" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_whole_group_still_lists_the_client_commands(tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "release_server.cli", "--help"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    listed = {line.split()[0] for line in out.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert {"publish", "sign", "yank", "unyank", "promote", "mailgate"} <= listed
+
+
 def test_a_database_failure_inside_a_command_is_one_line(app, monkeypatch):
     from click.testing import CliRunner
     from flask.cli import ScriptInfo
     from sqlalchemy.exc import OperationalError
 
     from release_server.accounts import services
-    from release_server.cli import cli
+    from release_server.server_cli import cli
 
     def broken(session):  # noqa: ANN001, ANN202
         raise OperationalError("SELECT 1", {}, Exception("disk I/O error"))

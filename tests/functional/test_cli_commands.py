@@ -19,7 +19,7 @@ def walk(group: click.Group, ctx: click.Context, prefix: str = "") -> list[tuple
 
 
 def test_every_command_has_a_help_line_and_listings_have_json(app: Any) -> None:
-    from release_server.cli import cli
+    from release_server.server_cli import cli
 
     with app.app_context():
         ctx = click.Context(app.cli)

@@ -130,3 +130,27 @@ def test_cli_publish_streams_and_stops_on_refusal(served: dict[str, Any], tmp_pa
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert hashlib.sha256(good.read_bytes()).hexdigest() in r.stdout
+
+
+@pytest.mark.parametrize("off_by", [-1, 1, -4096])
+def test_an_artifact_of_another_size_than_declared_is_refused_and_nothing_stored(app: Any, served: dict[str, Any],
+                                                                                  off_by: int) -> None:
+    body = random_tarball(1024 * 1024 + 13)
+    r = requests.post(f"{served['url']}/api/v1/components/server/releases",
+                      headers={"Authorization": f"Bearer {served['token']}"}, timeout=60,
+                      files={"metadata": (None, json.dumps({"version": "3.0", "size": len(body) + off_by})),
+                             "artifact": ("server-3.0.tar.gz", body, "application/octet-stream")})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["field"] == "size"
+    assert f"after the {len(body) + off_by} bytes the metadata declares" in r.json()["error"]["message"]
+    r = requests.get(f"{served['url']}/api/v1/components/server/releases",
+                     headers={"Authorization": f"Bearer {served['token']}"}, timeout=10)
+    assert "3.0" not in [x["version"] for x in r.json()["items"]]
+    assert list(Path(app.config["UPLOAD_TMP_DIR"]).glob("upload-*")) == []
+    # the same body with its true size goes through
+    r = requests.post(f"{served['url']}/api/v1/components/server/releases",
+                      headers={"Authorization": f"Bearer {served['token']}"}, timeout=60,
+                      files={"metadata": (None, json.dumps({"version": "3.0", "size": len(body)})),
+                             "artifact": ("server-3.0.tar.gz", body, "application/octet-stream")})
+    assert r.status_code == 201, r.text
+    assert r.json()["artifact"]["sha256"] == hashlib.sha256(body).hexdigest()

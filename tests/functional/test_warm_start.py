@@ -147,7 +147,7 @@ def test_warming_can_be_turned_off_and_the_command_line_does_not_warm(app_config
         assert cold.extensions["catalog_cache"]._snapshot is None
     finally:
         cold.extensions["db_engine"].dispose()
-    from release_server import cli
+    from release_server import server_cli as cli
 
     monkeypatch.setenv("RELEASE_SERVER_INSTANCE_PATH", app_config["INSTANCE_PATH"])
     monkeypatch.setenv("DATABASE_URL", app_config["DATABASE_URL"])

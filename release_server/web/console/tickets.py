@@ -20,7 +20,7 @@ from ...db import db
 from ...errors import ReleaseServerError
 from ...fleet import services as fleet
 from ...support import desk, failures, fixes, services as support
-from ...support.models import DEPARTMENTS, KINDS, OPEN_STATUSES, PRIORITIES, REVIEW_OUTCOMES, STATUSES
+from ...support.models import DEPARTMENTS, KINDS, PRIORITIES, REVIEW_OUTCOMES, STATUSES
 from .. import attachments, queries
 from ..forms import Form, service_error_text
 from ..security import current_staff, staff_actor, staff_required

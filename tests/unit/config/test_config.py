@@ -106,7 +106,7 @@ def test_library_logs_stay_at_warning_unless_verbose(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from release_server import logs
-    from release_server.cli import cli
+    from release_server.server_cli import cli
 
     app = create_app({"INSTANCE_PATH": str(tmp_path)})
     close_app(app)

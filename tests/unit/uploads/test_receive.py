@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import random
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -249,17 +251,107 @@ def test_a_parts_content_is_written_with_o_direct_from_where_it_was_received(tmp
     spool = HashingSpoolFile(str(tmp_path), 1 << 30, bypass_cache=True)
     direct_fd = spool._direct._fd
     real = os.pwrite
-    in_place = []
+    written = []
 
     def pwrite(fd, buf, offset):  # noqa: ANN001, ANN202
-        if fd == direct_fd and isinstance(buf, memoryview) and buf.obj is reader._buf:
-            assert offset % uploads.DIRECT_ALIGN == 0 and len(buf) % uploads.DIRECT_ALIGN == 0
-            in_place.append(len(buf))
+        if fd == direct_fd and isinstance(buf, memoryview):
+            written.append((buf.obj, len(buf), offset, threading.current_thread()))
         return real(fd, buf, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite)
     part.save(spool)
     spool.finish()
     assert Path(spool.name).read_bytes() == data and spool.sha256 == hashlib.sha256(data).hexdigest()
-    assert sum(in_place) > 0.9 * len(data)  # not copied again: only the edges of blocks are staged
+    received_into = {id(reader._buf), id(reader._spare[0])}  # the reader's two buffers, filled in turn
+    in_place = [(n, offset) for obj, n, offset, _ in written if id(obj) in received_into]
+    assert all(n % uploads.DIRECT_ALIGN == 0 and offset % uploads.DIRECT_ALIGN == 0 for n, offset in in_place)
+    assert sum(n for n, _ in in_place) > 0.9 * len(data)  # not copied again: only the edges of blocks are staged
+    # the writes were made behind the reading, by the spool's writer thread, not the receiving one
+    assert {t for *_, t in written} and threading.current_thread() not in {t for *_, t in written}
     spool.close()
+
+
+def slow_direct_writes(monkeypatch, spool: HashingSpoolFile, fail_at: int | None = None, errno_: int = errno.ENOSPC):
+    """Direct writes that take a while (so the reading runs ahead of them), failing from ``fail_at`` on."""
+    direct_fd = spool._direct._fd
+    real = os.pwrite
+
+    def pwrite(fd, buf, offset):  # noqa: ANN001, ANN202
+        if fd == direct_fd:
+            time.sleep(0.003)
+            if fail_at is not None and offset >= fail_at:
+                raise OSError(errno_, os.strerror(errno_))
+        return real(fd, buf, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+@pytest.mark.parametrize("block", [4096, 65536, 1 << 20])
+def test_a_buffer_is_received_into_again_only_after_the_writer_has_written_it(tmp_path: Path, monkeypatch,
+                                                                               block: int):
+    data = os.urandom(2 * uploads.DIRECT_CHUNK + 4321)
+    reader, part = artifact_part(data, block, seed=5)
+    spool = HashingSpoolFile(str(tmp_path), 1 << 30, bypass_cache=True)
+    slow_direct_writes(monkeypatch, spool)
+    seen = bytearray()
+    assert part.save(spool, inspect=lambda blocks: [seen.extend(b) for b in blocks] and True) is True
+    assert reader.next_part() is None  # the reader goes on in one buffer once the part is written
+    spool.finish()
+    assert bytes(seen) == data
+    assert Path(spool.name).read_bytes() == data and spool.sha256 == hashlib.sha256(data).hexdigest()
+    spool.close()
+
+
+def test_a_full_disk_behind_the_reading_is_507_and_leaves_nothing(tmp_path: Path, monkeypatch):
+    from release_server.storage import InsufficientStorageError
+
+    data = os.urandom(3 * uploads.DIRECT_CHUNK)
+    reader, part = artifact_part(data, 1 << 20, seed=3)
+    spool = HashingSpoolFile(str(tmp_path), 1 << 30, bypass_cache=True)
+    slow_direct_writes(monkeypatch, spool, fail_at=uploads.DIRECT_CHUNK)
+    part.save(spool)  # the rest of the part is read and dropped: the client gets its answer
+    assert reader.next_part() is None
+    assert spool.out_of_space is not None and not Path(spool.name).exists()
+    with pytest.raises(InsufficientStorageError):
+        spool.finish()
+    spool.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_error_behind_the_reading_reaches_the_caller(tmp_path: Path, monkeypatch):
+    _, part = artifact_part(os.urandom(3 * uploads.DIRECT_CHUNK), 1 << 20, seed=4)
+    spool = HashingSpoolFile(str(tmp_path), 1 << 30, bypass_cache=True)
+    slow_direct_writes(monkeypatch, spool, fail_at=0, errno_=errno.EIO)
+    with pytest.raises(OSError) as caught:
+        part.save(spool)
+    assert caught.value.errno == errno.EIO
+    spool.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_part_of_declared_length_is_taken_whole_without_searching_it(tmp_path: Path, seed: int):
+    # the delimiter itself inside the content: a search would end the part there
+    data = TRICKY + os.urandom(uploads.DIRECT_CHUNK + 77) + f"\r\n--{BOUNDARY}\r\n".encode() + TRICKY
+    reader, part = artifact_part(data, 65536, seed)
+    spool = HashingSpoolFile(str(tmp_path), 1 << 30, bypass_cache=True)
+    part.save(spool, length=len(data))
+    assert reader.next_part() is None
+    spool.finish()
+    assert Path(spool.name).read_bytes() == data and spool.sha256 == hashlib.sha256(data).hexdigest()
+    spool.close()
+
+
+@pytest.mark.parametrize("declared", [-1, +1, -100_000, +5])
+def test_a_part_longer_or_shorter_than_declared_is_refused_on_size(tmp_path: Path, declared: int):
+    from release_server.errors import ValidationError
+
+    data = os.urandom(200_000)
+    _, part = artifact_part(data, 65536, seed=9)
+    spool = HashingSpoolFile(str(tmp_path), 1 << 30)
+    with pytest.raises(ValidationError) as caught:
+        part.save(spool, length=len(data) + declared)
+    assert caught.value.field == "size"
+    assert f"after the {len(data) + declared} bytes the metadata declares" in caught.value.message
+    spool.close()
+    assert list(tmp_path.iterdir()) == []
