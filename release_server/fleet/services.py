@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import unicodedata
@@ -20,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app, has_app_context
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ..db import lock_row
 from ..errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
@@ -112,6 +113,32 @@ def get_customer(session: Session, ref: str | int) -> Customer:
 
 def list_customers(session: Session) -> list[Customer]:
     return list(session.scalars(select(Customer).order_by(Customer.name)))
+
+
+def customers_page(session: Session, page: int, per_page: int) -> tuple[list[Customer], int]:
+    """One page of the customers by name, and how many there are."""
+    total = session.scalar(select(func.count()).select_from(Customer)) or 0
+    rows = list(session.scalars(select(Customer).order_by(Customer.name, Customer.id)
+                                .offset((page - 1) * per_page).limit(per_page)))
+    return rows, total
+
+
+def installation_counts(session: Session, customer_ids: Iterable[int]) -> dict[int, int]:
+    """How many installations each of these customers has (revoked ones too), in one query."""
+    ids = list(customer_ids)
+    if not ids:
+        return {}
+    got = dict(session.execute(select(Installation.customer_id, func.count()).where(
+        Installation.customer_id.in_(ids)).group_by(Installation.customer_id)).all())
+    return {cid: got.get(cid, 0) for cid in ids}
+
+
+def installations_by_id(session: Session, ids: Iterable[str]) -> dict[str, Installation]:
+    """The installations with these ids that exist, in one query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {i.id: i for i in session.scalars(select(Installation).where(Installation.id.in_(wanted)))}
 
 
 # enrollment
@@ -298,24 +325,49 @@ def health_of(inst: Installation, now: datetime | None = None) -> str:
 def list_installations(session: Session, *, customer: str | None = None, health: str | None = None,
                        component: str | None = None, version: str | None = None, tag: str | None = None,
                        page: int = 1, per_page: int = 50) -> tuple[list[Installation], int]:
-    stmt = select(Installation).order_by(Installation.name, Installation.id)
+    """One page of the installations that pass the filters (by name), and how many pass.
+
+    Every filter is a condition of the query, so the database counts and pages: the cost is
+    one count and one page of rows (with their components) whatever the fleet's size. The
+    health filter is :func:`health_of` in SQL: stale when not seen within
+    ``STALE_AFTER_HOURS``, else the state the installation reported.
+    """
+    conditions = []
     if customer:
-        stmt = stmt.where(Installation.customer_id == get_customer(session, customer).id)
+        conditions.append(Installation.customer_id == get_customer(session, customer).id)
     if component:
         sub = select(InstalledComponent.installation_id).where(InstalledComponent.component == component)
         if version:  # a version or a prefix of whole parts: "2.4" matches 2.4, 2.4.0, 2.4.1 (not 2.40)
-            esc = version.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             sub = sub.where(or_(InstalledComponent.version == version,
-                                InstalledComponent.version.like(esc + ".%", escape="\\")))
-        stmt = stmt.where(Installation.id.in_(sub))
-    rows = list(session.scalars(stmt))
+                                InstalledComponent.version.like(_like_escape(version) + ".%", escape="\\")))
+        conditions.append(Installation.id.in_(sub))
     if tag:
-        rows = [r for r in rows if tag in (r.tags or [])]
+        conditions.append(has_tag(tag))
     if health:
-        now = utcnow()
-        rows = [r for r in rows if health_of(r, now) == health]
-    start = (page - 1) * per_page
-    return rows[start:start + per_page], len(rows)
+        cutoff = utcnow() - timedelta(hours=_cfg("STALE_AFTER_HOURS", 48))
+        if health == "stale":
+            conditions.append(or_(Installation.last_seen_at.is_(None), Installation.last_seen_at < cutoff))
+        else:
+            conditions.append(and_(Installation.last_seen_at >= cutoff, Installation.state == health))
+    total = session.scalar(select(func.count()).select_from(Installation).where(*conditions)) or 0
+    rows = list(session.scalars(
+        select(Installation).where(*conditions).order_by(Installation.name, Installation.id)
+        .offset((page - 1) * per_page).limit(per_page).options(selectinload(Installation.components))))
+    return rows, total
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def has_tag(tag: str) -> ColumnElement[bool]:
+    """The installations whose tags include ``tag`` (a condition of a query, on SQLite and PostgreSQL alike).
+
+    Tags are stored as a JSON list of names that :func:`parse_tags` allows (no quotes), so a
+    tag is in the list exactly when its JSON string, quotes and all, is in the stored text.
+    """
+    needle = json.dumps(tag)
+    return cast(Installation.tags, Text).like(f"%{_like_escape(needle)}%", escape="\\")
 
 
 def apply_inventory(session: Session, inst: Installation, installed: dict[str, str],

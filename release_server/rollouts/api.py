@@ -29,7 +29,7 @@ from . import figures as figures_mod  # noqa: E402
 from . import services  # noqa: E402
 from .models import Pin, Rollout  # noqa: E402
 from .schemas import (Adoption, AdoptionDay, AdoptionQuery, CreatePin, CreateRollout, HaltBody, NextStepOut,  # noqa
-                      PercentBody, PinList, PinOut, RestrictBody, RestrictionsOut, ResumeBody, RolloutDay,
+                      PercentBody, PinList, PinOut, PinQuery, RestrictBody, RestrictionsOut, ResumeBody, RolloutDay,
                       RolloutFigures, RolloutList, RolloutOut, RolloutQuery, StartBody, VersionCount,
                       VersionFigures, YankBody)
 
@@ -169,9 +169,11 @@ def create_pin(principal, body: CreatePin) -> PinOut:  # noqa: ANN001
     return pin_out(pin)
 
 
-@endpoint("/pins", roles=STAFF, response=PinList, summary="List pins", tag="rollouts")
-def list_pins(principal) -> PinList:  # noqa: ANN001
-    return PinList(items=[pin_out(p) for p in services.list_pins(db.session)])
+@endpoint("/pins", roles=STAFF, query=PinQuery, response=PinList, summary="List pins (a page, oldest first)",
+          tag="rollouts")
+def list_pins(principal, query: PinQuery) -> PinList:  # noqa: ANN001
+    rows, total = services.pins_page(db.session, query.page, query.per_page)
+    return PinList(items=[pin_out(p) for p in rows], total=total)
 
 
 @endpoint("/pins/<int:pin_id>", methods=["DELETE"], roles=PUBLISHERS | {"support"}, response=PinOut,

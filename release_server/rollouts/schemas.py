@@ -139,6 +139,13 @@ class PinOut(BaseModel):
 
 class PinList(BaseModel):
     items: list[PinOut]
+    total: int
+
+
+class PinQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    per_page: int = Field(default=100, ge=1, le=500)
 
 
 class RestrictBody(BaseModel):

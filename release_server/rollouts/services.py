@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import lock_row
@@ -424,6 +424,13 @@ def add_pin(session: Session, *, scope: str, scope_value: str, component: str, v
 
 def list_pins(session: Session) -> list[Pin]:
     return list(session.scalars(select(Pin).order_by(Pin.id)))
+
+
+def pins_page(session: Session, page: int, per_page: int) -> tuple[list[Pin], int]:
+    """One page of the pins, oldest first, and how many there are."""
+    total = session.scalar(select(func.count()).select_from(Pin)) or 0
+    rows = list(session.scalars(select(Pin).order_by(Pin.id).offset((page - 1) * per_page).limit(per_page)))
+    return rows, total
 
 
 def pins_for_installation(session: Session, inst: Installation) -> list[Pin]:

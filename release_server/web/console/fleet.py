@@ -150,22 +150,25 @@ def customers() -> Any:
     from .rollouts import page_arg
 
     page = page_arg()
-    every = fleet.list_customers(session)
-    rows = every[(page - 1) * PER_PAGE:page * PER_PAGE]
-    counts = {c.id: len(c.installations) for c in rows}
+    rows, total = fleet.customers_page(session, page, PER_PAGE)
+    counts = fleet.installation_counts(session, [c.id for c in rows])
     return render_template("console/customers.html", rows=rows, counts=counts, form=form, page=page,
-                           per_page=PER_PAGE, total=len(every)), status
+                           per_page=PER_PAGE, total=total), status
 
 
 def _customer_page(customer_id: int, *, user_form: Form | None = None, token_form: Form | None = None,
                    defaults_form: Form | None = None, new_secret: str | None = None, status: int = 200) -> Any:
+    from .rollouts import page_arg
+
     session = db.session
     cust = fleet.get_customer(session, customer_id)
     now = utcnow()
+    page = page_arg()
+    installations, total = fleet.list_installations(session, customer=str(cust.id), page=page, per_page=PER_PAGE)
     return render_template(
         "console/customer.html", cust=cust, users=customer_users.list_customer_users(session, cust),
-        tokens=fleet.list_enrollment_tokens(session, cust), installations=sorted(cust.installations,
-                                                                                 key=lambda i: i.name),
+        tokens=fleet.list_enrollment_tokens(session, cust), installations=installations,
+        installations_total=total, page=page, per_page=PER_PAGE,
         health_of=lambda i: fleet.health_of(i, now), user_form=user_form or Form(),
         token_form=token_form or Form({"max_uses": "", "expires_days": "30"}), new_secret=new_secret,
         defaults_form=defaults_form or Form({"locale": cust.locale or "", "timezone": cust.timezone or ""}),

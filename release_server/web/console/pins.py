@@ -23,6 +23,7 @@ from ..security import current_staff, staff_required
 from . import ALL, bp
 
 SCOPES = ("installation", "tag", "customer")
+PER_PAGE = 100
 
 
 def _next_url(default: str) -> str:
@@ -32,12 +33,15 @@ def _next_url(default: str) -> str:
 
 
 def _page(form: Form | None = None, status: int = 200) -> Any:
+    from .rollouts import page_arg
+
     session = db.session
-    pins = rollouts.list_pins(session)
+    page = page_arg()
+    pins, total = rollouts.pins_page(session, page, PER_PAGE)
     customers = {str(c.id): c for c in fleet.list_customers(session)}
-    installations = {p.scope_value: fleet.get_installation(session, p.scope_value)
-                     for p in pins if p.scope == "installation"}
-    return render_template("console/pins.html", pins=pins, customers=customers, installations=installations,
+    installations = fleet.installations_by_id(session, (p.scope_value for p in pins if p.scope == "installation"))
+    return render_template("console/pins.html", pins=pins, total=total, page=page, per_page=PER_PAGE,
+                           customers=customers, installations=installations,
                            form=form or Form({"scope": request.args.get("scope", "tag"),
                                               "value": request.args.get("value", ""), "exact": "prefix"}),
                            components=releases.list_components(session), scopes=SCOPES), status
