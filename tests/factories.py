@@ -69,3 +69,21 @@ def timeline_in(app: Any, locale: str, number: str) -> list[str]:
         t = db.session.scalar(select(Ticket).where(Ticket.number == number))
         events = db.session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == t.id).order_by(TicketEvent.id))
         return [text_of(e, "body", locale) for e in events]
+
+
+def statements_run(app: Any, fn: Any) -> list[tuple[str, int]]:
+    """(statement, rows it returned where the driver tells: PostgreSQL) of each SQL statement ``fn`` runs."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, int]] = []
+
+    def after(conn, cursor, statement, *args: Any) -> None:  # noqa: ANN001
+        seen.append((statement, cursor.rowcount))
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        fn()
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    return seen

@@ -13,10 +13,10 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from factories import create_component
+from factories import create_component, statements_run
 from functional.test_web_console import console_login, make_staff
 from packaging.version import Version
-from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from release_server.db import db
 from release_server.fleet.models import Customer, InstalledComponent, Installation, UpdateReport
@@ -267,22 +267,6 @@ def test_old_days_are_dropped_and_a_missing_day_is_marked(app: Any, client: Any,
     assert oldest == now.date() + timedelta(days=400 - 365) and kept == 0
 
 
-def _statements(app: Any, fn: Any) -> list[tuple[str, int]]:
-    """(statement, rows it returned where the driver tells: PostgreSQL) of each statement ``fn`` runs."""
-    seen: list[tuple[str, int]] = []
-
-    def after(conn, cursor, statement, *args: Any) -> None:  # noqa: ANN001
-        seen.append((statement, cursor.rowcount))
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        fn()
-    finally:
-        event.remove(engine, "after_cursor_execute", after)
-    return seen
-
-
 def test_dashboard_and_api_read_the_same_statements_for_50_and_500_installations(
         app: Any, client: Any, fleet_world: dict[str, str], backend: str) -> None:
     make_staff(app, "sam", "support")
@@ -294,8 +278,8 @@ def test_dashboard_and_api_read_the_same_statements_for_50_and_500_installations
             db.session.execute(delete(AdoptionDayCounted))
             db.session.commit()
         count_days(app)
-        board = _statements(app, lambda: client.get("/console/?component=server"))
-        api = _statements(app, lambda: client.get("/api/v1/fleet/adoption?component=server&days=30",
+        board = statements_run(app, lambda: client.get("/console/?component=server"))
+        api = statements_run(app, lambda: client.get("/api/v1/fleet/adoption?component=server&days=30",
                                                   headers=fleet_world))
         assert client.get("/console/?component=server").status_code == 200
         per_size[size] = (board, api)

@@ -13,9 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import create_component
+from factories import create_component, statements_run
 from functional.test_web_console import console_login, make_staff
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 
 from release_server.db import db
 from release_server.fleet.models import Customer, InstalledComponent, Installation
@@ -109,21 +109,6 @@ def test_the_installation_list_filters_and_pages_as_every_row_would(app: Any, cl
     assert listed(client, world, tag="eu")[1] > 0 and listed(client, world, health="stale")[1] > 0
 
 
-def _statements(app: Any, fn: Any) -> list[tuple[str, int]]:
-    seen: list[tuple[str, int]] = []
-
-    def after(conn, cursor, statement, *args: Any) -> None:  # noqa: ANN001
-        seen.append((statement, cursor.rowcount))
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "after_cursor_execute", after)
-    try:
-        fn()
-    finally:
-        event.remove(engine, "after_cursor_execute", after)
-    return seen
-
-
 def test_fleet_pages_run_the_same_statements_for_30_and_300_installations(app: Any, client: Any,
                                                                            world: dict[str, Any],
                                                                            backend: str) -> None:
@@ -147,7 +132,7 @@ def test_fleet_pages_run_the_same_statements_for_30_and_300_installations(app: A
         for url in pages:
             r = client.get(url)
             assert r.status_code == 200, url
-            per_size[size][url] = _statements(app, lambda url=url: client.get(url))
+            per_size[size][url] = statements_run(app, lambda url=url: client.get(url))
     def shapes(seen: list[tuple[str, int]]) -> list[str]:  # a page of ids in IN (...) is one shape
         return [re.sub(r"IN \((?:[^()]|\([^()]*\))*\)", "IN (...)", statement) for statement, _ in seen]
 
