@@ -11,6 +11,7 @@ the same commands are found in it.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -30,11 +31,29 @@ def client_command(name: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def load_dotenv() -> None:
+    """Read ``.env`` and ``.flaskenv`` as the whole group does (Flask's CLI): the nearest of each
+    from the working folder up, never over what the environment already has (``.env`` first,
+    so it wins), and not at all when ``FLASK_SKIP_DOTENV`` is set to anything but 0, false or no."""
+    skip = os.environ.get("FLASK_SKIP_DOTENV")
+    if skip and skip.lower() not in ("0", "false", "no"):
+        return
+    try:
+        import dotenv
+    except ImportError:  # python-dotenv is optional for Flask too
+        return
+    for name in (".env", ".flaskenv"):
+        path = dotenv.find_dotenv(name, usecwd=True)
+        if path:
+            dotenv.load_dotenv(path, encoding="utf-8", override=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in CLIENT_COMMANDS:
         from .errors import ReleaseServerError
 
+        load_dotenv()  # RELEASE_SERVER_URL / _TOKEN may come from there, as through the group
         try:
             client_command(args[0]).main(args[1:], prog_name=f"release-server {args[0]}")
         except ReleaseServerError as e:  # as the whole group words it (server_cli.ReleaseServerGroup)

@@ -145,6 +145,33 @@ def test_a_client_command_named_first_starts_without_flask(command: str):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_a_client_command_reads_dot_env_as_the_group_does(tmp_path: Path, first: bool):
+    """RELEASE_SERVER_URL from .env in a parent folder, named first or after a group option."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the command reports it cannot reach it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / ".env").write_text(f"RELEASE_SERVER_URL=http://127.0.0.1:{port}\nRELEASE_SERVER_TOKEN=rst_x_y\n")
+    (tmp_path / ".flaskenv").write_text("RELEASE_SERVER_URL=http://127.0.0.1:1\n")  # .env wins
+    work = tmp_path / "sub"
+    work.mkdir()
+    artifact = work / "server-1.0.tar.gz"
+    artifact.write_bytes(make_tarball({"a.txt": b"a"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELEASE_SERVER_", "FLASK_"))}
+    args = ["publish", "--component", "server", "--version", "1.0", "--quiet", str(artifact)]
+    if not first:
+        args = ["-v", *args]
+    out = subprocess.run([sys.executable, "-m", "release_server.cli", *args], capture_output=True, text=True,
+                         cwd=work, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 3, out.stderr
+    assert f"cannot reach http://127.0.0.1:{port}" in out.stderr
+    skipped = subprocess.run([sys.executable, "-m", "release_server.cli", *args], capture_output=True, text=True,
+                             cwd=work, timeout=60, env={**env, "PYTHONPATH": str(ROOT), "FLASK_SKIP_DOTENV": "1"})
+    assert skipped.returncode == 2 and "--server" in skipped.stderr
+
+
 def test_the_whole_group_still_lists_the_client_commands(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "release_server.cli", "--help"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
