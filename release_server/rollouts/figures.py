@@ -37,13 +37,29 @@ from .models import AdoptionCount, AdoptionDayCounted, Rollout
 HISTORY_DAYS = 366
 
 
+def _inventory_counts(session: Session, *keys: Any, where: Any = None) -> Counter[tuple[Any, ...]]:
+    """Installed components per ``keys`` over the installations not revoked.
+
+    Counted as every row less the revoked installations' rows: the first is one pass over
+    ``installed_components`` with no join, the second reads the few revoked installations
+    through their partial index, where a join of the whole inventory with every
+    installation costs several times as much on a large fleet.
+    """
+    ic = InstalledComponent
+    conditions = [] if where is None else [where]
+    counts: Counter[tuple[Any, ...]] = Counter({tuple(row[:-1]): row[-1] for row in session.execute(
+        select(*keys, func.count()).where(*conditions).group_by(*keys))})
+    revoked = session.execute(
+        select(*keys, func.count()).join(Installation, Installation.id == ic.installation_id)
+        .where(Installation.revoked_at.is_not(None), *conditions).group_by(*keys))
+    counts.subtract({tuple(row[:-1]): row[-1] for row in revoked})
+    return +counts  # only the positive: a version that only revoked installations ran is not in use
+
+
 def versions_in_use(session: Session) -> tuple[list[tuple[str, str, int]], int, int]:
-    rows = session.execute(select(InstalledComponent.component, InstalledComponent.version,
-                                  func.count(InstalledComponent.installation_id))
-                           .join(Installation, Installation.id == InstalledComponent.installation_id)
-                           .where(Installation.revoked_at.is_(None))
-                           .group_by(InstalledComponent.component, InstalledComponent.version)).all()
-    out = sorted(((c, v, n) for c, v, n in rows), key=lambda r: (r[0], Version(r[1])), reverse=False)
+    """(component, version, installations) in use, with the stale and the whole count of installations not revoked."""
+    counts = _inventory_counts(session, InstalledComponent.component, InstalledComponent.version)
+    out = sorted(((c, v, n) for (c, v), n in counts.items()), key=lambda r: (r[0], Version(r[1])))
     # stale as fleet.services.health_of has it: never seen, or not seen for STALE_AFTER_HOURS
     seen_before = utcnow() - timedelta(hours=_stale_after_hours())
     live = Installation.revoked_at.is_(None)
@@ -70,11 +86,8 @@ class DayCounts(NamedTuple):
 
 def live_versions(session: Session, component: str) -> dict[str, int]:
     """Installations per version of ``component`` now (the inventory of installations not revoked)."""
-    rows = session.execute(select(InstalledComponent.version, func.count(InstalledComponent.installation_id))
-                           .join(Installation, Installation.id == InstalledComponent.installation_id)
-                           .where(InstalledComponent.component == component, Installation.revoked_at.is_(None))
-                           .group_by(InstalledComponent.version)).all()
-    return {v: n for v, n in rows}
+    counts = _inventory_counts(session, InstalledComponent.version, where=InstalledComponent.component == component)
+    return {v: n for (v,), n in counts.items()}
 
 
 def adoption(session: Session, component: str, days: int, today: date | None = None,
