@@ -212,6 +212,22 @@ def drop_pg_databases(admin_url: str, urls: Iterable[str]) -> None:
     admin.dispose()
 
 
+def seeded_app(url: str, instance: Path, components: Iterable[str]) -> tuple[Any, int, str]:
+    """An application on the database at ``url``, its schema made and :func:`seed_catalog`'s catalog committed.
+
+    Returns (the application, the customer's id, the admin's API token)."""
+    from release_server import create_app
+    from release_server.db import db
+    from release_server.migrations import upgrade
+
+    app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
+    with app.app_context():
+        upgrade(db.engine)
+        customer_id, staff = seed_catalog(db.session, components)
+        db.session.commit()
+    return app, customer_id, staff
+
+
 def seed_catalog(session: Any, components: Iterable[str]) -> tuple[int, str]:
     """Releases 1.0.0-1.2.0 of each component, a customer and an admin (``bench-admin``, :data:`BENCH_PASSWORD`).
 

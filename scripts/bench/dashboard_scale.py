@@ -53,16 +53,11 @@ PASSWORD = benchlib.BENCH_PASSWORD
 def build(admin_url: str, count: int, instance: Path) -> tuple[str, str]:
     """A fresh database with ``count`` installations and their history; returns (URL, a staff token)."""
     url = benchlib.create_pg_database(admin_url, "rs_bench_dash")
-    from release_server import create_app
     from release_server.db import db
-    from release_server.migrations import upgrade
 
-    app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
+    app, customer_id, staff = benchlib.seeded_app(url, instance, COMPONENTS)
     with app.app_context():
-        upgrade(db.engine)
         s = db.session
-        customer_id, staff = benchlib.seed_catalog(s, COMPONENTS)
-        s.commit()
         raw = db.engine.raw_connection()
         rnd = random.Random(count)
         now = datetime.now(timezone.utc)

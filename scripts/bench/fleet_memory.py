@@ -64,16 +64,10 @@ def build(admin_url: str, count: int, instance: Path) -> tuple[str, str]:
     url = benchlib.create_pg_database(admin_url, "rs_bench_fleet")
     os.environ["RELEASE_SERVER_INSTANCE_PATH"] = str(instance)
     os.environ["DATABASE_URL"] = url
-    from release_server import create_app
     from release_server.db import db
-    from release_server.migrations import upgrade
 
-    app = create_app({"INSTANCE_PATH": str(instance), "DATABASE_URL": url})
+    app, customer_id, staff = benchlib.seeded_app(url, instance, COMPONENTS)
     with app.app_context():
-        upgrade(db.engine)
-        s = db.session
-        customer_id, staff = benchlib.seed_catalog(s, COMPONENTS)
-        s.commit()
         raw = db.engine.raw_connection()
         try:
             cur = raw.cursor()
